@@ -1,0 +1,1 @@
+"""rdet's command line: a thin Typer layer over `zoo` and `retinanet`."""

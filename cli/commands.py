@@ -1,0 +1,9 @@
+"""Every subcommand module registers itself on the app here, in the order `rdet --help` lists them."""
+from importlib import import_module
+
+MODULES = ["zoo_cmds", "weights_cmds"]
+
+
+def register(app) -> None:
+    for name in MODULES:
+        import_module(f"{__package__}.{name}").register(app)

@@ -1,0 +1,48 @@
+"""What every command shares: the options, the consoles, the zoo, and turning errors into one line."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+# Results go to stdout; progress, tables meant for people and errors go to stderr when --json is on,
+# so that `--json` output is exactly one JSON document.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+ZooOption = typer.Option(None, "--zoo", envvar="RDET_ZOO", help="A manifest of your own that adds or overrides "
+                         "entries (same schema as zoo.toml).", show_default=False)
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout and nothing else.")
+CacheDirOption = typer.Option(None, "--cache-dir", envvar="RDET_CACHE", help="Where weights are kept "
+                              "(default: the user cache directory).", show_default=False)
+OfflineOption = typer.Option(False, "--offline", help="Never touch the network (also RDET_OFFLINE=1).")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output.")
+DeviceOption = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto (CUDA when present).")
+
+
+class Fail(Exception):
+    """Raised by commands to stop with a one-line message and an exit code."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def load_zoo(zoo_file: Optional[Path]):
+    from zoo.manifest import Zoo
+
+    return Zoo.load(zoo_file)
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def fmt(value, spec: str = "") -> str:
+    """A published figure, or '-' where the table has none."""
+    return "-" if value is None else format(value, spec)

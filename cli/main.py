@@ -1,0 +1,92 @@
+"""The `rdet` command: wires the subcommands together and turns every known error into one line."""
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from . import commands
+from .common import Fail, err
+
+app = typer.Typer(
+    name="rdet",
+    help="A model zoo for MMDetection v2.0's RetinaNet detectors: browse, download, predict, evaluate, train, bench.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool):
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("rdet")
+        except PackageNotFoundError:
+            v = "unknown (not installed)"
+        typer.echo(f"rdet {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                           help="Show the version and exit."),
+):
+    """rdet: RetinaNet model zoo.
+
+    Examples:
+
+      rdet list
+
+      rdet predict photo.jpg --out results/
+
+      rdet eval x101_32x4d_fpn_2x --data-root /data/coco
+    """
+
+
+commands.register(app)
+
+
+def _known_errors():
+    from retinanet.errors import RetinaNetError
+    from zoo.errors import ZooError
+
+    return (ZooError, RetinaNetError)
+
+
+def main(argv=None) -> None:
+    """Entry point of the console script."""
+    try:
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
+    except Fail as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        sys.exit(e.code)
+    except _known_errors() as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        sys.exit(getattr(e, "exit_code", 2))
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except Exception as e:  # click usage errors and the like
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

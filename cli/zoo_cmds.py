@@ -1,0 +1,98 @@
+"""`rdet list` and `rdet info`: browse the zoo."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .common import CacheDirOption, JsonOption, ZooOption, fmt, load_zoo, out, print_json
+
+
+def _cache(cache_dir):
+    from zoo.cache import Cache
+
+    return Cache(cache_dir)
+
+
+def list_models(
+    pattern: Optional[str] = typer.Argument(None, help="Only models whose name or alias matches this glob or "
+                                            "substring."),
+    zoo_file: Optional[Path] = ZooOption,
+    cache_dir: Optional[Path] = CacheDirOption,
+    as_json: bool = JsonOption,
+):
+    """List the zoo's models with their published figures and whether their weights are cached.
+
+    Examples:
+
+      rdet list
+
+      rdet list x101
+
+      rdet list '*_2x' --json
+    """
+    zoo = load_zoo(zoo_file)
+    cache = _cache(cache_dir)
+    entries = zoo.filter(pattern)
+    if as_json:
+        print_json([{**e.to_dict(), "cached": cache.has(e.filename), "path": str(cache.path(e.filename))}
+                    for e in entries])
+        return
+    table = Table(title=f"RetinaNet zoo ({len(entries)} of {len(zoo)} models)", title_justify="left")
+    for col, just in [("name", "left"), ("backbone", "left"), ("style", "left"), ("schd", "left"),
+                      ("mem (GB)", "right"), ("fps", "right"), ("box AP", "right"), ("cached", "center")]:
+        table.add_column(col, justify=just, no_wrap=col == "name")
+    for e in entries:
+        table.add_row(e.name, e.backbone or f"R-{e.depth}", e.style, e.schedule, fmt(e.mem_gb), fmt(e.fps),
+                      fmt(e.box_ap), "[green]yes[/green]" if cache.has(e.filename) else "[dim]no[/dim]")
+    out.print(table)
+    if not entries:
+        out.print(f"no model matches '{pattern}'")
+
+
+def info(
+    name: str = typer.Argument(..., help="A model name or its reference config name."),
+    zoo_file: Optional[Path] = ZooOption,
+    cache_dir: Optional[Path] = CacheDirOption,
+    as_json: bool = JsonOption,
+):
+    """Everything about one model: architecture, normalisation, schedule, published figures, weights.
+
+    Examples:
+
+      rdet info r50_fpn_1x
+
+      rdet info retinanet_x101_64x4d_fpn_2x_coco --json
+    """
+    entry = load_zoo(zoo_file).get(name)
+    cache = _cache(cache_dir)
+    path, cached = cache.path(entry.filename), cache.has(entry.filename)
+    if as_json:
+        print_json({**entry.to_dict(), "cached": cached, "path": str(path)})
+        return
+    arch = f"ResNet-{entry.depth}" if entry.groups == 1 else f"ResNeXt-{entry.depth} {entry.groups}x{entry.base_width}d"
+    rows = [
+        ("name", entry.name), ("aliases", ", ".join(entry.aliases) or "-"),
+        ("backbone", f"{arch}, {entry.style} style, FPN P3-P7"),
+        ("classes", str(entry.num_classes)),
+        ("input", f"{'RGB' if entry.to_rgb else 'BGR'}, mean {list(entry.mean)}, std {list(entry.std)}"),
+        ("schedule", f"{entry.schedule}: {entry.epochs} epochs, lr x0.1 at epochs {list(entry.lr_steps)}"),
+        ("init", entry.pretrained_url or "-"),
+        ("published", f"box AP {fmt(entry.box_ap)}, mem {fmt(entry.mem_gb)} GB, {fmt(entry.fps)} fps"),
+        ("checkpoint", entry.url), ("sha256", entry.sha256), ("log", entry.log_url or "-"),
+        ("cache", f"{path} ({'cached' if cached else 'not downloaded'})"),
+        ("manifest", entry.source),
+    ]
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for k, v in rows:
+        table.add_row(k, v)
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("list")(list_models)
+    app.command("info")(info)

@@ -1,0 +1,96 @@
+"""Reference-format checkpoints: {'state_dict': {backbone.*, neck.*, bbox_head.*}, 'meta': {...}} or a bare state
+dict. Always loaded with weights_only=True, so a checkpoint is never unpickled as code.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+
+_OPTIONAL = ("num_batches_tracked",)  # the reference's loader does not need these and FrozenBN-style dumps lack them
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """{'state_dict': ..., 'meta': ...} from a file; CheckpointError with one line for anything unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError,
+            TypeError, ImportError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        raise CheckpointError(f"{path}: not a loadable checkpoint (truncated, corrupt, or not weights-only: "
+                              f"{first[:200]})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    if "state_dict" in obj:
+        state, meta = obj["state_dict"], obj.get("meta") or {}
+    elif "model" in obj and isinstance(obj["model"], dict):
+        state, meta = obj["model"], obj.get("meta") or {}
+    else:
+        state, meta = obj, {}
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: the state dict holds something other than tensors")
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    return {"state_dict": state, "meta": meta if isinstance(meta, dict) else {}}
+
+
+def _listing(keys, limit=6) -> str:
+    keys = sorted(keys)
+    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def load_state(model: nn.Module, state: dict, source: str = "checkpoint", prefix: str = "",
+               ignore: tuple[str, ...] = ()) -> None:
+    """Strictly load `state` into `model`: every key present with the right shape, nothing unexpected.
+
+    `prefix` restricts the match to one part (e.g. "backbone.") and `ignore` lists key prefixes to skip.
+    """
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+    state = {k: v for k, v in state.items() if k.startswith(prefix) and not k.startswith(ignore)}
+    own = {k: v for k, v in own.items() if not k.startswith(ignore)}
+
+    def optional(k):
+        return k.endswith(_OPTIONAL)
+
+    missing = [k for k in own if k not in state and not optional(k)]
+    unexpected = [k for k in state if k not in own and not optional(k)]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in state and state[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
+    if wrong:
+        problems.append(f"{len(wrong)} wrong shapes (file vs model): {_listing(wrong, 3)}")
+    if problems:
+        raise CheckpointError(f"{source} does not fit this model: " + "; ".join(problems))
+    with torch.no_grad():
+        for k, v in own.items():
+            if k in state:
+                v.copy_(state[k].to(v.dtype))
+
+
+def class_names_from_meta(meta: dict) -> tuple[str, ...] | None:
+    names = meta.get("CLASSES") or meta.get("classes") or (meta.get("dataset_meta") or {}).get("classes")
+    if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    return None
+
+
+def save_checkpoint(path: str | os.PathLike, state_dict: dict, meta: dict, **extra) -> None:
+    """Write a reference-format checkpoint atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"meta": meta, "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, **extra}, tmp)
+    os.replace(tmp, path)

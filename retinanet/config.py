@@ -1,0 +1,72 @@
+"""The engine's own small configuration: everything needed to build and run one RetinaNet.
+
+It knows nothing of manifests or downloads; `zoo` turns a manifest entry into one of these.
+Defaults are MMDetection v2.0's RetinaNet settings (see the facts sheet, sections 2, 3 and 5).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+STYLES = ("pytorch", "caffe")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # Backbone: ResNet (groups=1, base_width=64) or ResNeXt (e.g. groups=32, base_width=4).
+    depth: int = 50
+    groups: int = 1
+    base_width: int = 64
+    style: str = "pytorch"  # "caffe": stride on the first 1x1 conv of a block; "pytorch": on the 3x3
+    frozen_stages: int = 1  # stem + layer1 get no gradient while training
+    num_classes: int = 80
+    class_names: tuple[str, ...] | None = None  # None: the 80 COCO classes (when num_classes == 80)
+    # Input normalisation, applied after the optional BGR->RGB swap.
+    mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    to_rgb: bool = True
+    # Test-time resize (keep ratio) and padding.
+    scale: tuple[int, int] = (1333, 800)
+    size_divisor: int = 32
+    # Test-time post-processing (v2.0 AnchorHead.get_bboxes).
+    nms_pre: int = 1000
+    score_thr: float = 0.05
+    nms_iou: float = 0.5
+    max_per_img: int = 100
+    # Neck and head widths.
+    fpn_channels: int = 256
+    head_convs: int = 4
+    # Training schedule (epochs at the reference batch of 16 images, lr 0.01).
+    epochs: int = 12
+    lr_steps: tuple[int, ...] = (8, 11)
+    base_lr: float = 0.01
+    base_batch: int = 16
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, not {self.style!r}")
+        if self.depth not in (18, 34, 50, 101, 152):
+            raise ValueError(f"unsupported ResNet depth {self.depth}")
+        if self.depth < 50 and (self.groups != 1 or self.base_width != 64):
+            raise ValueError("depth 18/34 (basic blocks) support only groups=1, base_width=64")
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Class names in label order."""
+        from .classes import COCO_CLASSES
+
+        if self.class_names is not None:
+            return tuple(self.class_names)
+        if self.num_classes == len(COCO_CLASSES):
+            return COCO_CLASSES
+        return tuple(f"class_{i}" for i in range(self.num_classes))
+
+    def replace(self, **changes) -> "ModelConfig":
+        d = asdict(self)
+        d.update(changes)
+        return ModelConfig(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

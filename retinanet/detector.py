@@ -1,0 +1,139 @@
+"""Detector: a RetinaNet with its weights, ready to turn images into detections in original pixels."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .checkpoint import class_names_from_meta, load_state, read_checkpoint
+from .classes import category_ids
+from .config import ModelConfig
+from .images import to_bgr
+from .model import RetinaNet
+from .postprocess import ImageMeta, detect_single
+from .preprocess import collate, prepare
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from .errors import RetinaNetError
+
+        raise RetinaNetError(f"device {device} asked for, but CUDA is not available here")
+    return dev
+
+
+@dataclass
+class Detections:
+    """Detections of one image, sorted by descending score. Boxes are xyxy floats in original pixels."""
+
+    boxes: np.ndarray  # (N, 4) float32
+    scores: np.ndarray  # (N,) float32
+    labels: np.ndarray  # (N,) int64, 0-based
+    class_names: tuple[str, ...] = ()
+    category_ids: tuple[int, ...] = ()
+    width: int = 0
+    height: int = 0
+    meta: ImageMeta | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def names(self) -> list[str]:
+        return [self.class_names[i] for i in self.labels]
+
+    def to_list(self) -> list[dict]:
+        return [{"bbox": [float(v) for v in b], "score": float(s), "label": int(lab),
+                 "category_id": int(self.category_ids[lab]), "class": self.class_names[lab]}
+                for b, s, lab in zip(self.boxes, self.scores, self.labels)]
+
+    def to_coco(self, image_id) -> list[dict]:
+        """COCO results format: bbox as [x, y, w, h] with w = x2 - x1 (no +1)."""
+        return [{"image_id": image_id, "category_id": int(self.category_ids[lab]),
+                 "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])], "score": float(s)}
+                for b, s, lab in zip(self.boxes, self.scores, self.labels)]
+
+
+class Detector:
+    """Build from a ModelConfig and (optionally) a reference-format weights file.
+
+    >>> det = Detector(ModelConfig(depth=50), "retinanet_r50_fpn_1x_coco.pth", device="cpu")
+    >>> det.predict(["a.jpg"])[0].boxes
+    """
+
+    def __init__(self, cfg: ModelConfig, weights: str | os.PathLike | None = None, device="auto",
+                 model: RetinaNet | None = None):
+        self.device = resolve_device(device)
+        meta = {}
+        if weights is not None:
+            ckpt = read_checkpoint(weights)
+            meta = ckpt["meta"]
+            names = class_names_from_meta(meta)
+            if names is not None and cfg.class_names is None and len(names) == cfg.num_classes:
+                cfg = cfg.replace(class_names=names)
+        self.cfg = cfg
+        self.meta = meta
+        if model is None:
+            model = RetinaNet(cfg)
+            if weights is None:  # random weights (benchmarks, tests): the reference's training-start init
+                model.init_weights()
+        self.model = model
+        if weights is not None:
+            load_state(self.model, ckpt["state_dict"], source=str(weights))
+        self.model.eval().to(self.device)
+        self.class_names = cfg.names
+        self.category_ids = category_ids(self.class_names)
+
+    @torch.inference_mode()
+    def detect_tensors(self, batch: torch.Tensor, metas: list[ImageMeta], score_thr: float | None = None):
+        """Padded normalised batch (B, 3, H, W) on self.device -> [(boxes, scores, labels)] per image."""
+        cls_scores, bbox_preds = self.model(batch)
+        sizes = [tuple(c.shape[-2:]) for c in cls_scores]
+        anchors = self.model.anchor_generator.grid_anchors(sizes, batch.device)
+        cfg = self.cfg
+        out = []
+        for i, meta in enumerate(metas):
+            out.append(detect_single([c[i] for c in cls_scores], [r[i] for r in bbox_preds], anchors, meta,
+                                     nms_pre=cfg.nms_pre, score_thr=cfg.score_thr if score_thr is None else score_thr,
+                                     nms_iou=cfg.nms_iou, max_per_img=cfg.max_per_img,
+                                     num_classes=cfg.num_classes))
+        return out
+
+    def prepare(self, image) -> tuple[torch.Tensor, ImageMeta]:
+        """A path, PIL image or RGB array -> (normalised tensor on self.device, geometry)."""
+        return prepare(to_bgr(image), self.cfg, self.device)
+
+    def predict(self, images, score_thr: float | None = None, batch_size: int = 1) -> list[Detections]:
+        """Detections for each image (paths, PIL images or HxWx3 RGB uint8 arrays), in input order.
+
+        Images are batched only with others of the same padded size, so a batch gives exactly the detections of
+        one image at a time (padding a batch to a common size would change the border features).
+        """
+        if isinstance(images, (str, os.PathLike, np.ndarray)) or hasattr(images, "getpixel"):
+            images = [images]
+        prepared = [self.prepare(im) for im in images]
+        return self.detect_prepared(prepared, score_thr=score_thr, batch_size=batch_size)
+
+    def detect_prepared(self, prepared: list[tuple[torch.Tensor, ImageMeta]], score_thr=None,
+                        batch_size: int = 1) -> list[Detections]:
+        results: list[Detections | None] = [None] * len(prepared)
+        groups: dict[tuple, list[int]] = {}
+        for i, (_, meta) in enumerate(prepared):
+            groups.setdefault(meta.pad_shape, []).append(i)
+        for idxs in groups.values():
+            for start in range(0, len(idxs), max(1, batch_size)):
+                chunk = idxs[start:start + max(1, batch_size)]
+                batch = collate([prepared[i][0] for i in chunk], self.cfg.size_divisor)
+                metas = [prepared[i][1] for i in chunk]
+                for i, meta, (b, s, lab) in zip(chunk, metas, self.detect_tensors(batch, metas, score_thr)):
+                    results[i] = self._wrap(b, s, lab, meta)
+        return results  # type: ignore[return-value]
+
+    def _wrap(self, boxes, scores, labels, meta: ImageMeta) -> Detections:
+        return Detections(boxes.float().cpu().numpy(), scores.float().cpu().numpy(), labels.cpu().numpy(),
+                          self.class_names, self.category_ids, meta.ori_shape[1], meta.ori_shape[0], meta)

@@ -1,0 +1,63 @@
+"""The test pipeline: keep-ratio resize to 1333x800, normalise, pad to a multiple of 32.
+
+Resize follows mmcv's imrescale: the scale factor from the long and short edge limits, sizes rounded with
+int(x + 0.5), OpenCV bilinear on uint8 (torch or PIL interpolation differ by a grey level), and separate width and
+height factors. Normalisation happens before padding, so the padding is 0 in normalised space.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from .config import ModelConfig
+from .postprocess import ImageMeta
+
+
+def rescale_size(w: int, h: int, scale=(1333, 800)) -> tuple[int, int]:
+    """(new_w, new_h) of a keep-ratio resize that fits the long edge in max(scale), the short in min(scale)."""
+    long_edge, short_edge = max(scale), min(scale)
+    factor = min(long_edge / max(h, w), short_edge / min(h, w))
+    return int(w * float(factor) + 0.5), int(h * float(factor) + 0.5)
+
+
+def resize(img: np.ndarray, scale=(1333, 800)) -> tuple[np.ndarray, tuple[float, float]]:
+    h, w = img.shape[:2]
+    new_w, new_h = rescale_size(w, h, scale)
+    out = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    return out, (new_w / w, new_h / h)
+
+
+def normalize(img_bgr: np.ndarray, cfg: ModelConfig, device="cpu") -> torch.Tensor:
+    """uint8 HxWx3 BGR -> float32 3xHxW, colour-swapped when the model wants RGB, minus mean, over std."""
+    x = torch.from_numpy(img_bgr).to(device, non_blocking=True).permute(2, 0, 1).float()
+    if cfg.to_rgb:
+        x = x.flip(0)
+    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    std = torch.tensor(cfg.std, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def padded_size(h: int, w: int, divisor: int = 32) -> tuple[int, int]:
+    return -(-h // divisor) * divisor, -(-w // divisor) * divisor
+
+
+def prepare(img_bgr: np.ndarray, cfg: ModelConfig, device="cpu") -> tuple[torch.Tensor, ImageMeta]:
+    """One decoded image -> (normalised 3xHxW tensor, unpadded, and its geometry)."""
+    h, w = img_bgr.shape[:2]
+    resized, scale_factor = resize(img_bgr, cfg.scale)
+    new_h, new_w = resized.shape[:2]
+    tensor = normalize(resized, cfg, device)
+    meta = ImageMeta((h, w), (new_h, new_w), padded_size(new_h, new_w, cfg.size_divisor), scale_factor)
+    return tensor, meta
+
+
+def collate(tensors: list[torch.Tensor], divisor: int = 32) -> torch.Tensor:
+    """Zero-pad (right and bottom) to the largest size in the batch, rounded up to a multiple of `divisor`."""
+    h = max(t.shape[1] for t in tensors)
+    w = max(t.shape[2] for t in tensors)
+    ph, pw = padded_size(h, w, divisor)
+    batch = tensors[0].new_zeros((len(tensors), 3, ph, pw))
+    for i, t in enumerate(tensors):
+        batch[i, :, : t.shape[1], : t.shape[2]].copy_(t)
+    return batch

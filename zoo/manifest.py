@@ -1,0 +1,254 @@
+"""The manifest: one entry per zoo row, parsed from TOML and validated field by field.
+
+The bundled zoo.toml holds the ten published rows; a user manifest (`--zoo FILE` or RDET_ZOO) adds entries or
+overrides bundled ones by name. Every problem is reported with the file, the entry and the field.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from urllib.parse import urlparse
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from retinanet.config import STYLES, ModelConfig
+
+from .errors import ManifestError, UnknownModelError
+
+_HEX = re.compile(r"^[0-9a-fA-F]{8,64}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One model of the zoo."""
+
+    name: str
+    url: str
+    sha256: str  # hex prefix (8+ digits) or the full digest of the checkpoint file
+    depth: int
+    style: str
+    aliases: tuple[str, ...] = ()
+    backbone: str = ""
+    groups: int = 1
+    base_width: int = 64
+    mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    to_rgb: bool = True
+    num_classes: int = 80
+    class_names: tuple[str, ...] | None = None
+    schedule: str = "1x"
+    epochs: int = 12
+    lr_steps: tuple[int, ...] = (8, 11)
+    pretrained_url: str | None = None
+    pretrained_sha256: str | None = None
+    mem_gb: float | None = None
+    fps: float | None = None
+    box_ap: float | None = None
+    log_url: str | None = None
+    source: str = ""  # the manifest file the entry came from
+
+    @property
+    def filename(self) -> str:
+        """The checkpoint's published file name: the cache keeps it."""
+        return Path(urlparse(self.url).path).name
+
+    @property
+    def pretrained_filename(self) -> str | None:
+        return Path(urlparse(self.pretrained_url).path).name if self.pretrained_url else None
+
+    def model_config(self, **overrides) -> ModelConfig:
+        """The engine configuration for this entry."""
+        cfg = ModelConfig(
+            depth=self.depth, groups=self.groups, base_width=self.base_width, style=self.style,
+            num_classes=self.num_classes, class_names=self.class_names, mean=self.mean, std=self.std,
+            to_rgb=self.to_rgb, epochs=self.epochs, lr_steps=self.lr_steps,
+        )
+        return cfg.replace(**overrides) if overrides else cfg
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+
+# field name -> (type check, description for the error, required)
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _triple(v):
+    return isinstance(v, list) and len(v) == 3 and all(_is_num(x) for x in v)
+
+
+def _url(v, schemes=("http", "https", "file")):
+    return isinstance(v, str) and urlparse(v).scheme in schemes and bool(urlparse(v).path)
+
+
+_FIELDS = {
+    "name": (lambda v: isinstance(v, str) and bool(_NAME.match(v)), "a name of letters, digits, _ . -", True),
+    "url": (_url, "an http(s) or file URL", True),
+    "sha256": (lambda v: isinstance(v, str) and bool(_HEX.match(v)), "8 to 64 hex digits", True),
+    "depth": (lambda v: v in (18, 34, 50, 101, 152) and _is_int(v), "one of 18, 34, 50, 101, 152", True),
+    "style": (lambda v: v in STYLES, "one of " + ", ".join(STYLES), True),
+    "aliases": (lambda v: isinstance(v, list) and all(isinstance(a, str) and _NAME.match(a) for a in v),
+                "a list of names", False),
+    "backbone": (lambda v: isinstance(v, str), "a string", False),
+    "groups": (lambda v: _is_int(v) and v >= 1, "a positive integer", False),
+    "base_width": (lambda v: _is_int(v) and v >= 1, "a positive integer", False),
+    "mean": (_triple, "a list of 3 numbers", False),
+    "std": (lambda v: _triple(v) and all(x > 0 for x in v), "a list of 3 positive numbers", False),
+    "to_rgb": (lambda v: isinstance(v, bool), "true or false", False),
+    "num_classes": (lambda v: _is_int(v) and v >= 1, "a positive integer", False),
+    "class_names": (lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v), "a list of strings",
+                    False),
+    "schedule": (lambda v: isinstance(v, str), "a string", False),
+    "epochs": (lambda v: _is_int(v) and v >= 1, "a positive integer", False),
+    "lr_steps": (lambda v: isinstance(v, list) and all(_is_int(x) and x >= 1 for x in v), "a list of epochs",
+                 False),
+    "pretrained_url": (_url, "an http(s) or file URL", False),
+    "pretrained_sha256": (lambda v: isinstance(v, str) and bool(_HEX.match(v)), "8 to 64 hex digits", False),
+    "mem_gb": (lambda v: _is_num(v) and v > 0, "a positive number", False),
+    "fps": (lambda v: _is_num(v) and v > 0, "a positive number", False),
+    "box_ap": (lambda v: _is_num(v) and 0 <= v <= 100, "a number from 0 to 100", False),
+    "log_url": (_url, "an http(s) or file URL", False),
+}
+assert set(_FIELDS) == {f.name for f in fields(Entry)} - {"source"}
+
+
+def _entry(raw, where: str, source: str) -> Entry:
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{where}: each [[model]] must be a table")
+    for key in raw:
+        if key not in _FIELDS:
+            close = difflib.get_close_matches(key, _FIELDS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ManifestError(f"{where}: unknown field '{key}'{hint}")
+    for key, (ok, what, required) in _FIELDS.items():
+        if key not in raw:
+            if required:
+                raise ManifestError(f"{where}: missing field '{key}'")
+            continue
+        if not ok(raw[key]):
+            raise ManifestError(f"{where}: field '{key}' must be {what}, not {raw[key]!r}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    values["sha256"] = values["sha256"].lower()
+    if "pretrained_sha256" in values:
+        values["pretrained_sha256"] = values["pretrained_sha256"].lower()
+    entry = Entry(**values, source=source)
+    try:
+        entry.model_config()
+    except ValueError as err:
+        raise ManifestError(f"{where}: {err}") from None
+    return entry
+
+
+def parse_manifest(text: str, source: str = "<manifest>") -> list[Entry]:
+    """Parse and validate manifest text; raise ManifestError naming the file, entry and field."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ManifestError(f"{source}: not valid TOML: {err}") from None
+    unknown = set(data) - {"schema", "model"}
+    if unknown:
+        raise ManifestError(f"{source}: unknown top-level key '{sorted(unknown)[0]}' (expected [[model]] tables)")
+    models = data.get("model", [])
+    if not isinstance(models, list):
+        raise ManifestError(f"{source}: 'model' must be an array of tables ([[model]])")
+    entries, seen = [], {}
+    for i, raw in enumerate(models):
+        label = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else f"#{i + 1}"
+        entry = _entry(raw, f"{source}: model '{label}'", source)
+        for key in (entry.name, *entry.aliases):
+            if key in seen:
+                raise ManifestError(f"{source}: model '{entry.name}': duplicate name '{key}' "
+                                    f"(already used by '{seen[key]}')")
+            seen[key] = entry.name
+        entries.append(entry)
+    return entries
+
+
+def bundled_manifest_path() -> Path:
+    """zoo.toml inside the installed package, or at the repository root in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "zoo.toml", here.parent / "zoo.toml"):
+        if candidate.is_file():
+            return candidate
+    raise ManifestError(f"the bundled manifest zoo.toml is missing from {here}; reinstall rdet")
+
+
+def read_manifest(path: str | os.PathLike) -> list[Entry]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: manifest file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ManifestError(f"{path}: cannot read manifest: {err}") from None
+    return parse_manifest(text, str(path))
+
+
+class Zoo:
+    """The bundled entries, with a user manifest's entries added or overriding by name."""
+
+    def __init__(self, entries: list[Entry]):
+        self.entries: dict[str, Entry] = {}
+        for e in entries:
+            self.entries[e.name] = e  # later manifests override earlier ones
+        self._aliases = {a: e.name for e in self.entries.values() for a in e.aliases}
+
+    @classmethod
+    def load(cls, user_manifest: str | os.PathLike | None = None) -> "Zoo":
+        """The bundled zoo plus `user_manifest` (default: $RDET_ZOO when set)."""
+        entries = read_manifest(bundled_manifest_path())
+        user_manifest = user_manifest or os.environ.get("RDET_ZOO") or None
+        if user_manifest:
+            entries += read_manifest(user_manifest)
+        return cls(entries)
+
+    def __iter__(self):
+        return iter(self.entries.values())
+
+    def __len__(self):
+        return len(self.entries)
+
+    def names(self) -> list[str]:
+        return list(self.entries)
+
+    def get(self, name: str) -> Entry:
+        """The entry for a short name or alias; UnknownModelError names the closest ones."""
+        if name in self.entries:
+            return self.entries[name]
+        if name in self._aliases:
+            return self.entries[self._aliases[name]]
+        close = difflib.get_close_matches(name, [*self.entries, *self._aliases], n=3, cutoff=0.5)
+        close = list(dict.fromkeys(self._aliases.get(c, c) for c in close))
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `rdet list` shows every model"
+        raise UnknownModelError(f"unknown model '{name}'{hint}")
+
+    def filter(self, pattern: str | None) -> list[Entry]:
+        """Entries whose name or an alias matches a glob, or contains the substring."""
+        import fnmatch
+
+        if not pattern:
+            return list(self)
+        glob = any(c in pattern for c in "*?[")
+        out = []
+        for e in self:
+            keys = (e.name, *e.aliases)
+            if any(fnmatch.fnmatchcase(k, pattern) if glob else pattern in k for k in keys):
+                out.append(e)
+        return out
