@@ -46,3 +46,14 @@ def print_json(data) -> None:
 def fmt(value, spec: str = "") -> str:
     """A published figure, or '-' where the table has none."""
     return "-" if value is None else format(value, spec)
+
+
+def load_detector(name: str, weights: Optional[Path], device: str, zoo_file: Optional[Path],
+                  cache_dir: Optional[Path], offline: bool, quiet: bool, random_weights: bool = False):
+    """(entry, Detector) for a zoo name: weights from --weights, else the verified cached checkpoint."""
+    import zoo
+
+    entry = zoo.get(name, zoo_file)
+    det = zoo.load(name, weights=weights, device=device, zoo_file=zoo_file, cache_dir=cache_dir,
+                   offline=offline or None, quiet=quiet, random_weights=random_weights)
+    return entry, det

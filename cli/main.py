@@ -79,13 +79,22 @@ def main(argv=None) -> None:
     except typer.Abort:
         err.print("aborted")
         sys.exit(1)
-    except Exception as e:  # click usage errors and the like
+    except _usage_errors() as e:  # unknown options, bad values: click's own message and exit code 2
+        e.show()
+        sys.exit(e.exit_code)
+
+
+def _usage_errors():
+    # Typer >= 0.26 vendors click (typer._click) and bases its exceptions on TyperException;
+    # older Typer raises click's own.
+    kinds = [getattr(typer, "TyperException", None)]
+    try:
         import click
 
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+        kinds.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(k for k in kinds if k is not None)
 
 
 if __name__ == "__main__":

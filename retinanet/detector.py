@@ -74,8 +74,8 @@ class Detector:
             ckpt = read_checkpoint(weights)
             meta = ckpt["meta"]
             names = class_names_from_meta(meta)
-            if names is not None and cfg.class_names is None and len(names) == cfg.num_classes:
-                cfg = cfg.replace(class_names=names)
+            if names is not None:  # a fine-tuned checkpoint brings its own classes
+                cfg = cfg.replace(num_classes=len(names), class_names=names)
         self.cfg = cfg
         self.meta = meta
         if model is None:

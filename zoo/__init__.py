@@ -1,0 +1,35 @@
+"""rdet's zoo: the manifest of models, the weights cache and downloads, and `load` to get a ready Detector.
+
+>>> import zoo
+>>> det = zoo.load("r50_fpn_1x", device="cpu")          # downloads and verifies the weights if needed
+>>> det = zoo.load("r50_fpn_1x", weights="my.pth")       # the architecture from the entry, weights from a file
+"""
+from __future__ import annotations
+
+import os
+
+from .errors import DownloadError, ManifestError, UnknownModelError, ZooError
+from .manifest import Entry, Zoo
+
+__all__ = ["load", "get", "Zoo", "Entry", "ZooError", "ManifestError", "UnknownModelError", "DownloadError"]
+
+
+def get(name: str, zoo_file: str | os.PathLike | None = None) -> Entry:
+    """The manifest entry for a name or alias (bundled zoo plus `zoo_file` or $RDET_ZOO)."""
+    return Zoo.load(zoo_file).get(name)
+
+
+def load(name: str, weights: str | os.PathLike | None = None, device: str = "auto", *,
+         zoo_file: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+         offline: bool | None = None, quiet: bool = False, random_weights: bool = False, **config_overrides):
+    """A retinanet.Detector for a zoo model: weights from `weights`, else the verified cached checkpoint."""
+    from retinanet import Detector
+
+    entry = get(name, zoo_file)
+    cfg = entry.model_config(**config_overrides)
+    if weights is None and not random_weights:
+        from .cache import Cache
+        from .weights import ensure_weights
+
+        weights = ensure_weights(entry, Cache(cache_dir), offline=offline, quiet=quiet)
+    return Detector(cfg, None if random_weights else weights, device=device)

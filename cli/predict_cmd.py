@@ -1,0 +1,153 @@
+"""`rdet predict`: detections for images, as a summary, JSON, or annotated copies."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from .common import (CacheDirOption, DeviceOption, Fail, JsonOption, OfflineOption, QuietOption, ZooOption, err,
+                     load_detector, out, print_json)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"}
+
+
+def expand_images(args: list[str]) -> list[str]:
+    """Files as given, directories as their image files (sorted), globs as their matches (sorted)."""
+    paths: list[str] = []
+    for arg in args:
+        if os.path.isdir(arg):
+            paths += sorted(str(p) for p in Path(arg).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif any(c in arg for c in "*?[") and not os.path.exists(arg):
+            matches = sorted(glob.glob(arg, recursive=True))
+            if not matches:
+                raise Fail(f"no file matches '{arg}'")
+            paths += [m for m in matches if os.path.isfile(m)]
+        else:
+            paths.append(arg)  # a missing file is reported with the others' results, not up front
+    return list(dict.fromkeys(paths))
+
+
+def _unique_name(path: str, used: set) -> str:
+    stem, suffix = Path(path).stem, Path(path).suffix.lower()
+    suffix = suffix if suffix in {".jpg", ".jpeg", ".png"} else ".png"
+    name, n = f"{stem}{suffix}", 1
+    while name in used:
+        n += 1
+        name = f"{stem}_{n}{suffix}"
+    used.add(name)
+    return name
+
+
+def predict(
+    images: Optional[List[str]] = typer.Argument(None, help="Image files, directories or globs (default: the "
+                                                 "bundled sample photo).", show_default=False),
+    model: str = typer.Option("r50_fpn_1x", "--model", "-m", help="Zoo model name or reference config name."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="A checkpoint file to use instead of the "
+                                           "zoo's (e.g. one written by `rdet train`).", show_default=False),
+    score_thr: float = typer.Option(0.3, "--score-thr", help="Keep detections scoring above this."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write annotated copies and detections.json here.",
+                                           show_default=False),
+    device: str = DeviceOption,
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="Randomly initialised weights: no "
+                                        "download, meaningless detections (for trying the tool offline)."),
+    as_json: bool = JsonOption,
+    zoo_file: Optional[Path] = ZooOption,
+    cache_dir: Optional[Path] = CacheDirOption,
+    offline: bool = OfflineOption,
+    quiet: bool = QuietOption,
+):
+    """Detect objects in images with a zoo model.
+
+    Examples:
+
+      rdet predict                                  # the bundled sample photo
+
+      rdet predict street.jpg --out results/
+
+      rdet predict photos/ 'more/*.png' --model x101_64x4d_fpn_2x --score-thr 0.5 --json
+    """
+    from retinanet.assets import SAMPLE_IMAGE
+    from retinanet.errors import ImageError
+    from retinanet.images import read_bgr, to_bgr
+    from retinanet.preprocess import prepare
+
+    paths = expand_images(images) if images else [str(SAMPLE_IMAGE)]
+    if not paths:
+        raise Fail("no images found in the given paths")
+    entry, det = load_detector(model, weights, device, zoo_file, cache_dir, offline, quiet or as_json,
+                               random_weights)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    show = not as_json and not quiet
+    results, failures, coco, used_names = [], [], [], set()
+    timings = []
+    for start in range(0, len(paths), batch_size):
+        chunk, prepared, decoded = [], [], []
+        for path in paths[start:start + batch_size]:
+            try:
+                bgr = read_bgr(path)
+            except ImageError as e:
+                failures.append(path)
+                err.print(f"[red]skipped[/red] {e}", highlight=False)
+                continue
+            chunk.append(path)
+            decoded.append(bgr)
+            prepared.append(prepare(bgr, det.cfg, det.device))
+        if not prepared:
+            continue
+        t0 = time.perf_counter()
+        dets = det.detect_prepared(prepared, score_thr=score_thr, batch_size=batch_size)
+        per_image = (time.perf_counter() - t0) / len(chunk)
+        for path, bgr, d in zip(chunk, decoded, dets):
+            timings.append(per_image)
+            results.append({"path": path, "width": d.width, "height": d.height, "detections": d.to_list()})
+            if out_dir is not None:
+                from retinanet.visualize import draw_detections
+
+                name = _unique_name(path, used_names)
+                draw_detections(bgr[:, :, ::-1].copy(), d.boxes, d.scores, d.labels, d.class_names).save(
+                    out_dir / name)
+                coco += [{"file_name": path, "image_id": len(results) - 1, **c}
+                         for c in d.to_coco(len(results) - 1)]
+            if show:
+                counts = Counter(d.names)
+                summary = ", ".join(f"{n} {name}" for name, n in counts.most_common()) or "nothing"
+                out.print(f"{path}: {summary} ({per_image * 1000:.0f} ms)", highlight=False)
+    if out_dir is not None:
+        tmp = out_dir / "detections.json.tmp"
+        tmp.write_text(json.dumps(coco))
+        tmp.replace(out_dir / "detections.json")
+    if as_json:
+        print_json({"model": entry.name, "images": results})
+    elif show:
+        _summary(entry.name, results, failures, timings, out_dir)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _summary(model, results, failures, timings, out_dir):
+    total = Counter(d["class"] for r in results for d in r["detections"])
+    table = Table(title=f"{model}: {len(results)} images, {sum(total.values())} detections", title_justify="left")
+    table.add_column("class")
+    table.add_column("count", justify="right")
+    for name, n in total.most_common():
+        table.add_row(name, str(n))
+    out.print(table)
+    if timings:
+        out.print(f"mean time per image: {sum(timings) / len(timings) * 1000:.0f} ms")
+    if out_dir is not None:
+        out.print(f"annotated images and detections.json written to {out_dir}")
+    if failures:
+        out.print(f"[red]{len(failures)} image(s) could not be read[/red]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict)

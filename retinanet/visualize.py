@@ -1,0 +1,41 @@
+"""Annotated copies of images: a box, class name and score per detection, legible at any image size."""
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+
+def class_colour(label: int) -> tuple[int, int, int]:
+    """A bright colour per class, spread around the hue circle by the golden ratio so neighbours differ."""
+    r, g, b = colorsys.hsv_to_rgb((label * 0.618033988749895) % 1.0, 0.85, 0.95)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def _text_colour(bg: tuple[int, int, int]) -> tuple[int, int, int]:
+    return (0, 0, 0) if 0.299 * bg[0] + 0.587 * bg[1] + 0.114 * bg[2] > 140 else (255, 255, 255)
+
+
+def draw_detections(image_rgb: np.ndarray, boxes, scores, labels, class_names) -> Image.Image:
+    """An RGB PIL image with the detections drawn; line width and font scale with the image."""
+    img = Image.fromarray(image_rgb)
+    draw = ImageDraw.Draw(img)
+    side = max(img.size)
+    width = max(1, round(side / 400))
+    font_size = max(10, round(side / 55))
+    try:
+        font = ImageFont.load_default(size=font_size)
+    except TypeError:  # Pillow < 10.1 has only the small bitmap font
+        font = ImageFont.load_default()
+    for box, score, label in sorted(zip(boxes, scores, labels), key=lambda d: d[1]):  # best drawn last, on top
+        x1, y1, x2, y2 = (float(v) for v in box)
+        colour = class_colour(int(label))
+        draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
+        text = f"{class_names[int(label)]} {float(score):.2f}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        tw, th = right - left, bottom - top
+        ty = y1 - th - 2 * width if y1 - th - 2 * width >= 0 else y1  # above the box, else inside it
+        draw.rectangle([x1, ty, x1 + tw + 2 * width, ty + th + 2 * width], fill=colour)
+        draw.text((x1 + width - left, ty + width - top), text, fill=_text_colour(colour), font=font)
+    return img
