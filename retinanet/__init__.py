@@ -1,11 +1,19 @@
 """rdet's RetinaNet engine: model, data, post-processing, training, evaluation and benchmarks.
 
 It knows nothing of manifests, downloads or the command line: give it a ModelConfig and a weights path.
+Names are imported on first use, so that `retinanet.config` (and `rdet list`) does not pay for importing torch.
 """
-from .config import ModelConfig
-from .detector import Detections, Detector, resolve_device
-from .errors import CheckpointError, DatasetError, ImageError, RetinaNetError
-from .model import RetinaNet, build_model
+from importlib import import_module
 
-__all__ = ["ModelConfig", "Detector", "Detections", "RetinaNet", "build_model", "resolve_device",
-           "RetinaNetError", "CheckpointError", "ImageError", "DatasetError"]
+_EXPORTS = {
+    "ModelConfig": "config", "Detector": "detector", "Detections": "detector", "resolve_device": "detector",
+    "RetinaNet": "model", "build_model": "model", "RetinaNetError": "errors", "CheckpointError": "errors",
+    "ImageError": "errors", "DatasetError": "errors",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
