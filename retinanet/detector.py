@@ -10,6 +10,8 @@ import torch
 from .checkpoint import class_names_from_meta, load_state, read_checkpoint
 from .classes import category_ids
 from .config import ModelConfig
+from .fast import autocast as fast_autocast
+from .fast import compile_model, optimize_for_inference
 from .images import to_bgr
 from .model import RetinaNet
 from .postprocess import ImageMeta, detect_single
@@ -67,8 +69,14 @@ class Detector:
     """
 
     def __init__(self, cfg: ModelConfig, weights: str | os.PathLike | None = None, device="auto",
-                 model: RetinaNet | None = None):
+                 model: RetinaNet | None = None, *, precision: str = "fp32", fast: bool = True,
+                 compile: bool = False):
+        """`precision`: fp32 (the reference's numbers), bf16 or fp16 (CUDA) autocast. `fast`: fold BatchNorm into
+        the convolutions and use channels-last (same detections; only for a model built here, never for one
+        passed in, which may still be training). `compile`: torch.compile on first use."""
         self.device = resolve_device(device)
+        fast_autocast(self.device, precision)  # validates precision against the device up front
+        self.precision = precision
         meta = {}
         if weights is not None:
             ckpt = read_checkpoint(weights)
@@ -86,13 +94,30 @@ class Detector:
         if weights is not None:
             load_state(self.model, ckpt["state_dict"], source=str(weights))
         self.model.eval().to(self.device)
+        self.channels_last = fast and model is None
+        if self.channels_last:
+            optimize_for_inference(self.model, self.device)
+        if self.device.type == "cuda" and precision == "fp32":
+            # TF32 convolutions (Ampere and later) move scores by ~1e-3: keep true fp32 for parity
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+        self._compile = compile
+        self.compile_seconds = 0.0
         self.class_names = cfg.names
         self.category_ids = category_ids(self.class_names)
 
     @torch.inference_mode()
     def detect_tensors(self, batch: torch.Tensor, metas: list[ImageMeta], score_thr: float | None = None):
         """Padded normalised batch (B, 3, H, W) on self.device -> [(boxes, scores, labels)] per image."""
-        cls_scores, bbox_preds = self.model(batch)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        if self._compile:
+            self.model, self.compile_seconds = compile_model(self.model, batch, self.precision)
+            self._compile = False
+        with fast_autocast(self.device, self.precision):
+            cls_scores, bbox_preds = self.model(batch)
+        if self.precision != "fp32":  # post-processing (decode, NMS) always in float32
+            cls_scores, bbox_preds = [c.float() for c in cls_scores], [b.float() for b in bbox_preds]
         sizes = [tuple(c.shape[-2:]) for c in cls_scores]
         anchors = self.model.anchor_generator.grid_anchors(sizes, batch.device)
         cfg = self.cfg

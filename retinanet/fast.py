@@ -1,0 +1,71 @@
+"""Inference fast paths that leave the detections unchanged: BatchNorm folded into the convolutions, channels-last
+memory format, reduced-precision autocast, and optional torch.compile.
+
+Folding is exact in real arithmetic: BN at inference is y = (x - mean) / sqrt(var + eps) * gamma + beta, an
+affine map per channel that merges into the preceding bias-free conv. In float32 it moves outputs by ~1e-6
+relative, far inside the detection tolerances (boxes 0.01 px, scores 1e-4).
+"""
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .errors import RetinaNetError
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def fold_batchnorm(module: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm that directly follows a conv (torchvision ResNet naming: convN -> bnN,
+    downsample.0 -> downsample.1) into that conv, in place. Returns how many were folded."""
+    folded = 0
+    for parent in list(module.modules()):
+        names = dict(parent.named_children())
+        pairs = [(c, c.replace("conv", "bn")) for c in names if c.startswith("conv")]
+        if isinstance(parent, nn.Sequential) and len(parent) == 2:  # downsample = Sequential(conv, bn)
+            pairs.append(("0", "1"))
+        for conv_name, bn_name in pairs:
+            conv, bn = names.get(conv_name), names.get(bn_name)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                setattr(parent, conv_name, fuse_conv_bn_eval(conv.eval(), bn.eval()))
+                setattr(parent, bn_name, nn.Identity())
+                folded += 1
+    return folded
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context for `precision` on `device` (a no-op for fp32)."""
+    if precision not in PRECISIONS:
+        raise RetinaNetError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return nullcontext()
+    if device.type == "cpu" and dtype is torch.float16:
+        raise RetinaNetError("fp16 runs on CUDA only; use --precision bf16 on the CPU")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def optimize_for_inference(model: nn.Module, device: torch.device, *, channels_last: bool = True) -> nn.Module:
+    """Fold BN and switch to channels-last, in place; the model must no longer be trained."""
+    model.eval()
+    fold_batchnorm(model.backbone)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes per batch: autotuning pays off
+    return model
+
+
+def compile_model(model: nn.Module, example: torch.Tensor, precision: str = "fp32") -> tuple[nn.Module, float]:
+    """torch.compile the model and run it once on `example`; returns (compiled, seconds spent compiling)."""
+    compiled = torch.compile(model, dynamic=True)
+    start = time.perf_counter()
+    with torch.inference_mode(), autocast(example.device, precision):
+        compiled(example)
+    if example.device.type == "cuda":
+        torch.cuda.synchronize(example.device)
+    return compiled, time.perf_counter() - start

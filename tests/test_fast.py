@@ -1,0 +1,45 @@
+"""The inference fast paths change speed, not detections."""
+import numpy as np
+import pytest
+import torch
+
+from reference_ckpt import reference_state_dict, save_reference_checkpoint
+from retinanet import Detector, ModelConfig
+from retinanet.errors import RetinaNetError
+from retinanet.fast import fold_batchnorm
+
+
+@pytest.fixture(scope="module")
+def r50_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "r50.pth"
+    save_reference_checkpoint(path, reference_state_dict(depth=50, seed=3))
+    return path
+
+
+def test_folding_removes_every_backbone_batchnorm():
+    det = Detector(ModelConfig(depth=50), device="cpu", fast=False)
+    assert fold_batchnorm(det.model.backbone) == 1 + 16 * 3 + 4  # stem, 16 blocks x 3, 4 downsamples
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in det.model.modules())
+
+
+@pytest.mark.parametrize("style", ["pytorch", "caffe"])
+def test_fast_fp32_gives_the_same_detections(r50_ckpt, style):
+    cfg = ModelConfig(depth=50, style=style, scale=(320, 256))
+    img = np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8)
+    plain = Detector(cfg, r50_ckpt, device="cpu", fast=False).predict(img)[0]
+    fast = Detector(cfg, r50_ckpt, device="cpu", fast=True).predict(img)[0]
+    assert len(plain) == len(fast) > 10
+    np.testing.assert_allclose(fast.boxes, plain.boxes, atol=0.01)
+    np.testing.assert_allclose(fast.scores, plain.scores, atol=1e-4)
+    assert (fast.labels == plain.labels).all()
+
+
+def test_bf16_runs_and_fp16_is_refused_on_the_cpu(r50_ckpt):
+    cfg = ModelConfig(depth=50, scale=(160, 128))
+    img = np.random.default_rng(1).integers(0, 255, (100, 150, 3), dtype=np.uint8)
+    dets = Detector(cfg, r50_ckpt, device="cpu", precision="bf16").predict(img)[0]
+    assert dets.boxes.dtype == np.float32 and len(dets) > 0
+    with pytest.raises(RetinaNetError, match="fp16"):
+        Detector(cfg, None, device="cpu", precision="fp16")
+    with pytest.raises(RetinaNetError, match="precision"):
+        Detector(cfg, None, device="cpu", precision="int3")
