@@ -21,6 +21,8 @@ CacheDirOption = typer.Option(None, "--cache-dir", envvar="RDET_CACHE", help="Wh
                               "(default: the user cache directory).", show_default=False)
 OfflineOption = typer.Option(False, "--offline", help="Never touch the network (also RDET_OFFLINE=1).")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output.")
+PrecisionOption = typer.Option("fp32", "--precision", help="fp32 (the published numbers), bf16, or fp16 "
+                                "(CUDA only): reduced-precision autocast for speed.")
 DeviceOption = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto (CUDA when present).")
 
 
@@ -49,11 +51,13 @@ def fmt(value, spec: str = "") -> str:
 
 
 def load_detector(name: str, weights: Optional[Path], device: str, zoo_file: Optional[Path],
-                  cache_dir: Optional[Path], offline: bool, quiet: bool, random_weights: bool = False):
+                  cache_dir: Optional[Path], offline: bool, quiet: bool, random_weights: bool = False,
+                  precision: str = "fp32", compile: bool = False):
     """(entry, Detector) for a zoo name: weights from --weights, else the verified cached checkpoint."""
     import zoo
 
     entry = zoo.get(name, zoo_file)
     det = zoo.load(name, weights=weights, device=device, zoo_file=zoo_file, cache_dir=cache_dir,
-                   offline=offline or None, quiet=quiet, random_weights=random_weights)
+                   offline=offline or None, quiet=quiet, random_weights=random_weights,
+                   precision=precision, compile=compile)
     return entry, det

@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from .common import (CacheDirOption, DeviceOption, Fail, JsonOption, OfflineOption, QuietOption, ZooOption, err,
+from .common import (CacheDirOption, DeviceOption, Fail, JsonOption, OfflineOption, PrecisionOption, QuietOption, ZooOption, err,
                      load_detector, out, print_json)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"}
@@ -58,6 +58,7 @@ def predict(
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Randomly initialised weights: no "
                                         "download, meaningless detections (for trying the tool offline)."),
+    precision: str = PrecisionOption,
     as_json: bool = JsonOption,
     zoo_file: Optional[Path] = ZooOption,
     cache_dir: Optional[Path] = CacheDirOption,
@@ -83,7 +84,7 @@ def predict(
     if not paths:
         raise Fail("no images found in the given paths")
     entry, det = load_detector(model, weights, device, zoo_file, cache_dir, offline, quiet or as_json,
-                               random_weights)
+                               random_weights, precision)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     show = not as_json and not quiet

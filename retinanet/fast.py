@@ -37,6 +37,14 @@ def fold_batchnorm(module: nn.Module) -> int:
     return folded
 
 
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bf16 convolutions natively here (AVX512-BF16 / AMX), not emulated."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def autocast(device: torch.device, precision: str):
     """The autocast context for `precision` on `device` (a no-op for fp32)."""
     if precision not in PRECISIONS:
@@ -46,6 +54,9 @@ def autocast(device: torch.device, precision: str):
         return nullcontext()
     if device.type == "cpu" and dtype is torch.float16:
         raise RetinaNetError("fp16 runs on CUDA only; use --precision bf16 on the CPU")
+    if device.type == "cpu" and not cpu_has_bf16():
+        raise RetinaNetError(f"this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16 "
+                             "(AVX512-BF16 or AMX); emulated bf16 is many times slower than fp32, use fp32")
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 

@@ -21,8 +21,12 @@ def get(name: str, zoo_file: str | os.PathLike | None = None) -> Entry:
 
 def load(name: str, weights: str | os.PathLike | None = None, device: str = "auto", *,
          zoo_file: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-         offline: bool | None = None, quiet: bool = False, random_weights: bool = False, **config_overrides):
-    """A retinanet.Detector for a zoo model: weights from `weights`, else the verified cached checkpoint."""
+         offline: bool | None = None, quiet: bool = False, random_weights: bool = False, precision: str = "fp32",
+         compile: bool = False, **config_overrides):
+    """A retinanet.Detector for a zoo model: weights from `weights`, else the verified cached checkpoint.
+
+    `precision` (fp32, bf16, fp16) and `compile` are the Detector's fast-path options; other keyword arguments
+    override fields of the entry's ModelConfig (e.g. score_thr=0.3)."""
     from retinanet import Detector
 
     entry = get(name, zoo_file)
@@ -32,4 +36,4 @@ def load(name: str, weights: str | os.PathLike | None = None, device: str = "aut
         from .weights import ensure_weights
 
         weights = ensure_weights(entry, Cache(cache_dir), offline=offline, quiet=quiet)
-    return Detector(cfg, None if random_weights else weights, device=device)
+    return Detector(cfg, None if random_weights else weights, device=device, precision=precision, compile=compile)
