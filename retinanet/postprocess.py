@@ -2,9 +2,9 @@
 
 Per level: sigmoid scores, keep the top `nms_pre` anchors by their best class score (all their class scores
 stay), decode and clip to the resized image. Then: rescale to original pixels (before NMS), keep every
-(box, class) pair scoring > score_thr, drop boxes with no width or height (min_bbox_size=0: zero-area boxes
-cannot match anything; the reference drops them too), class-wise NMS at IoU > nms_iou, keep the best
-max_per_img.
+(box, class) pair scoring > score_thr, drop boxes with no width or height, class-wise NMS at IoU > nms_iou, keep
+the best max_per_img. Zero-size boxes (anchors clipped away at the border) are dropped as MMDetection 3.x does
+(min_bbox_size=0); v2.0 kept them, but they can never match a ground truth box.
 """
 from __future__ import annotations
 
