@@ -8,7 +8,7 @@ from importlib import import_module
 _EXPORTS = {
     "ModelConfig": "config", "Detector": "detector", "Detections": "detector", "resolve_device": "detector",
     "RetinaNet": "model", "build_model": "model", "RetinaNetError": "errors", "CheckpointError": "errors",
-    "ImageError": "errors", "DatasetError": "errors",
+    "ImageError": "errors", "DatasetError": "errors", "CocoSet": "coco",
 }
 __all__ = list(_EXPORTS)
 
