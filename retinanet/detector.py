@@ -77,6 +77,7 @@ class Detector:
         self.device = resolve_device(device)
         fast_autocast(self.device, precision)  # validates precision against the device up front
         self.precision = precision
+        built_here = model is None
         meta = {}
         if weights is not None:
             ckpt = read_checkpoint(weights)
@@ -94,7 +95,7 @@ class Detector:
         if weights is not None:
             load_state(self.model, ckpt["state_dict"], source=str(weights))
         self.model.eval().to(self.device)
-        self.channels_last = fast and model is None
+        self.channels_last = fast and built_here
         if self.channels_last:
             optimize_for_inference(self.model, self.device)
         if self.device.type == "cuda" and precision == "fp32":

@@ -27,7 +27,9 @@ def test_fast_fp32_gives_the_same_detections(r50_ckpt, style):
     cfg = ModelConfig(depth=50, style=style, scale=(320, 256))
     img = np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8)
     plain = Detector(cfg, r50_ckpt, device="cpu", fast=False).predict(img)[0]
-    fast = Detector(cfg, r50_ckpt, device="cpu", fast=True).predict(img)[0]
+    fast_det = Detector(cfg, r50_ckpt, device="cpu", fast=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast_det.model.modules())  # really folded
+    fast = fast_det.predict(img)[0]
     assert len(plain) == len(fast) > 10
     np.testing.assert_allclose(fast.boxes, plain.boxes, atol=0.01)
     np.testing.assert_allclose(fast.scores, plain.scores, atol=1e-4)
