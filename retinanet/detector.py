@@ -97,7 +97,8 @@ class Detector:
         self.model.eval().to(self.device)
         self.channels_last = fast and built_here
         if self.channels_last:
-            optimize_for_inference(self.model, self.device)
+            # fused oneDNN ops have no autocast or torch.compile rules: plain fp32 eager only
+            optimize_for_inference(self.model, self.device, fuse=precision == "fp32" and not compile)
         if self.device.type == "cuda" and precision == "fp32":
             # TF32 convolutions (Ampere and later) move scores by ~1e-3: keep true fp32 for parity
             torch.backends.cudnn.allow_tf32 = False

@@ -5,8 +5,9 @@ import torch
 
 from reference_ckpt import reference_state_dict, save_reference_checkpoint
 from retinanet import Detector, ModelConfig
+from retinanet import fused
 from retinanet.errors import RetinaNetError
-from retinanet.fast import cpu_has_bf16, fold_batchnorm
+from retinanet.fast import cpu_has_bf16, fold_batchnorm, optimize_for_inference
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +30,24 @@ def test_fast_fp32_gives_the_same_detections(r50_ckpt, style):
     plain = Detector(cfg, r50_ckpt, device="cpu", fast=False).predict(img)[0]
     fast_det = Detector(cfg, r50_ckpt, device="cpu", fast=True)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast_det.model.modules())  # really folded
+    assert not fused.available() or any(isinstance(m, fused.FusedBlock) for m in fast_det.model.modules())
     fast = fast_det.predict(img)[0]
     assert len(plain) == len(fast) > 10
     np.testing.assert_allclose(fast.boxes, plain.boxes, atol=0.01)
     np.testing.assert_allclose(fast.scores, plain.scores, atol=1e-4)
     assert (fast.labels == plain.labels).all()
+
+
+def test_fused_relus_and_adds_are_bit_identical(r50_ckpt):
+    """oneDNN post-ops reuse the convolution's output: the fused model gives exactly the unfused one's numbers."""
+    cfg = ModelConfig(depth=50, scale=(320, 256))
+    img = np.random.default_rng(2).integers(0, 255, (256, 320, 3), dtype=np.uint8)
+    fused_det = Detector(cfg, r50_ckpt, device="cpu")
+    unfused = Detector(cfg, r50_ckpt, device="cpu", fast=False)
+    optimize_for_inference(unfused.model, unfused.device, fuse=False)
+    unfused.channels_last = True
+    a, b = fused_det.predict(img)[0], unfused.predict(img)[0]
+    assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.scores, b.scores)
 
 
 def test_bf16_runs_where_the_cpu_has_it_and_fp16_is_refused_on_the_cpu(r50_ckpt):
