@@ -1,0 +1,302 @@
+"""`rdet bench`: each zoo model's speed and training memory on this machine, beside the published figures."""
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from .common import (CacheDirOption, DeviceOption, Fail, JsonOption, OfflineOption, QuietOption, ZooOption, err,
+                     fmt, load_zoo, out, print_json)
+
+GPU_IMAGES, CPU_IMAGES = 2000, 20  # the published method times 2000 images; a CPU takes seconds per image
+PUBLISHED_FPS = ("published fps: NVIDIA V100, fp32, batch 1, 5 warm-up iterations then 1995 val2017 images timed "
+                 "from the copy to the GPU to the results (MMDetection tools/benchmark.py)")
+PUBLISHED_MEM = ("published mem: torch.cuda.max_memory_allocated while training 2 images per GPU at 1333x800 "
+                 "(MMDetection training logs)")
+
+
+def _parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise Fail(f"--size must be WIDTHxHEIGHT (e.g. 1333x800), not '{text}'") from None
+    if min(w, h) < 32:
+        raise Fail(f"--size {text}: both sides must be at least 32 pixels")
+    return w, h
+
+
+def _dataset_files(data_root: Optional[Path], ann: Optional[Path], images_dir: Optional[Path]):
+    """(annotation file, image directory) of the dataset to time, or None for the bundled photo."""
+    if data_root is None and ann is None and images_dir is None:
+        return None
+    if data_root is not None and (ann is not None or images_dir is not None):
+        raise Fail("give either --data-root or --ann with --images-dir, not both")
+    if data_root is None and (ann is None or images_dir is None):
+        raise Fail("--ann and --images-dir go together")
+    if data_root is not None:
+        return data_root / "annotations" / "instances_val2017.json", data_root / "val2017"
+    return ann, images_dir
+
+
+def _dataset_paths(files) -> Optional[list]:
+    """Image paths of a checked COCO-format dataset, by image id (the reference times the first val2017 images)."""
+    if files is None:
+        return None
+    from retinanet.coco import CocoSet
+
+    dataset = CocoSet.load(*files)
+    return [dataset.path(image) for image in dataset.image_ids]
+
+
+def _loader(cfg, paths: Optional[list]):
+    """load(i) -> image i resized, normalised and padded on the host, as the reference's data loader hands it over."""
+    from retinanet.assets import SAMPLE_IMAGE
+    from retinanet.images import read_bgr
+    from retinanet.preprocess import prepare
+
+    if paths is None:
+        sample = prepare(read_bgr(SAMPLE_IMAGE), cfg, "cpu")
+        return lambda i: sample
+    return lambda i: prepare(read_bgr(paths[i % len(paths)]), cfg, "cpu")
+
+
+def _class_config(entry, weights: Optional[Path], overrides: dict):
+    """The entry's configuration with a fine-tuned checkpoint's own classes (they change the head's size)."""
+    cfg = entry.model_config(**overrides)
+    if weights is not None:
+        from retinanet.checkpoint import class_names_from_meta, read_checkpoint
+
+        names = class_names_from_meta(read_checkpoint(weights)["meta"])
+        if names is not None:
+            cfg = cfg.replace(num_classes=len(names), class_names=names)
+    return cfg
+
+
+def _release(device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def bench(
+    names: Optional[List[str]] = typer.Argument(None, help="Zoo model names (default: every model).",
+                                                show_default=False),
+    all_models: bool = typer.Option(False, "--all", help="Every model of the zoo (the default without names)."),
+    fps: bool = typer.Option(False, "--fps", help="Measure inference speed (with neither flag: both)."),
+    mem: bool = typer.Option(False, "--mem", help="Measure training memory (with neither flag: both)."),
+    device: str = DeviceOption,
+    images: Optional[int] = typer.Option(None, "--images", min=1, help="Images per model, warm-up included "
+                                         f"(default: {GPU_IMAGES} on a GPU as the published figures, {CPU_IMAGES} "
+                                         "on the CPU).", show_default=False),
+    warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed iterations first (the published method: 5)."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass (published: 1)."),
+    amp: bool = typer.Option(False, "--amp", help="Time inference under autocast (fp16 on CUDA, bf16 on the "
+                             "CPU); the published figures are fp32."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="A COCO directory (annotations/"
+                                             "instances_val2017.json, val2017/): time its images instead of the "
+                                             "bundled photo.", show_default=False),
+    ann: Optional[Path] = typer.Option(None, "--ann", help="A COCO annotation file (with --images-dir).",
+                                       show_default=False),
+    images_dir: Optional[Path] = typer.Option(None, "--images-dir", help="The images of --ann.",
+                                              show_default=False),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="A checkpoint to use instead of the zoo's "
+                                           "(one model only).", show_default=False),
+    random_weights: bool = typer.Option(False, "--random-weights", help="Random weights: nothing to download "
+                                        "(speed and memory do not depend on the values)."),
+    as_json: bool = JsonOption,
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw published box AP against measured fps "
+                                        "into this PNG file.", show_default=False),
+    size: Optional[str] = typer.Option(None, "--size", hidden=True, help="Test scale WxH instead of 1333x800 "
+                                       "(inference resize and training batch), for quick checks."),
+    zoo_file: Optional[Path] = ZooOption,
+    cache_dir: Optional[Path] = CacheDirOption,
+    offline: bool = OfflineOption,
+    quiet: bool = QuietOption,
+):
+    """Measure each model's speed (fps) and training memory here, beside the published figures.
+
+    Speed is timed as the published column was: 5 warm-up iterations, batch 1,
+    from the copy to the device to the results, synchronised on a GPU; on the
+    bundled photo, or on a dataset's images.
+
+    Memory is the peak of training iterations at the reference setting (2
+    images at 1333x800) in a fresh process per model: CUDA max_memory_allocated
+    on a GPU, the growth of the resident set on the CPU.
+
+    A model that fails (out of memory, bad weights) is reported in its row and
+    the others still run; the exit code is then 1.
+
+    Examples:
+
+      rdet bench --random-weights                       # every model, speed and memory
+
+      rdet bench r50_fpn_1x x101_64x4d_fpn_1x --fps --data-root /data/coco
+
+      rdet bench --mem --json
+
+      rdet bench --fps --plot speed.png
+    """
+    do_fps, do_mem = (fps or not mem), (mem or not fps)
+    if plot is not None and not do_fps:
+        raise Fail("--plot draws the measured fps: add --fps (or drop --mem)")
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise Fail(f"--plot writes a PNG: give a file name ending in .png, not '{plot}'")
+    if weights is not None and random_weights:
+        raise Fail("--weights and --random-weights exclude each other")
+    scale = _parse_size(size)
+    overrides = {"scale": scale} if scale else {}
+    train_size = scale or (1333, 800)
+    dataset = _dataset_files(data_root, ann, images_dir) if do_fps else None
+    if do_fps and images is not None and images <= warmup * batch_size:
+        raise Fail(f"--images {images} leaves nothing to time after --warmup {warmup} of --batch-size "
+                   f"{batch_size}")
+    zoo = load_zoo(zoo_file)
+    entries = list(zoo) if all_models or not names else list(dict.fromkeys(zoo.get(n) for n in names))
+    if weights is not None and len(entries) != 1:
+        raise Fail("--weights belongs to one model: name exactly one")
+
+    from retinanet.benchmark import device_name, one_line, training_memory  # imports torch
+    from retinanet.detector import resolve_device
+
+    dev = resolve_device(device)
+    if images is None:
+        images = GPU_IMAGES if dev.type == "cuda" else CPU_IMAGES
+        if do_fps and images <= warmup * batch_size:
+            raise Fail(f"the default --images {images} leaves nothing to time after --warmup {warmup} of "
+                       f"--batch-size {batch_size}; give --images")
+    paths = _dataset_paths(dataset)
+    precision = ("fp16" if dev.type == "cuda" else "bf16") if amp else "fp32"
+    dev_name = device_name(dev)
+
+    rows, errors, files = [], {}, {}
+    for e in entries:
+        rows.append({"model": e.name, "fps": None, "ms_per_image": None, "mem_gb": None,
+                     "published_fps": e.fps, "published_mem_gb": e.mem_gb})
+    # Downloads first, with their own progress output, so they never interleave with the bench's bar.
+    for e in entries:
+        if do_fps and weights is None and not random_weights:
+            from zoo.cache import Cache
+            from zoo.weights import ensure_weights
+
+            try:
+                files[e.name] = ensure_weights(e, Cache(cache_dir), offline=offline or None,
+                                               quiet=quiet or as_json)
+            except Exception as exc:  # noqa: BLE001 - one model's failure is its row's, the others go on
+                errors[e.name] = one_line(exc)
+        elif weights is not None:
+            files[e.name] = weights
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    per_model = (images if do_fps else 0) + (1 if do_mem else 0)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err, disable=quiet, transient=False)
+    with progress:
+        task = progress.add_task("bench", total=per_model * len(entries))
+        for e, row in zip(entries, rows):
+            start = progress.tasks[0].completed
+            problems = [errors[e.name]] if e.name in errors else []
+            if do_fps and not problems:
+                progress.update(task, description=f"{e.name}: speed")
+                try:
+                    row.update(_measure_speed(e, files.get(e.name), dev, precision, overrides, paths, images,
+                                              warmup, batch_size, lambda n: progress.advance(task, n),
+                                              zoo_file, random_weights))
+                except Exception as exc:  # noqa: BLE001
+                    problems.append(f"speed: {one_line(exc)}")
+                _release(dev)
+            if do_mem:
+                progress.update(task, description=f"{e.name}: memory")
+                try:
+                    cfg = _class_config(e, files.get(e.name) if not random_weights else None, overrides)
+                    row["mem_gb"] = round(training_memory(cfg, dev, images=2, size=train_size).gb, 2)
+                except Exception as exc:  # noqa: BLE001
+                    problems.append(f"memory: {one_line(exc)}")
+                _release(dev)
+            if problems:
+                row["error"] = "; ".join(dict.fromkeys(problems))
+            progress.update(task, completed=start + per_model)
+        progress.update(task, description="done")
+
+    if plot is not None:
+        from .plot import speed_accuracy_chart
+
+        by_name = {e.name: e for e in entries}
+        points = [(r["model"], r["fps"], by_name[r["model"]].box_ap) for r in rows
+                  if r["fps"] is not None and by_name[r["model"]].box_ap is not None]
+        speed_accuracy_chart(points, plot, title=f"RetinaNet: published box AP vs speed on {dev_name}")
+    if as_json:
+        print_json({"device": dev_name, "results": rows})
+    else:
+        source = "the bundled photo" if paths is None else f"{len(paths)} dataset images"
+        scale_text = "x".join(map(str, scale or (1333, 800)))
+        measured = (f"measured fps: {images} images ({warmup} warm-up iterations) of {source} at {scale_text}, "
+                    f"batch {batch_size}, {precision}")
+        _table(rows, dev_name, dev.type == "cuda", do_fps, do_mem, precision, measured)
+    if plot is not None:
+        (err if as_json else out).print(f"speed/accuracy chart written to {plot}", highlight=False)
+    if any("error" in r for r in rows):
+        raise typer.Exit(1)
+
+
+def _measure_speed(entry, weights_file, dev, precision, overrides, paths, images, warmup, batch_size, advance,
+                   zoo_file, random_weights) -> dict:
+    import zoo
+    from retinanet.benchmark import time_inference
+
+    det = zoo.load(entry.name, weights=weights_file, device=str(dev), zoo_file=zoo_file,
+                   random_weights=random_weights, precision=precision, quiet=True, **overrides)
+    try:
+        speed = time_inference(det, _loader(det.cfg, paths), images=images, warmup=warmup, batch_size=batch_size,
+                               progress=advance)
+    finally:
+        del det
+    return {"fps": round(speed.fps, 3), "ms_per_image": round(speed.ms_per_image, 2)}
+
+
+def _ratio(measured, published) -> str:
+    return "-" if measured is None or not published else f"{measured / published:.2f}x"
+
+
+def _table(rows, dev_name, on_gpu, do_fps, do_mem, precision, measured) -> None:
+    table = Table(title=f"rdet bench on {dev_name}" + ("" if precision == "fp32" else f" ({precision} autocast)"),
+                  title_justify="left")
+    table.add_column("model", no_wrap=True)
+    if do_fps:
+        for col in ("fps", "published fps", "ratio", "ms/image"):
+            table.add_column(col, justify="right")
+    if do_mem:
+        table.add_column("mem GB" if on_gpu else "mem GB (RSS)", justify="right")
+        table.add_column("published mem GB", justify="right")
+    table.add_column("status")
+    for r in rows:
+        cells = [r["model"]]
+        if do_fps:
+            cells += [fmt(r["fps"], ".2f"), fmt(r["published_fps"]), _ratio(r["fps"], r["published_fps"]),
+                      fmt(r["ms_per_image"], ".1f")]
+        if do_mem:
+            cells += [fmt(r["mem_gb"], ".2f"), fmt(r["published_mem_gb"])]
+        cells.append(f"[red]{r['error']}[/red]" if "error" in r else "[green]ok[/green]")
+        table.add_row(*cells)
+    out.print(table)
+    notes = []
+    if do_fps:
+        notes += [measured, PUBLISHED_FPS]
+    if do_mem:
+        notes.append("measured mem: torch.cuda.max_memory_allocated while training 2 images in a fresh process"
+                     if on_gpu else "measured mem: peak resident-memory growth of a fresh CPU process training 2 "
+                     "images: a host figure, not comparable with the GPU allocator's")
+        notes.append(PUBLISHED_MEM)
+    for note in notes:
+        out.print(f"[dim]{note}.[/dim]", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
