@@ -124,7 +124,6 @@ def import_checkpoint(
     pretrained: bool = PretrainedOption,
     zoo_file: Optional[Path] = ZooOption,
     cache_dir: Optional[Path] = CacheDirOption,
-    offline: bool = OfflineOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ):
@@ -162,7 +161,6 @@ def _label(item) -> str:
 def cache_list(
     zoo_file: Optional[Path] = ZooOption,
     cache_dir: Optional[Path] = CacheDirOption,
-    offline: bool = OfflineOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ):
@@ -199,7 +197,6 @@ def cache_verify(
                                                 show_default=False),
     zoo_file: Optional[Path] = ZooOption,
     cache_dir: Optional[Path] = CacheDirOption,
-    offline: bool = OfflineOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ):
@@ -249,7 +246,6 @@ def cache_rm(
                                     "files (shared between models)."),
     zoo_file: Optional[Path] = ZooOption,
     cache_dir: Optional[Path] = CacheDirOption,
-    offline: bool = OfflineOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ):

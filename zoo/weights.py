@@ -146,7 +146,8 @@ class Verdict:
 
     def to_dict(self) -> dict:
         status = "unknown" if self.ok is None else "ok" if self.ok else "bad"
-        return {**self.file.to_dict(), "status": status, "actual_sha256": self.actual,
+        # "verified" now says what this re-hash found, not what was true when the file took its name
+        return {**self.file.to_dict(), "verified": bool(self.ok), "status": status, "actual_sha256": self.actual,
                 "expected_sha256": self.file.refs[0].sha256 if self.file.refs else None}
 
 
