@@ -1,0 +1,224 @@
+"""`rdet eval`: the COCO box AP of a zoo model, next to the published figure; one process or many (torchrun)."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from .common import (CacheDirOption, DeviceOption, Fail, JsonOption, OfflineOption, PrecisionOption, QuietOption,
+                     ZooOption, err, load_detector, out, print_json)
+
+COCO_ANN = Path("annotations", "instances_val2017.json")
+COCO_IMAGES = Path("val2017")
+
+
+def evaluate(
+    name: Optional[str] = typer.Argument(None, help="Zoo model name (optional with --results).", show_default=False),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="A COCO directory: annotations/"
+                                             "instances_val2017.json and val2017/.", show_default=False),
+    ann: Optional[Path] = typer.Option(None, "--ann", help="A COCO-format annotation file (any set; instead of "
+                                       "--data-root).", show_default=False),
+    images: Optional[Path] = typer.Option(None, "--images", help="The directory holding --ann's images.",
+                                          show_default=False),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="A checkpoint file to use instead of the "
+                                           "zoo's (e.g. one written by `rdet train`).", show_default=False),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass (the published "
+                                   "figures use 1; images are only batched with others of the same padded size)."),
+    workers: int = typer.Option(2, "--workers", min=0, help="Data-loading processes (decode and resize)."),
+    device: str = DeviceOption,
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N images (by "
+                                        "image id).", show_default=False),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Save the detections as a COCO results file.",
+                                            show_default=False),
+    results_file: Optional[Path] = typer.Option(None, "--results", help="Re-score a COCO results file (e.g. "
+                                                "from --out) instead of running a model.", show_default=False),
+    random_weights: bool = typer.Option(False, "--random-weights", help="Randomly initialised weights: no "
+                                        "download, AP near 0 (for trying the tool offline)."),
+    precision: str = PrecisionOption,
+    as_json: bool = JsonOption,
+    zoo_file: Optional[Path] = ZooOption,
+    cache_dir: Optional[Path] = CacheDirOption,
+    offline: bool = OfflineOption,
+    quiet: bool = QuietOption,
+):
+    """Measure a zoo model's COCO box AP and compare it with the published one.
+
+    Examples:
+
+      rdet eval x101_32x4d_fpn_2x --data-root /data/coco
+
+      rdet eval r50_fpn_1x --ann my/val.json --images my/images --weights my.pth --out dets.json
+
+      rdet eval --results dets.json --ann my/val.json    # re-score saved detections
+
+      torchrun --nproc_per_node 8 -m cli.main eval r50_fpn_1x --data-root /data/coco
+    """
+    from retinanet.evaluation import coco_metrics, load_results, save_results
+
+    rescoring = results_file is not None
+    with _errors_said_by_rank_0():  # bad input stops here, before torch is even imported
+        entry, coco_set = _inputs(name, data_root, ann, images, results_file, out_file, limit, zoo_file)
+        if rescoring:
+            results = load_results(results_file)
+    if _is_rank_0() and not quiet:
+        _notes(coco_set, limit)
+    if rescoring:
+        if not _is_rank_0():
+            return  # re-scoring is rank 0's alone
+    else:
+        results = _detect(entry, coco_set, weights, device, batch_size, workers, random_weights, precision,
+                          zoo_file, cache_dir, offline, quiet or as_json, quiet)
+        if results is None:
+            return  # rank 0 gathered everything: it alone scores, prints and writes
+        if out_file is not None:
+            save_results(out_file, results)
+    _print(entry, coco_set, coco_metrics(coco_set, results), len(results), out_file, as_json)
+
+
+def _is_rank_0() -> bool:
+    """This process's rank as torchrun sets it (usable before the process group exists)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+@contextmanager
+def _errors_said_by_rank_0():
+    """Under torchrun every rank meets the same bad input: rank 0 alone prints it, all exit with its code."""
+    from retinanet.errors import RetinaNetError
+    from zoo.errors import ZooError
+
+    try:
+        yield
+    except (Fail, RetinaNetError, ZooError) as e:
+        if _is_rank_0():
+            raise
+        raise typer.Exit(getattr(e, "code", None) or getattr(e, "exit_code", 2)) from None
+
+
+def _detect(entry, coco_set, weights, device, batch_size, workers, random_weights, precision, zoo_file, cache_dir,
+            offline, quiet_download, quiet):
+    """The model's COCO results on rank 0 (every shard gathered), None on the other ranks."""
+    from retinanet.detector import resolve_device
+    from retinanet.distributed import cleanup, init_distributed, local_device
+    from retinanet.evaluation import check_classes, run_detection
+
+    with _errors_said_by_rank_0():
+        dev = resolve_device(device)
+    dist = init_distributed(dev)  # a no-op unless launched by torchrun
+    try:
+        with _errors_said_by_rank_0():
+            _, det = load_detector(entry.name, weights, str(local_device(dev, dist)), zoo_file, cache_dir,
+                                   offline, quiet_download or not dist.is_main, random_weights, precision)
+            check_classes(det.cfg.num_classes, coco_set)
+        show = dist.is_main and not quiet
+        if show and tuple(det.class_names) != coco_set.class_names:
+            err.print(f"note: the model's class names differ from {coco_set.ann_file.name}'s; label i is scored "
+                      "as its i-th category (by id)", highlight=False)
+        with _ProgressBar(show, f"eval {entry.name}", len(coco_set)) as advance:
+            results = run_detection(det, coco_set, batch_size, workers,
+                                    progress=lambda n: advance(n * dist.world_size), dist=dist)
+        return results if dist.is_main else None
+    finally:
+        cleanup(dist)
+
+
+def _inputs(name, data_root, ann, images, results_file, out_file, limit, zoo_file):
+    """(zoo entry or None, CocoSet), every argument checked."""
+    import zoo
+    from retinanet.coco import CocoSet
+
+    rescoring = results_file is not None
+    if name is None and not rescoring:
+        raise Fail("give a model NAME to evaluate (see `rdet list`), or --results FILE to re-score detections")
+    if rescoring and out_file is not None:
+        raise Fail("--out saves a model's detections; with --results no model runs")
+    entry = zoo.get(name, zoo_file) if name is not None else None
+    if ann is None and data_root is None:
+        raise Fail("give --data-root DIR (COCO layout) or --ann FILE --images DIR")
+    ann_file = ann if ann is not None else data_root / COCO_ANN
+    images_dir = images if images is not None else data_root / COCO_IMAGES if data_root is not None else None
+    if images_dir is None and not rescoring:
+        raise Fail("--ann needs --images DIR, the directory holding its images")
+    coco_set = CocoSet.load(ann_file, images_dir or ann_file.parent, limit=limit, check_files=not rescoring)
+    return entry, coco_set
+
+
+def _notes(coco_set, limit) -> None:
+    if limit is not None:
+        err.print(f"note: --limit {limit}: evaluating the first {len(coco_set)} of {coco_set.total_images} "
+                  "images; the AP is not comparable with the published figure", highlight=False)
+    if not coco_set.coco.anns:  # e.g. COCO test-dev: detections for the server, nothing to score here
+        err.print(f"note: {coco_set.ann_file.name} holds no annotations: every figure will be n/a "
+                  "(--out keeps the detections)", highlight=False)
+
+
+def _print(entry, coco_set, metrics, n_detections, out_file, as_json) -> None:
+    published = entry.box_ap if entry is not None else None
+    if as_json:
+        print_json({"model": entry.name if entry else None, "images": len(coco_set), "metrics": metrics,
+                    "published_box_ap": None if published is None else round(published / 100, 6)})
+    else:  # even with --quiet, which silences progress and notes only
+        _report(entry, coco_set, metrics, published, n_detections, out_file)
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text("" if task.speed is None else f"{task.speed:.1f} img/s", style="progress.data.speed")
+
+
+class _ProgressBar:
+    """A progress bar on stderr with images/s and ETA; `advance(n)` is a no-op when hidden."""
+
+    def __init__(self, visible: bool, description: str, total: int):
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+                            TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False) if visible else None
+        self.description, self.total = description, total
+
+    def __enter__(self):
+        if self.bar is None:
+            return lambda n: None
+        self.bar.start()
+        task = self.bar.add_task(self.description, total=self.total)
+        # under torchrun rank 0 counts its share times the world size (shards differ by one image at most)
+        return lambda n: self.bar.update(task, completed=min(self.total, self.bar.tasks[0].completed + n))
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            if exc[0] is None:
+                self.bar.update(self.bar.task_ids[0], completed=self.total)
+            self.bar.stop()
+        return False
+
+
+def _report(entry, coco_set, metrics, published, n_detections, out_file):
+    from retinanet.evaluation import METRICS
+
+    scope = f"{len(coco_set)} images"
+    if len(coco_set) < coco_set.total_images:
+        scope = f"the first {len(coco_set)} of {coco_set.total_images} images (--limit)"
+    title = f"{entry.name if entry else 'detections'}: COCO box AP on {scope} of {coco_set.ann_file.name}"
+    table = Table(title=title, title_justify="left")
+    for col in ("metric", "IoU", "area", "dets", "measured", "published", "diff"):
+        table.add_column(col, justify="left" if col in ("metric", "IoU", "area") else "right")
+    for key, _, iou, area, max_dets in METRICS:
+        value = metrics[key]
+        shown = "n/a" if value < 0 else f"{value * 100:.1f}"  # COCOeval's -1: no ground truth of that size
+        pub = diff = ""
+        if key == "bbox_mAP" and published is not None:
+            pub = f"{published:.1f}"
+            diff = f"{round(value * 100, 1) - published:+.1f}" if value >= 0 else ""
+        table.add_row(key, iou, area, str(max_dets), shown, pub, diff)
+    out.print(table)
+    out.print(f"{n_detections} detections. Figures in percent (COCOeval's fractions x 100); n/a: the images hold "
+              "no ground truth of that size.", highlight=False)
+    if out_file is not None:
+        out.print(f"detections written to {out_file}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(evaluate)

@@ -1,0 +1,254 @@
+"""`rdet eval`: COCO box AP of a model on a small COCO-format set, in-process, as a user runs it, and under torchrun.
+
+The ground truth is built from a tiny18 model's own detections (score >= 0.3) on real image files, so its AP is
+known exactly (1.0); scoring is checked against figures worked out by hand on boxes placed by hand.
+
+Every process here computes with one thread (torchrun's default): a different thread count changes convolution
+sums in the last bit, and 1-process and 2-process runs are compared for exact equality.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from coco_data import CAT_IDS, IMAGES, boxes_from_results, write_annotations, write_calm_weights, write_images
+from retinanet.coco import CocoSet
+from retinanet.evaluation import METRIC_NAMES, coco_metrics, load_results, run_detection, save_results
+from retinanet.errors import DatasetError
+from tiny_zoo import NAME, rdet_command, run_rdet, write_tiny_zoo
+
+SORTED_IDS = sorted(i for i, *_ in IMAGES)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Images, the tiny18 zoo with calm weights, the model's detections (run in-process, 2 loader workers), and
+    two ground truths made of its detections scoring >= 0.3: all of them, and every other one."""
+    import zoo
+
+    root = tmp_path_factory.mktemp("eval")
+    manifest, _ = write_tiny_zoo(root / "zoo")
+    weights = write_calm_weights(root / "calm.pth")
+    records = write_images(root / "images")
+    bare = write_annotations(root / "bare.json", records, [])
+    det = zoo.load(NAME, weights=weights, zoo_file=manifest, device="cpu")
+    done = []
+    results = run_detection(det, CocoSet.load(bare, root / "images"), batch_size=2, workers=2,
+                            progress=done.append)
+    confident = [r for r in results if r["score"] >= 0.3]
+    assert len(confident) > 10
+    write_annotations(root / "all.json", records, boxes_from_results(confident))
+    write_annotations(root / "half.json", records, boxes_from_results(confident, lambda i: i % 2 == 0))
+    env = {"RDET_ZOO": str(manifest), "RDET_CACHE": str(root / "cache"), "OMP_NUM_THREADS": "1"}
+    return {"root": root, "det": det, "results": results, "progress": done, "env": env, "weights": weights}
+
+
+def _set(data, name, **kw):
+    return CocoSet.load(data["root"] / name, data["root"] / "images", **kw)
+
+
+# --- the engine, from Python ---------------------------------------------------------------------------------
+
+
+def test_detections_are_coco_results_in_image_order_with_the_sets_category_ids(data):
+    results, det = data["results"], data["det"]
+    assert sum(data["progress"]) == len(IMAGES)
+    ids = [r["image_id"] for r in results]
+    assert sorted(set(ids)) == SORTED_IDS and ids == sorted(ids)  # every image, in the set's (id) order
+    # image 7 is a.png: the same detections as predict() on the file, label i as the i-th smallest category id
+    dets = det.predict(str(data["root"] / "images" / "a.png"))[0]
+    mine = [r for r in results if r["image_id"] == 7]
+    assert len(mine) == len(dets) > 0
+    for r, box, score, label in zip(mine, dets.boxes, dets.scores, dets.labels):
+        x1, y1, x2, y2 = box.tolist()  # float32 corners as Python floats, then subtracted (reference xyxy2xywh)
+        assert r["bbox"] == [x1, y1, x2 - x1, y2 - y1]  # xywh, w = x2 - x1 (no +1)
+        assert r["category_id"] == CAT_IDS[label] and r["score"] == float(score)
+
+
+def test_ground_truth_equal_to_the_detections_scores_ap_1(data):
+    m = coco_metrics(_set(data, "all.json"), data["results"])
+    assert list(m) == list(METRIC_NAMES)
+    assert m["bbox_mAP"] == m["bbox_mAP_50"] == m["bbox_mAP_75"] == m["AR_100"] == 1.0
+    assert m["bbox_mAP_l"] == -1.0  # no box of 96x96 px or more in these small images: COCOeval's -1
+    half = coco_metrics(_set(data, "half.json"), data["results"])
+    assert 0.2 < half["bbox_mAP"] < 0.9  # the other half are false positives among true ones
+    # --limit: only the first 2 images (by id) count
+    limited = _set(data, "half.json", limit=2)
+    assert limited.image_ids == SORTED_IDS[:2]
+    assert coco_metrics(limited, data["results"]) == coco_metrics(_set(data, "half.json"), data["results"],
+                                                                  image_ids=SORTED_IDS[:2])
+
+
+# Boxes placed by hand: 40x40 (medium), one per category in each of two images (160x120 and 96x128).
+HAND_GT = [(42, 3, [10, 10, 40, 40]), (42, 7, [60, 10, 40, 40]), (42, 12, [110, 60, 40, 40]),
+           (1000, 3, [5, 5, 40, 40]), (1000, 7, [50, 40, 40, 40]), (1000, 12, [5, 85, 40, 40])]
+
+
+def _dets(boxes, dx=0, score=0.9):
+    return [{"image_id": i, "category_id": c, "bbox": [x + dx, y, w, h], "score": score} for i, c, (x, y, w, h) in boxes]
+
+
+@pytest.fixture(scope="module")
+def hand_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hand")
+    records = [{"id": i, "file_name": n, "width": w, "height": h} for i, n, w, h in IMAGES]
+    ann = write_annotations(root / "hand.json", records, HAND_GT)
+    return CocoSet.load(ann, root, check_files=False)
+
+
+@pytest.mark.parametrize("dets, expected", [
+    # exact boxes: every figure 1 (no small or large ground truth: -1)
+    (_dets(HAND_GT), {"bbox_mAP": 1.0, "bbox_mAP_75": 1.0, "bbox_mAP_m": 1.0, "bbox_mAP_s": -1.0, "AR_1": 1.0}),
+    # shifted 6 px: IoU 34/46 = 0.739 passes 0.50..0.70, fails 0.75..0.95: 5 of 10 thresholds
+    (_dets(HAND_GT, dx=6), {"bbox_mAP": 0.5, "bbox_mAP_50": 1.0, "bbox_mAP_75": 0.0, "AR_100": 0.5}),
+    # shifted 4 px: IoU 36/44 = 0.818 passes 7 of 10
+    (_dets(HAND_GT, dx=4), {"bbox_mAP": 0.7, "bbox_mAP_75": 1.0, "AR_10": 0.7}),
+    # one image's boxes found, the other's missed: recall 0.5 at precision 1 covers 51 of the 101 recall points
+    (_dets(HAND_GT[:3]), {"bbox_mAP": 51 / 101, "AR_100": 0.5}),
+    # a false positive of category 3 scored above its two true ones: its precision envelope is 2/3 at every
+    # recall, the other two categories stay 1: mean (2/3 + 1 + 1) / 3
+    (_dets(HAND_GT, score=0.5) + [{"image_id": 42, "category_id": 3, "bbox": [100, 0, 40, 40], "score": 0.9}],
+     {"bbox_mAP": 8 / 9, "AR_100": 1.0}),
+    # no detections at all (COCO.loadRes cannot load an empty list): AP 0
+    ([], {"bbox_mAP": 0.0, "bbox_mAP_50": 0.0, "AR_100": 0.0, "bbox_mAP_s": -1.0}),
+])
+def test_scoring_matches_figures_worked_out_by_hand(hand_set, dets, expected):
+    m = coco_metrics(hand_set, dets)
+    for key, value in expected.items():
+        assert m[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_results_files_round_trip_and_bad_ones_are_one_line_errors(hand_set, tmp_path):
+    dets = _dets(HAND_GT, dx=6)
+    save_results(tmp_path / "sub" / "r.json", dets)
+    assert load_results(tmp_path / "sub" / "r.json") == dets
+    bad = {"missing.json": None, "broken.json": "[{", "dict.json": "{}",
+           "nobox.json": json.dumps([{"image_id": 42, "category_id": 3, "score": 0.5}])}
+    for name, text in bad.items():
+        if text is not None:
+            (tmp_path / name).write_text(text)
+        with pytest.raises(DatasetError) as info:
+            load_results(tmp_path / name)
+        assert name in str(info.value) and "\n" not in str(info.value)
+    for wrong in ({"image_id": 5}, {"category_id": 1}):  # made on another set
+        with pytest.raises(DatasetError, match="lacks"):
+            coco_metrics(hand_set, [{**dets[0], **wrong}])
+
+
+# --- rdet eval, as a user runs it ----------------------------------------------------------------------------
+
+
+def _eval_args(data, ann="half.json"):
+    return ["eval", NAME, "--ann", data["root"] / ann, "--images", data["root"] / "images", "--weights",
+            data["weights"]]
+
+
+@pytest.fixture(scope="module")
+def cli_run(data):
+    """One `rdet eval --json --out` run, shared by the checks below."""
+    out = data["root"] / "r1.json"
+    r = run_rdet(*_eval_args(data), "--json", "--out", out, "--batch-size", "2", "--workers", "1",
+                 env_extra=data["env"])
+    assert r.returncode == 0, r.stderr
+    return r, out
+
+
+def test_eval_json_is_exactly_the_documented_schema_and_matches_the_engine(data, cli_run):
+    r, out = cli_run
+    doc = json.loads(r.stdout)  # stdout holds the JSON document and nothing else
+    assert list(doc) == ["model", "images", "metrics", "published_box_ap"]
+    assert doc["model"] == NAME and doc["images"] == len(IMAGES) and doc["published_box_ap"] == 0.125
+    assert list(doc["metrics"]) == list(METRIC_NAMES)
+    assert doc["metrics"] == coco_metrics(_set(data, "half.json"), data["results"])
+    assert load_results(out) == data["results"]  # --out: the COCO results, as detected in-process
+
+
+def test_rescoring_saved_results_equals_the_direct_run_and_limit_is_said(data, cli_run):
+    r, out = cli_run
+    again = run_rdet("eval", "--results", out, "--ann", data["root"] / "half.json", "--json", env_extra=data["env"])
+    assert again.returncode == 0, again.stderr
+    doc = json.loads(again.stdout)
+    assert doc["metrics"] == json.loads(r.stdout)["metrics"] and doc["model"] is None
+    assert doc["published_box_ap"] is None
+    # the table, with the published figure beside the measured one, over the first 2 images only
+    table = run_rdet("eval", NAME, "--results", out, "--ann", data["root"] / "all.json", "--limit", "2",
+                     env_extra=data["env"])
+    assert table.returncode == 0, table.stderr
+    assert "first 2 of 3 images" in table.stdout and "--limit 2" in table.stderr
+    row = next(line for line in table.stdout.splitlines() if "bbox_mAP " in line)
+    assert "100.0" in row and "12.5" in row and "+87.5" in row  # measured, published, difference
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_torchrun_processes_give_exactly_the_ap_of_one(data, cli_run):
+    r, out = cli_run
+    out2 = data["root"] / "r2.json"
+    rdet = rdet_command()
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+              str(_free_port())]
+    launch += ["-m", "cli.main"] if rdet[0] == sys.executable else [rdet[0]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RDET_")} | data["env"]
+    two = subprocess.run(launch + [str(a) for a in _eval_args(data)] + ["--json", "--out", str(out2)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert two.returncode == 0, two.stderr
+    assert json.loads(two.stdout) == json.loads(r.stdout)  # one JSON document: rank 1 printed nothing
+    assert load_results(out2) == load_results(out)  # rank 0 gathered every shard, in image order
+
+
+# --- bad input: one line, exit 2, before any inference ---------------------------------------------------------
+
+
+def _one_line_error(r, *words):
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_bad_sets_are_one_line_errors(data, tmp_path):
+    records = [{"id": i, "file_name": n, "width": w, "height": h} for i, n, w, h in IMAGES]
+    (tmp_path / "broken.json").write_text('{"images": [')
+    write_annotations(tmp_path / "empty.json", [], [])
+    write_annotations(tmp_path / "two.json", records, [], categories=[(1, "a"), (2, "b")])
+    images = data["root"] / "images"
+    cases = [
+        (["--ann", tmp_path / "nope.json", "--images", images], ["nope.json", "not found"]),
+        (["--ann", tmp_path / "broken.json", "--images", images], ["broken.json", "not valid JSON"]),
+        (["--ann", tmp_path / "empty.json", "--images", images], ["no images"]),
+        (["--ann", data["root"] / "half.json", "--images", tmp_path], ["3 of 3 images", "a.png, b.jpg"]),
+        (["--data-root", tmp_path], ["instances_val2017.json"]),
+        (["--ann", tmp_path / "two.json", "--images", images], ["3 classes", "2 categories"]),
+    ]
+    for args, words in cases:
+        _one_line_error(run_rdet("eval", NAME, *args, "--weights", data["weights"], "--quiet", env_extra=data["env"]),
+                        *words)
+    _one_line_error(run_rdet("eval", "--ann", data["root"] / "half.json", env_extra=data["env"]), "NAME")
+
+
+def test_an_unreadable_image_stops_the_run_with_one_line(data, tmp_path):
+    images = tmp_path / "images"
+    records = write_images(images)
+    (images / "a.png").write_bytes((images / "a.png").read_bytes()[:-20])  # truncated
+    ann = write_annotations(tmp_path / "ann.json", records, [])
+    r = run_rdet("eval", NAME, "--ann", ann, "--images", images, "--weights", data["weights"], "--workers", "1",
+                 "--quiet", env_extra=data["env"])
+    _one_line_error(r, "a.png")
