@@ -289,6 +289,9 @@ def _table(rows, dev_name, on_gpu, do_fps, do_mem, precision, measured) -> None:
     notes = []
     if do_fps:
         notes += [measured, PUBLISHED_FPS]
+        if precision != "fp32":
+            notes.append(f"{precision} autocast changes the detections slightly: measure its box AP against fp32 "
+                         f"with `rdet eval NAME --precision {precision}` before relying on these speeds")
     if do_mem:
         notes.append("measured mem: torch.cuda.max_memory_allocated while training 2 images in a fresh process"
                      if on_gpu else "measured mem: peak resident-memory growth of a fresh CPU process training 2 "

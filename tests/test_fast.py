@@ -63,3 +63,4 @@ def test_bf16_runs_where_the_cpu_has_it_and_fp16_is_refused_on_the_cpu(r50_ckpt)
         Detector(cfg, None, device="cpu", precision="fp16")
     with pytest.raises(RetinaNetError, match="precision"):
         Detector(cfg, None, device="cpu", precision="int3")
+
