@@ -1,0 +1,313 @@
+"""`rdet train`: a zoo model's published recipe on COCO or on a COCO-format set of your own; one process or many."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .common import CacheDirOption, DeviceOption, Fail, OfflineOption, QuietOption, ZooOption, err, out
+
+TRAIN_ANN, TRAIN_IMAGES = Path("annotations", "instances_train2017.json"), Path("train2017")
+VAL_ANN, VAL_IMAGES = Path("annotations", "instances_val2017.json"), Path("val2017")
+INIT_HELP = ("imagenet: the ImageNet backbone the published model started from (downloaded and verified); "
+             "zoo: this model's published COCO checkpoint (fine-tuning); none: random; or a FILE: a detector "
+             "checkpoint to fine-tune (its classification layer is re-initialised when the classes differ) or an "
+             "ImageNet backbone.")
+
+
+def train(
+    name: str = typer.Argument(..., help="Zoo model whose architecture and recipe to train (see `rdet list`)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="A COCO directory: annotations/"
+                                             "instances_train2017.json and train2017/ (and val2017 for validation "
+                                             "when present).", show_default=False),
+    ann: Optional[Path] = typer.Option(None, "--ann", help="A COCO-format annotation file to train on (with "
+                                       "--images); classes come from its categories.", show_default=False),
+    images: Optional[Path] = typer.Option(None, "--images", help="The directory holding --ann's images.",
+                                          show_default=False),
+    val_ann: Optional[Path] = typer.Option(None, "--val-ann", help="A COCO-format validation set (with "
+                                           "--val-images).", show_default=False),
+    val_images: Optional[Path] = typer.Option(None, "--val-images", help="The directory holding --val-ann's "
+                                              "images.", show_default=False),
+    work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Checkpoints and log.jsonl go here "
+                                            "(default: ./work_dirs/NAME).", show_default=False),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default: the model's schedule, "
+                                         "12 for 1x, 24 for 2x).", show_default=False),
+    batch_size: int = typer.Option(2, "--batch-size", min=1, help="Images per device (the reference: 2 on each of "
+                                   "8 GPUs)."),
+    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Learning rate (default: 0.01 scaled linearly "
+                                       "from 16 images per step to batch-size x processes).", show_default=False),
+    amp: bool = typer.Option(False, "--amp", help="Mixed precision: fp16 with loss scaling on CUDA, bf16 on CPUs "
+                             "that support it natively (the published models trained in fp32)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from WORK_DIR/latest.pth exactly where it "
+                                "stopped (epoch, iteration, schedule, optimizer, AMP scaler, RNG)."),
+    init: str = typer.Option("imagenet", "--init", help=INIT_HELP),
+    eval_every: int = typer.Option(0, "--eval-every", min=0, help="Also evaluate every N epochs (the last epoch "
+                                   "always is, when there is a validation set)."),
+    workers: int = typer.Option(2, "--workers", min=0, help="Data-loading processes per device."),
+    device: str = DeviceOption,
+    json_log: bool = typer.Option(False, "--json-log", help="Print the log records (one JSON object per "
+                                  "iteration and evaluation) on stdout instead of the progress bar."),
+    clip_grad: Optional[float] = typer.Option(None, "--clip-grad", min=0.0, help="Clip the gradients' total L2 "
+                                              "norm to this (the reference does not clip).", show_default=False),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and of each epoch's order and flips."),
+    warmup_iters: int = typer.Option(500, "--warmup-iters", min=0, help="Linear warm-up iterations (ratio 0.001)."),
+    size: Optional[str] = typer.Option(None, "--size", hidden=True, help="Train at WxH instead of 1333x800 (quick "
+                                       "checks; the checkpoint is still used at 1333x800 by predict/eval)."),
+    zoo_file: Optional[Path] = ZooOption,
+    cache_dir: Optional[Path] = CacheDirOption,
+    offline: bool = OfflineOption,
+    quiet: bool = QuietOption,
+):
+    """Train a zoo model with its published recipe, on COCO or your own COCO-format data.
+
+    The recipe: the ImageNet backbone, stem and first stage frozen, BatchNorm
+    statistics frozen; 1333x800 keep-ratio resize and random horizontal flip;
+    focal and L1 losses; SGD (momentum 0.9, weight decay 1e-4), lr 0.01 per 16
+    images with 500 warm-up iterations, x0.1 after epochs 8 and 11 (1x) or 16
+    and 22 (2x).
+
+    Each epoch writes WORK_DIR/epoch_N.pth (latest.pth points at it) in the
+    reference format: `rdet predict/eval/bench --weights` load it. Ctrl-C
+    saves WORK_DIR/interrupted.pth; --resume continues exactly from there.
+
+    Examples:
+
+      rdet train r50_fpn_1x --data-root /data/coco
+
+      rdet train r50_fpn_1x --ann my/train.json --images my/img --init zoo --epochs 12
+
+      rdet train r50_fpn_1x --data-root /data/coco --resume
+
+      torchrun --nproc_per_node 8 -m cli.main train r50_fpn_1x --data-root /data/coco
+    """
+    import zoo
+    from retinanet.detector import resolve_device
+    from retinanet.distributed import cleanup, init_distributed, local_device
+
+    files = _dataset_files(data_root, ann, images, val_ann, val_images)
+    entry = zoo.get(name, zoo_file)
+    scale = _parse_size(size)
+    dev = resolve_device(device)
+    dist = init_distributed(dev)
+    try:
+        _train(entry, files, work_dir or Path("work_dirs") / entry.name, local_device(dev, dist), dist, scale,
+               dict(epochs=epochs, batch_size=batch_size, lr=lr, amp=amp, resume=resume, eval_every=eval_every,
+                    workers=workers, clip_grad=clip_grad or None, seed=seed, warmup_iters=warmup_iters),
+               init, json_log, zoo_file, cache_dir, offline, quiet)
+    finally:
+        cleanup(dist)
+
+
+def _dataset_files(data_root, ann, images, val_ann, val_images):
+    """((train annotations, images), (val annotations, images) or None) from the options."""
+    if data_root is not None and (ann is not None or images is not None):
+        raise Fail("give either --data-root (COCO layout) or --ann FILE --images DIR, not both")
+    if data_root is None and (ann is None or images is None):
+        raise Fail("give --data-root DIR (COCO layout) or --ann FILE with --images DIR")
+    if (val_ann is None) != (val_images is None):
+        raise Fail("--val-ann and --val-images go together")
+    train_files = (data_root / TRAIN_ANN, data_root / TRAIN_IMAGES) if data_root is not None else (ann, images)
+    val_files = (val_ann, val_images) if val_ann is not None else None
+    if val_files is None and data_root is not None and (data_root / VAL_ANN).is_file() \
+            and (data_root / VAL_IMAGES).is_dir():
+        val_files = (data_root / VAL_ANN, data_root / VAL_IMAGES)
+    return train_files, val_files
+
+
+def _parse_size(text: Optional[str]):
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise Fail(f"--size must be WIDTHxHEIGHT (e.g. 1333x800), not '{text}'") from None
+    if min(w, h) < 32:
+        raise Fail(f"--size {text}: both sides must be at least 32 pixels")
+    return w, h
+
+
+def _init_file(init: str, entry, cache_dir, offline, quiet, dist):
+    """The file training starts from (None for random): downloaded by rank 0 first, then found in the cache by
+    the others."""
+    from retinanet.distributed import barrier
+    from zoo.cache import Cache
+    from zoo.errors import ManifestError
+    from zoo.weights import ensure_pretrained, ensure_weights
+
+    if init == "none":
+        return None
+    if init in ("imagenet", "zoo"):
+        ensure = ensure_pretrained if init == "imagenet" else ensure_weights
+        path = None
+        for turn in ("main", "others"):
+            if dist.is_main == (turn == "main"):
+                try:
+                    path = ensure(entry, Cache(cache_dir), offline=offline or None, quiet=quiet or not dist.is_main)
+                except ManifestError as e:
+                    raise Fail(f"{e}; train with --init none or --init FILE") from None
+            barrier(dist)
+        return path
+    path = Path(init)
+    if not path.is_file():
+        raise Fail(f"--init must be imagenet, zoo, none or a checkpoint file; '{init}' is none of these")
+    return path
+
+
+def _train(entry, files, work_dir, device, dist, scale, options, init, json_log, zoo_file, cache_dir, offline,
+           quiet):
+    from retinanet.coco import CocoSet
+    from retinanet.errors import RetinaNetError
+    from retinanet.trainer import TrainingStopped, TrainOptions, Trainer
+    from zoo.errors import ZooError
+
+    (train_ann, train_images), val_files = files
+    show = dist.is_main and not quiet and not json_log
+    try:  # bad input fails here, before any training; every rank meets it, rank 0 alone says it
+        train_set = CocoSet.load(train_ann, train_images)
+        val_set = CocoSet.load(*val_files) if val_files else None
+        if val_set is not None and val_set.class_names != train_set.class_names:
+            raise Fail(f"the validation set's categories ({', '.join(val_set.class_names[:5])}...) differ from the "
+                       f"training set's ({', '.join(train_set.class_names[:5])}...)")
+        cfg = entry.model_config(**({"scale": scale} if scale else {}))
+        if tuple(train_set.class_names) != tuple(cfg.names):
+            cfg = cfg.replace(num_classes=len(train_set.class_names), class_names=tuple(train_set.class_names))
+        init_file = None if options["resume"] else _init_file(init, entry, cache_dir, offline, quiet or json_log,
+                                                              dist)
+        reporter = _Reporter(entry.name, show, json_log and dist.is_main)
+        trainer = Trainer(cfg, train_set, work_dir, TrainOptions(**options), init=init_file, val_set=val_set,
+                          device=device, dist_info=dist, reporter=reporter,
+                          meta={"model": entry.name, "entry": entry.to_dict(), "rdet_version": _version()})
+    except (Fail, RetinaNetError, ZooError) as e:
+        if not dist.is_main:
+            raise typer.Exit(getattr(e, "code", getattr(e, "exit_code", 2)))
+        raise
+    try:
+        with reporter:
+            result = trainer.run()
+    except TrainingStopped as e:
+        if dist.is_main:
+            err.print(f"interrupted: {e.message}", highlight=False)
+        raise typer.Exit(130)
+    except RetinaNetError as e:
+        if not dist.is_main:
+            raise typer.Exit(getattr(e, "exit_code", 2))
+        raise
+    if not dist.is_main:
+        return
+    if json_log:
+        _json_line({"mode": "done", "checkpoint": str(result.checkpoint), "epochs": result.epochs,
+                    "iterations": result.iterations, "metrics": result.metrics})
+    elif not quiet:
+        if result.metrics is not None:
+            _metrics_table(entry.name, val_set, result.metrics, result.epochs)
+        out.print(f"trained {result.epochs} epoch{'s' if result.epochs != 1 else ''} ({result.iterations} "
+                  f"iterations); weights: {result.checkpoint}",
+                  highlight=False)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rdet")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _json_line(record: dict) -> None:
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
+class _Reporter:
+    """The trainer's events as a progress bar with loss and ETA on stderr, or as JSON lines on stdout."""
+
+    def __init__(self, model: str, show: bool, json_lines: bool):
+        self.model, self.show, self.json_lines = model, show, json_lines
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                            TimeRemainingColumn(), console=err, transient=False) if show else None
+        self.task = None
+        self.epochs = 0
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
+
+    def start(self, total, done, info):
+        self.epochs = info["epochs"]
+        if self.json_lines:
+            _json_line({"mode": "start", **info})
+        if not self.show:
+            return
+        per_device = info["global_batch"] // info["world_size"]
+        source = (f"{info['base_lr']:g} x {info['global_batch']}/{info['base_batch']} images per step "
+                  f"({per_device} per device x {info['world_size']} process{'es' if info['world_size'] > 1 else ''})")
+        lr_line = (f"lr {info['lr']:g} = {source}" if info["lr"] == info["scaled_lr"]
+                   else f"lr {info['lr']:g} (--lr; the linear scaling rule gives {info['scaled_lr']:g} = {source})")
+        err.print(f"training {self.model}: {info['images']} images, {info['iters_per_epoch']} iterations per epoch, "
+                  f"{info['epochs']} epochs, lr x0.1 after epochs {info['lr_steps']}", highlight=False)
+        err.print(lr_line, highlight=False)
+        err.print(f"{'resuming with' if info.get('resumed_at') else 'initialisation:'} {info['init']}",
+                  highlight=False)
+        self.task = self.bar.add_task("train", total=total, completed=done, status="")
+
+    def iteration(self, record):
+        if self.json_lines:
+            _json_line(record)
+        if self.task is not None:
+            self.bar.update(self.task, advance=1, description=f"epoch {record['epoch']}/{self.epochs}",
+                            status=f"loss {record['loss']:.4f} lr {record['lr']:.2e}")
+
+    def epoch_done(self, epoch, checkpoint):
+        if self.bar is not None:
+            self.bar.console.print(f"epoch {epoch}: saved {checkpoint}", highlight=False)
+
+    def evaluating(self, epoch, images):
+        if self.bar is None:
+            return None
+        task = self.bar.add_task(f"evaluating epoch {epoch}", total=images, status="")
+        return lambda n: self.bar.update(task, advance=n)
+
+    def evaluated(self, epoch, metrics):
+        if self.json_lines:
+            _json_line({"mode": "val", "epoch": epoch, **metrics})
+        if self.bar is not None:
+            self.bar.console.print(f"epoch {epoch}: bbox_mAP {metrics['bbox_mAP']:.3f}, bbox_mAP_50 "
+                                   f"{metrics['bbox_mAP_50']:.3f}, bbox_mAP_75 {metrics['bbox_mAP_75']:.3f}",
+                                   highlight=False)
+
+    def message(self, text):
+        if self.json_lines:
+            _json_line({"mode": "message", "text": text})
+        elif self.show:
+            err.print(text, highlight=False)
+
+
+def _metrics_table(model, val_set, metrics, epoch):
+    from retinanet.evaluation import METRICS
+
+    table = Table(title=f"{model} after epoch {epoch}: COCO box AP on {len(val_set)} images of "
+                        f"{val_set.ann_file.name}", title_justify="left")
+    for col, justify in (("metric", "left"), ("", "left"), ("IoU", "left"), ("area", "left"), ("max dets", "right"),
+                         ("value", "right")):
+        table.add_column(col, justify=justify)
+    for key, what, iou, area, max_dets in METRICS:
+        value = metrics[key]
+        table.add_row(key, what, iou, area, str(max_dets), "n/a" if value < 0 else f"{value * 100:.1f}")
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)

@@ -1,0 +1,456 @@
+"""Training RetinaNet with MMDetection v2.0's recipe (facts sheet 1a, 2.6 and 5), resumable to the iteration.
+
+One process per device; under torchrun the model is wrapped in DistributedDataParallel (gradients averaged), each
+rank trains on its own per-device batches, and rank 0 alone logs and writes. Each iteration: the lr from the
+schedule (a function of the global iteration), forward and loss (optionally under autocast), an all-reduce of the
+loss values (for the log, the non-finite check and a pending stop request, so every rank takes the same decision),
+backward, optional gradient clipping, SGD step.
+
+Work directory: epoch_N.pth after each epoch and latest.pth pointing at the newest checkpoint (interrupted.pth
+when Ctrl-C or SIGTERM stopped a run mid-epoch), and log.jsonl with one JSON record per iteration and evaluation.
+A checkpoint holds only plain containers and tensors (loadable with weights_only=True): the reference's
+state_dict and meta, plus optimizer, AMP scaler and train_state (epoch, iteration, batches done in the epoch,
+RNG states) for --resume.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from .config import ModelConfig
+from .distributed import DistInfo, barrier
+from .errors import CheckpointError, ImageError, RetinaNetError
+from .fast import autocast as fast_autocast
+from .losses import retina_loss
+from .model import RetinaNet
+from .pretrained import initialise
+from .schedule import WARMUP_ITERS, WARMUP_RATIO, StepSchedule, scaled_lr, set_lr
+from .train_data import GroupedBatches, TrainSet, loader
+
+LATEST, INTERRUPTED, LOG = "latest.pth", "interrupted.pth", "log.jsonl"
+
+
+class TrainingDiverged(RetinaNetError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+    exit_code = 3
+
+
+class TrainingStopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: a resumable checkpoint was written first."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    epochs: int | None = None  # None: the config's (12 for 1x, 24 for 2x)
+    batch_size: int = 2  # images per device (the reference: 2 on each of 8 GPUs)
+    lr: float | None = None  # None: cfg.base_lr scaled linearly from cfg.base_batch to the global batch
+    lr_steps: tuple[int, ...] | None = None  # None: the config's
+    momentum: float = 0.9
+    weight_decay: float = 1e-4  # on every parameter, norm layers and biases included, as the reference
+    warmup_iters: int = WARMUP_ITERS
+    warmup_ratio: float = WARMUP_RATIO
+    amp: bool = False  # autocast: fp16 with loss scaling on CUDA, bf16 on CPUs that support it natively
+    clip_grad: float | None = None  # max L2 norm of all gradients; the reference does not clip
+    seed: int = 0
+    workers: int = 2
+    eval_every: int = 0  # also evaluate every N epochs; the last epoch always is, when there is a val set
+    eval_batch_size: int = 1
+    resume: bool = False
+    keep_last: int | None = None  # keep only the newest N epoch checkpoints (None: all, as the reference)
+
+
+class Reporter:
+    """What a front end hears about; the CLI draws a progress bar and tables from it. Called on rank 0 only."""
+
+    def start(self, total_iters: int, done_iters: int, info: dict) -> None: ...
+
+    def iteration(self, record: dict) -> None: ...
+
+    def epoch_done(self, epoch: int, checkpoint: Path) -> None: ...
+
+    def evaluating(self, epoch: int, images: int): return None  # a progress(n) callable, or None
+
+    def evaluated(self, epoch: int, metrics: dict) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path | None
+    epochs: int
+    iterations: int
+    metrics: dict | None  # the last evaluation's, when there was a validation set
+
+
+def peak_memory_mb(device: torch.device) -> float | None:
+    """mmcv's `memory`: the CUDA allocator's peak in MB; on the CPU the process's peak resident set."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20)
+    try:
+        import resource
+    except ImportError:
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(rss / (2**20 if sys.platform == "darwin" else 2**10))
+
+
+# --- checkpoints --------------------------------------------------------------------------------------------
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+            "python": random.getstate(),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *[x for x in np_state[2:]]]}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+
+
+def write_atomically(obj: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def point_latest(work_dir: Path, target: Path) -> None:
+    """latest.pth -> target: a relative symlink swapped in atomically, or a copy where symlinks fail."""
+    link, tmp = work_dir / LATEST, work_dir / (LATEST + ".tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    try:
+        os.symlink(target.name, tmp)
+    except OSError:
+        shutil.copyfile(target, tmp)
+    os.replace(tmp, link)
+
+
+def read_resume_state(path: Path) -> dict:
+    """A full training checkpoint (weights_only); CheckpointError when it cannot resume a run."""
+    if not path.exists():
+        raise CheckpointError(f"nothing to resume: {path} does not exist (train without --resume first)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{path}: cannot resume from it ({first[:200]})") from None
+    if not isinstance(ckpt, dict) or not {"state_dict", "optimizer", "train_state"} <= set(ckpt):
+        raise CheckpointError(f"{path}: not a training checkpoint written by rdet train (no optimizer or "
+                              "train_state); use it with --init instead")
+    return ckpt
+
+
+# --- stopping on a signal ------------------------------------------------------------------------------------
+
+class StopRequest:
+    """Ctrl-C / SIGTERM set a flag that the loop honours between iterations (so the weights saved are never half
+    updated). torchrun forwards the terminal's Ctrl-C, so a process may see two; a third stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.count = 0
+
+    @property
+    def requested(self) -> bool:
+        return self.count > 0
+
+    def _handle(self, signum, frame):
+        self.count += 1
+        if self.count >= 3:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+# --- the trainer ---------------------------------------------------------------------------------------------
+
+class Trainer:
+    """Build with the model config, a training CocoSet and a work directory, then `run()`.
+
+    `init`: None (random backbone), an ImageNet backbone file or a detector checkpoint (fine-tuning). `meta` is
+    stored in every checkpoint's meta (e.g. the zoo entry). `device` is this process's device (under torchrun
+    its local GPU) and `dist` the process group's description (retinanet.distributed.init_distributed)."""
+
+    def __init__(self, cfg: ModelConfig, train_set, work_dir: str | os.PathLike, options: TrainOptions = TrainOptions(),
+                 *, init: str | os.PathLike | None = None, val_set=None, device: str | torch.device = "cpu",
+                 dist_info: DistInfo = DistInfo(), meta: dict | None = None, reporter: Reporter | None = None):
+        self.cfg, self.options, self.val_set = cfg, options, val_set
+        self.work_dir = Path(work_dir)
+        self.device = torch.device(device)
+        self.dist = dist_info
+        self.meta = dict(meta or {})
+        self.reporter = reporter if (reporter is not None and dist_info.is_main) else Reporter()
+        self.precision = ("fp16" if self.device.type == "cuda" else "bf16") if options.amp else "fp32"
+        fast_autocast(self.device, self.precision)  # an unsupported --amp fails here, in one line
+        if options.batch_size < 1:
+            raise RetinaNetError(f"the batch size must be at least 1, not {options.batch_size}")
+
+        self.data = TrainSet(train_set, cfg)
+        self.batches = GroupedBatches(self.data.aspect_groups(), options.batch_size, dist_info.rank,
+                                      dist_info.world_size, options.seed)
+        self.global_batch = options.batch_size * dist_info.world_size
+        self.scaled_lr = scaled_lr(cfg.base_lr, cfg.base_batch, self.global_batch)
+        lr = options.lr if options.lr is not None else self.scaled_lr
+        self.epochs = options.epochs or cfg.epochs
+        self.schedule = StepSchedule(lr, self.batches.steps_per_epoch, tuple(options.lr_steps or cfg.lr_steps),
+                                     warmup_iters=options.warmup_iters, warmup_ratio=options.warmup_ratio)
+
+        torch.manual_seed(options.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+        self.net = RetinaNet(cfg)
+        self.init_message = initialise(self.net, init) if not options.resume else ""
+        self.net.to(self.device).train()
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(self.params, lr=lr, momentum=options.momentum,
+                                         weight_decay=options.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=options.amp and self.device.type == "cuda")
+        self.epoch = self.iter_in_epoch = self.iter = 0
+        self.metrics: dict | None = None
+        if options.resume:
+            self._resume(read_resume_state(self.work_dir / LATEST))
+        self.model = self.net
+        if dist_info.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.net, device_ids=ids)
+        self.stop = StopRequest()
+        self._log = None
+
+    # -- state ---------------------------------------------------------------------------------------------
+
+    def _resume(self, ckpt: dict) -> None:
+        from .checkpoint import load_state
+
+        state = ckpt["train_state"]
+        if state.get("iter_in_epoch") and state.get("global_batch") != self.global_batch:
+            raise CheckpointError(f"the run was interrupted mid-epoch with {state.get('global_batch')} images per "
+                                  f"step; resume it with the same --batch-size x processes (now "
+                                  f"{self.global_batch})")
+        load_state(self.net, ckpt["state_dict"], source=str(self.work_dir / LATEST))
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(state["rng"])
+        self.batches.seed = state["seed"]  # the interrupted epoch's order and flips depend on it
+        self.epoch, self.iter_in_epoch, self.iter = state["epoch"], state["iter_in_epoch"], state["iter"]
+        self.init_message = (f"everything from {(self.work_dir / LATEST).resolve()} (epoch {self.epoch + 1}, "
+                             f"iteration {self.iter_in_epoch}: weights, optimizer, schedule, RNG)")
+
+    def checkpoint(self, epochs_done: int, iter_in_epoch: int = 0) -> dict:
+        """Everything to continue from here: `epoch` is the epoch to carry on with, `iter_in_epoch` its
+        batches already trained on."""
+        meta = {**self.meta, "CLASSES": list(self.cfg.names), "epoch": epochs_done, "iter": self.iter,
+                "config": self.cfg.to_dict(), "time": time.asctime()}
+        return {
+            "meta": meta,
+            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "train_state": {"epoch": epochs_done, "iter_in_epoch": iter_in_epoch, "iter": self.iter,
+                            "global_batch": self.global_batch, "lr": self.schedule.lr, "seed": self.options.seed,
+                            "rng": rng_state()},
+        }
+
+    def save(self, name: str, epochs_done: int, iter_in_epoch: int = 0) -> Path:
+        path = self.work_dir / name
+        if self.dist.is_main:
+            write_atomically(self.checkpoint(epochs_done, iter_in_epoch), path)
+            point_latest(self.work_dir, path)
+        return path
+
+    # -- logging -------------------------------------------------------------------------------------------
+
+    def log(self, record: dict) -> None:
+        if not self.dist.is_main:
+            return
+        if self._log is None:
+            self._log = open(self.work_dir / LOG, "a", encoding="utf-8")
+        self._log.write(json.dumps(record) + "\n")
+        self._log.flush()
+
+    # -- the loop ------------------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        if self.dist.is_main:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+        barrier(self.dist)
+        total = self.epochs * self.batches.steps_per_epoch
+        info = {"lr": self.schedule.lr, "scaled_lr": self.scaled_lr, "global_batch": self.global_batch,
+                "base_lr": self.cfg.base_lr, "base_batch": self.cfg.base_batch, "epochs": self.epochs,
+                "iters_per_epoch": self.batches.steps_per_epoch, "images": len(self.data),
+                "lr_steps": list(self.schedule.steps), "world_size": self.dist.world_size, "init": self.init_message,
+                "resumed_at": ({"epoch": self.epoch, "iter_in_epoch": self.iter_in_epoch} if self.options.resume
+                               else None)}
+        self.log({"mode": "start", **info, "config": _plain(self.cfg.to_dict())})
+        self.reporter.start(total, self.iter, info)
+        last = None
+        if self.epoch >= self.epochs:
+            self.reporter.message(f"{self.work_dir / LATEST} has already trained {self.epoch} of {self.epochs} "
+                                  "epochs: nothing to do (give a larger --epochs to train on)")
+            return TrainResult(self.work_dir / LATEST, self.epoch, self.iter, None)
+        try:
+            while self.epoch < self.epochs:
+                self._train_epoch()
+                self.epoch += 1
+                self.iter_in_epoch = 0
+                last = self.save(f"epoch_{self.epoch}.pth", self.epoch)
+                self._prune()
+                self.reporter.epoch_done(self.epoch, last)
+                every = self.options.eval_every
+                if self.val_set is not None and (self.epoch == self.epochs or (every and self.epoch % every == 0)):
+                    self.evaluate()
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+        return TrainResult(last, self.epoch, self.iter, self.metrics)
+
+    def _prune(self) -> None:
+        """The interrupted checkpoint is superseded by a complete epoch; old epochs go beyond keep_last."""
+        if not self.dist.is_main:
+            return
+        stale = [self.work_dir / INTERRUPTED]
+        if self.options.keep_last:
+            stale.append(self.work_dir / f"epoch_{self.epoch - self.options.keep_last}.pth")
+        for path in stale:
+            if path.exists():
+                path.unlink()
+
+    def _train_epoch(self) -> None:
+        """One epoch, from batch `iter_in_epoch` on. Ctrl-C / SIGTERM here end the step, save and stop."""
+        self.batches.set_epoch(self.epoch, start=self.iter_in_epoch)
+        data = loader(self.data, self.batches, self.options.workers, pin_memory=self.device.type == "cuda")
+        with self.stop.installed():
+            self._train_steps(data)
+
+    def _train_steps(self, data) -> None:
+        tick = time.perf_counter()
+        for batch in data:
+            data_time = time.perf_counter() - tick
+            if batch.error:
+                raise ImageError(batch.error)
+            batch = batch.to(self.device)
+            lr = self.schedule(self.iter, self.epoch)
+            set_lr(self.optimizer, lr)
+            with fast_autocast(self.device, self.precision):
+                losses = retina_loss(self.model, batch.images, batch.boxes, batch.labels, batch.img_shapes)
+            loss = losses["loss_cls"] + losses["loss_bbox"]
+            loss_cls, loss_bbox, stop = self._agree(losses)
+            if stop:
+                self._stopped()
+            if not (math.isfinite(loss_cls) and math.isfinite(loss_bbox)):
+                self._diverged(loss_cls, loss_bbox)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.options.clip_grad:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.params, self.options.clip_grad)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.iter += 1
+            self.iter_in_epoch += 1
+            now = time.perf_counter()
+            record = {"mode": "train", "epoch": self.epoch + 1, "iter": self.iter_in_epoch,
+                      "iters_per_epoch": self.batches.steps_per_epoch, "global_iter": self.iter, "lr": lr,
+                      "loss_cls": loss_cls, "loss_bbox": loss_bbox, "loss": loss_cls + loss_bbox,
+                      "time": round(now - tick, 4), "data_time": round(data_time, 4),
+                      "memory": peak_memory_mb(self.device)}
+            self.log(record)
+            self.reporter.iteration(record)
+            tick = time.perf_counter()
+
+    def _agree(self, losses: dict) -> tuple[float, float, bool]:
+        """The loss values averaged over processes (as the reference logs them) and whether any process was asked
+        to stop, in one all-reduce, so that every process takes the same decision at the same iteration."""
+        values = torch.stack([losses["loss_cls"].detach().float(), losses["loss_bbox"].detach().float(),
+                              torch.tensor(float(self.stop.requested), device=self.device)])
+        if self.dist.enabled:
+            dist.all_reduce(values)
+            values[:2] /= self.dist.world_size
+        loss_cls, loss_bbox, stop = values.tolist()
+        return loss_cls, loss_bbox, stop > 0
+
+    def _stopped(self):
+        path = self.save(INTERRUPTED, self.epoch, self.iter_in_epoch)
+        barrier(self.dist)
+        where = f"epoch {self.epoch + 1}, iteration {self.iter_in_epoch}/{self.batches.steps_per_epoch}"
+        raise TrainingStopped(f"stopped at {where}; saved {path} (continue with --resume)")
+
+    def _diverged(self, loss_cls: float, loss_bbox: float):
+        latest = self.work_dir / LATEST
+        kept = f"the last good checkpoint is {latest.resolve()}" if latest.exists() else "no checkpoint was written yet"
+        self.log({"mode": "diverged", "epoch": self.epoch + 1, "iter": self.iter_in_epoch + 1,
+                  "global_iter": self.iter + 1, "loss_cls": _json_float(loss_cls), "loss_bbox": _json_float(loss_bbox)})
+        raise TrainingDiverged(f"the loss became non-finite (loss_cls {loss_cls}, loss_bbox {loss_bbox}) at epoch "
+                               f"{self.epoch + 1}, iteration {self.iter_in_epoch + 1}; training stopped and {kept} "
+                               f"(try a lower --lr or --clip-grad)")
+
+    # -- evaluation ----------------------------------------------------------------------------------------
+
+    def evaluate(self) -> dict | None:
+        """COCO box AP on the validation set with the current weights (every process detects its shard)."""
+        from .detector import Detector
+        from .evaluation import coco_metrics, run_detection
+
+        flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        try:
+            detector = Detector(self.cfg, model=self.net, device=self.device)
+            progress = self.reporter.evaluating(self.epoch, -(-len(self.val_set) // self.dist.world_size))
+            results = run_detection(detector, self.val_set, self.options.eval_batch_size, self.options.workers,
+                                    progress=progress, dist=self.dist)
+            metrics = coco_metrics(self.val_set, results) if self.dist.is_main else None
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+            self.net.train()
+        if metrics is not None:
+            self.metrics = metrics
+            self.log({"mode": "val", "epoch": self.epoch, "iter": self.iter, **metrics})
+            self.reporter.evaluated(self.epoch, metrics)
+        barrier(self.dist)
+        return metrics
+
+
+def _json_float(v: float):
+    return v if math.isfinite(v) else str(v)
+
+
+def _plain(d: dict) -> dict:
+    """A config dict with tuples as lists, for JSON."""
+    return json.loads(json.dumps(d, default=str))
