@@ -9,25 +9,13 @@ import typer
 from rich.table import Table
 
 from .common import (CacheDirOption, DeviceOption, Fail, JsonOption, OfflineOption, QuietOption, ZooOption, err,
-                     fmt, load_zoo, out, print_json)
+                     fmt, load_zoo, out, parse_size, print_json)
 
 GPU_IMAGES, CPU_IMAGES = 2000, 20  # the published method times 2000 images; a CPU takes seconds per image
 PUBLISHED_FPS = ("published fps: NVIDIA V100, fp32, batch 1, 5 warm-up iterations then 1995 val2017 images timed "
                  "from the copy to the GPU to the results (MMDetection tools/benchmark.py)")
 PUBLISHED_MEM = ("published mem: torch.cuda.max_memory_allocated while training 2 images per GPU at 1333x800 "
                  "(MMDetection training logs)")
-
-
-def _parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
-    if text is None:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise Fail(f"--size must be WIDTHxHEIGHT (e.g. 1333x800), not '{text}'") from None
-    if min(w, h) < 32:
-        raise Fail(f"--size {text}: both sides must be at least 32 pixels")
-    return w, h
 
 
 def _dataset_files(data_root: Optional[Path], ann: Optional[Path], images_dir: Optional[Path]):
@@ -150,7 +138,7 @@ def bench(
         raise Fail(f"--plot writes a PNG: give a file name ending in .png, not '{plot}'")
     if weights is not None and random_weights:
         raise Fail("--weights and --random-weights exclude each other")
-    scale = _parse_size(size)
+    scale = parse_size(size)
     overrides = {"scale": scale} if scale else {}
     train_size = scale or (1333, 800)
     dataset = _dataset_files(data_root, ann, images_dir) if do_fps else None

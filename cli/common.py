@@ -61,3 +61,16 @@ def load_detector(name: str, weights: Optional[Path], device: str, zoo_file: Opt
                    offline=offline or None, quiet=quiet, random_weights=random_weights,
                    precision=precision, compile=compile)
     return entry, det
+
+
+def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """A hidden --size WIDTHxHEIGHT (quick checks at a smaller scale than 1333x800)."""
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise Fail(f"--size must be WIDTHxHEIGHT (e.g. 1333x800), not '{text}'") from None
+    if min(w, h) < 32:
+        raise Fail(f"--size {text}: both sides must be at least 32 pixels")
+    return w, h

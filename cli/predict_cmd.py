@@ -81,7 +81,7 @@ def predict(
     """
     from retinanet.assets import SAMPLE_IMAGE
     from retinanet.errors import ImageError
-    from retinanet.images import read_bgr, to_bgr
+    from retinanet.images import read_bgr
     from retinanet.preprocess import prepare
 
     paths = expand_images(images) if images else [str(SAMPLE_IMAGE)]

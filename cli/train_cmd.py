@@ -10,7 +10,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .common import CacheDirOption, DeviceOption, Fail, OfflineOption, QuietOption, ZooOption, err, out
+from .common import (CacheDirOption, DeviceOption, Fail, OfflineOption, QuietOption, ZooOption, err, out,
+                     parse_size)
 
 TRAIN_ANN, TRAIN_IMAGES = Path("annotations", "instances_train2017.json"), Path("train2017")
 VAL_ANN, VAL_IMAGES = Path("annotations", "instances_val2017.json"), Path("val2017")
@@ -91,7 +92,7 @@ def train(
 
     files = _dataset_files(data_root, ann, images, val_ann, val_images)
     entry = zoo.get(name, zoo_file)
-    scale = _parse_size(size)
+    scale = parse_size(size)
     dev = resolve_device(device)
     dist = init_distributed(dev)
     try:
@@ -117,18 +118,6 @@ def _dataset_files(data_root, ann, images, val_ann, val_images):
             and (data_root / VAL_IMAGES).is_dir():
         val_files = (data_root / VAL_ANN, data_root / VAL_IMAGES)
     return train_files, val_files
-
-
-def _parse_size(text: Optional[str]):
-    if text is None:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise Fail(f"--size must be WIDTHxHEIGHT (e.g. 1333x800), not '{text}'") from None
-    if min(w, h) < 32:
-        raise Fail(f"--size {text}: both sides must be at least 32 pixels")
-    return w, h
 
 
 def _init_file(init: str, entry, cache_dir, offline, quiet, dist):

@@ -1,6 +1,5 @@
 """The engine against the reference's semantics: layout, anchors, box coding, post-processing."""
 import functools
-import math
 
 import numpy as np
 import pytest

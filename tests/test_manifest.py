@@ -1,5 +1,4 @@
 """The bundled manifest equals the published table, and bad manifests are rejected with file, entry and field."""
-import textwrap
 
 import pytest
 
