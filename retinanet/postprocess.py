@@ -48,16 +48,18 @@ def detect_single(cls_scores: list[torch.Tensor], bbox_preds: list[torch.Tensor]
                   meta: ImageMeta, *, nms_pre=1000, score_thr=0.05, nms_iou=0.5, max_per_img=100,
                   num_classes: int | None = None):
     """Detections of one image from its per-level head outputs (C, H, W) -> (boxes xyxy, scores, labels)."""
-    boxes, scores = [], []
-    for cls, reg, anc in zip(cls_scores, bbox_preds, anchors):
+    scores, deltas, kept_anchors = [], [], []
+    for cls, reg, anc in zip(cls_scores, bbox_preds, anchors):  # the top-k is per level: a loop of 5
         k = num_classes or cls.shape[0] * 4 // reg.shape[0]
         s = cls.permute(1, 2, 0).reshape(-1, k).sigmoid()
         d = reg.permute(1, 2, 0).reshape(-1, 4)
         s, d, a = select_level(s, d, anc, nms_pre)
-        boxes.append(box_coder.decode(a, d, max_shape=meta.img_shape))
         scores.append(s)
-    boxes = torch.cat(boxes)
+        deltas.append(d)
+        kept_anchors.append(a)
     scores = torch.cat(scores)
+    # decoding is element-wise: one call for all levels gives each level's boxes unchanged
+    boxes = box_coder.decode(torch.cat(kept_anchors), torch.cat(deltas), max_shape=meta.img_shape)
     w_scale, h_scale = meta.scale_factor
     boxes = boxes / boxes.new_tensor([w_scale, h_scale, w_scale, h_scale])
     return filter_and_nms(boxes, scores, score_thr=score_thr, nms_iou=nms_iou, max_per_img=max_per_img)
