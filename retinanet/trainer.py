@@ -17,17 +17,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
-import shutil
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -40,9 +34,18 @@ from .losses import retina_loss
 from .model import RetinaNet
 from .pretrained import initialise
 from .schedule import WARMUP_ITERS, WARMUP_RATIO, StepSchedule, scaled_lr, set_lr
+from .stop_request import StopRequest
 from .train_data import GroupedBatches, TrainSet, loader
+from .train_state import (
+    LATEST,
+    point_latest,
+    read_resume_state,
+    rng_state,
+    set_rng_state,
+    write_atomically,
+)
 
-LATEST, INTERRUPTED, LOG = "latest.pth", "interrupted.pth", "log.jsonl"
+INTERRUPTED, LOG = "interrupted.pth", "log.jsonl"
 
 
 class TrainingDiverged(RetinaNetError):
@@ -113,92 +116,6 @@ def peak_memory_mb(device: torch.device) -> float | None:
         return None
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(rss / (2**20 if sys.platform == "darwin" else 2**10))
-
-
-# --- checkpoints --------------------------------------------------------------------------------------------
-
-def rng_state() -> dict:
-    np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(),
-            "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-            "python": random.getstate(),
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *[x for x in np_state[2:]]]}
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
-
-
-def write_atomically(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def point_latest(work_dir: Path, target: Path) -> None:
-    """latest.pth -> target: a relative symlink swapped in atomically, or a copy where symlinks fail."""
-    link, tmp = work_dir / LATEST, work_dir / (LATEST + ".tmp")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    try:
-        os.symlink(target.name, tmp)
-    except OSError:
-        shutil.copyfile(target, tmp)
-    os.replace(tmp, link)
-
-
-def read_resume_state(path: Path) -> dict:
-    """A full training checkpoint (weights_only); CheckpointError when it cannot resume a run."""
-    if not path.exists():
-        raise CheckpointError(f"nothing to resume: {path} does not exist (train without --resume first)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(f"{path}: cannot resume from it ({first[:200]})") from None
-    if not isinstance(ckpt, dict) or not {"state_dict", "optimizer", "train_state"} <= set(ckpt):
-        raise CheckpointError(f"{path}: not a training checkpoint written by rdet train (no optimizer or "
-                              "train_state); use it with --init instead")
-    return ckpt
-
-
-# --- stopping on a signal ------------------------------------------------------------------------------------
-
-class StopRequest:
-    """Ctrl-C / SIGTERM set a flag that the loop honours between iterations (so the weights saved are never half
-    updated). torchrun forwards the terminal's Ctrl-C, so a process may see two; a third stops at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.count = 0
-
-    @property
-    def requested(self) -> bool:
-        return self.count > 0
-
-    def _handle(self, signum, frame):
-        self.count += 1
-        if self.count >= 3:
-            raise KeyboardInterrupt
-
-    @contextmanager
-    def installed(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        try:
-            yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
 
 
 # --- the trainer ---------------------------------------------------------------------------------------------
