@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from .common import (CacheDirOption, DeviceOption, Fail, JsonOption, OfflineOption, QuietOption, ZooOption, err,
-                     fmt, load_zoo, out, parse_size, print_json)
+                     coco_split, fmt, load_zoo, out, parse_size, print_json)
 
 GPU_IMAGES, CPU_IMAGES = 2000, 20  # the published method times 2000 images; a CPU takes seconds per image
 PUBLISHED_FPS = ("published fps: NVIDIA V100, fp32, batch 1, 5 warm-up iterations then 1995 val2017 images timed "
@@ -27,7 +27,7 @@ def _dataset_files(data_root: Optional[Path], ann: Optional[Path], images_dir: O
     if data_root is None and (ann is None or images_dir is None):
         raise Fail("--ann and --images-dir go together")
     if data_root is not None:
-        return data_root / "annotations" / "instances_val2017.json", data_root / "val2017"
+        return coco_split(data_root, "val")
     return ann, images_dir
 
 
@@ -56,13 +56,11 @@ def _loader(cfg, paths: Optional[list]):
 def _class_config(entry, weights: Optional[Path], overrides: dict):
     """The entry's configuration with a fine-tuned checkpoint's own classes (they change the head's size)."""
     cfg = entry.model_config(**overrides)
-    if weights is not None:
-        from retinanet.checkpoint import class_names_from_meta, read_checkpoint
+    if weights is None:
+        return cfg
+    from retinanet.checkpoint import read_checkpoint, with_checkpoint_classes
 
-        names = class_names_from_meta(read_checkpoint(weights)["meta"])
-        if names is not None:
-            cfg = cfg.replace(num_classes=len(names), class_names=names)
-    return cfg
+    return with_checkpoint_classes(cfg, read_checkpoint(weights)["meta"])
 
 
 def _release(device) -> None:

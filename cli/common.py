@@ -63,6 +63,11 @@ def load_detector(name: str, weights: Optional[Path], device: str, zoo_file: Opt
     return entry, det
 
 
+def coco_split(root: Path, split: str) -> tuple[Path, Path]:
+    """(annotation file, image directory) of a COCO 2017 split ("train", "val") under a --data-root."""
+    return root / "annotations" / f"instances_{split}2017.json", root / f"{split}2017"
+
+
 def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
     """A hidden --size WIDTHxHEIGHT (quick checks at a smaller scale than 1333x800)."""
     if text is None:

@@ -12,10 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .common import (CacheDirOption, DeviceOption, Fail, JsonOption, OfflineOption, PrecisionOption, QuietOption,
-                     ZooOption, err, load_detector, out, print_json)
+                     ZooOption, coco_split, err, load_detector, out, print_json)
 
-COCO_ANN = Path("annotations", "instances_val2017.json")
-COCO_IMAGES = Path("val2017")
 
 
 def evaluate(
@@ -140,8 +138,9 @@ def _inputs(name, data_root, ann, images, results_file, out_file, limit, zoo_fil
     entry = zoo.get(name, zoo_file) if name is not None else None
     if ann is None and data_root is None:
         raise Fail("give --data-root DIR (COCO layout) or --ann FILE --images DIR")
-    ann_file = ann if ann is not None else data_root / COCO_ANN
-    images_dir = images if images is not None else data_root / COCO_IMAGES if data_root is not None else None
+    layout = coco_split(data_root, "val") if data_root is not None else (None, None)
+    ann_file = ann if ann is not None else layout[0]
+    images_dir = images if images is not None else layout[1]
     if images_dir is None and not rescoring:
         raise Fail("--ann needs --images DIR, the directory holding its images")
     coco_set = CocoSet.load(ann_file, images_dir or ann_file.parent, limit=limit, check_files=not rescoring)

@@ -10,11 +10,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .common import (CacheDirOption, DeviceOption, Fail, OfflineOption, QuietOption, ZooOption, err, out,
-                     parse_size)
+from .common import (CacheDirOption, DeviceOption, Fail, OfflineOption, QuietOption, ZooOption, coco_split, err,
+                     out, parse_size)
 
-TRAIN_ANN, TRAIN_IMAGES = Path("annotations", "instances_train2017.json"), Path("train2017")
-VAL_ANN, VAL_IMAGES = Path("annotations", "instances_val2017.json"), Path("val2017")
 INIT_HELP = ("imagenet: the ImageNet backbone the published model started from (downloaded and verified); "
              "zoo: this model's published COCO checkpoint (fine-tuning); none: random; or a FILE: a detector "
              "checkpoint to fine-tune (its classification layer is re-initialised when the classes differ) or an "
@@ -112,11 +110,12 @@ def _dataset_files(data_root, ann, images, val_ann, val_images):
         raise Fail("give --data-root DIR (COCO layout) or --ann FILE with --images DIR")
     if (val_ann is None) != (val_images is None):
         raise Fail("--val-ann and --val-images go together")
-    train_files = (data_root / TRAIN_ANN, data_root / TRAIN_IMAGES) if data_root is not None else (ann, images)
+    train_files = coco_split(data_root, "train") if data_root is not None else (ann, images)
     val_files = (val_ann, val_images) if val_ann is not None else None
-    if val_files is None and data_root is not None and (data_root / VAL_ANN).is_file() \
-            and (data_root / VAL_IMAGES).is_dir():
-        val_files = (data_root / VAL_ANN, data_root / VAL_IMAGES)
+    if val_files is None and data_root is not None:
+        coco_val = coco_split(data_root, "val")
+        if coco_val[0].is_file() and coco_val[1].is_dir():
+            val_files = coco_val
     return train_files, val_files
 
 

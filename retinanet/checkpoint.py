@@ -87,6 +87,12 @@ def class_names_from_meta(meta: dict) -> tuple[str, ...] | None:
     return None
 
 
+def with_checkpoint_classes(cfg, meta: dict):
+    """`cfg` with a fine-tuned checkpoint's own classes, which change the head's size; unchanged without them."""
+    names = class_names_from_meta(meta)
+    return cfg if names is None else cfg.replace(num_classes=len(names), class_names=names)
+
+
 def save_checkpoint(path: str | os.PathLike, state_dict: dict, meta: dict, **extra) -> None:
     """Write a reference-format checkpoint atomically (temporary file, then rename)."""
     path = Path(path)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .checkpoint import class_names_from_meta, load_state, read_checkpoint
+from .checkpoint import load_state, read_checkpoint, with_checkpoint_classes
 from .classes import category_ids
 from .config import ModelConfig
 from .fast import autocast as fast_autocast
@@ -83,9 +83,7 @@ class Detector:
         if weights is not None:
             ckpt = read_checkpoint(weights)
             meta = ckpt["meta"]
-            names = class_names_from_meta(meta)
-            if names is not None:  # a fine-tuned checkpoint brings its own classes
-                cfg = cfg.replace(num_classes=len(names), class_names=names)
+            cfg = with_checkpoint_classes(cfg, meta)
         self.cfg = cfg
         self.meta = meta
         if model is None:
