@@ -28,7 +28,7 @@ def _image(width: int, height: int):
     import cv2
 
     from retinanet.assets import SAMPLE_IMAGE
-    from retinanet.images import read_bgr
+    from retinanet.data.images import read_bgr
 
     bgr = cv2.resize(read_bgr(SAMPLE_IMAGE), (width, height), interpolation=cv2.INTER_LINEAR)
     return bgr[:, :, ::-1].copy()
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
 
     import retinanet
     import zoo
-    from retinanet.benchmark import device_name
+    from retinanet.benchmark.measure import device_name
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -35,7 +35,7 @@ def _dataset_paths(files) -> Optional[list]:
     """Image paths of a checked COCO-format dataset, by image id (the reference times the first val2017 images)."""
     if files is None:
         return None
-    from retinanet.coco import CocoSet
+    from retinanet.data.coco import CocoSet
 
     dataset = CocoSet.load(*files)
     return [dataset.path(image) for image in dataset.image_ids]
@@ -44,8 +44,8 @@ def _dataset_paths(files) -> Optional[list]:
 def _loader(cfg, paths: Optional[list]):
     """load(i) -> image i resized, normalised and padded on the host, as the reference's data loader hands it over."""
     from retinanet.assets import SAMPLE_IMAGE
-    from retinanet.images import read_bgr
-    from retinanet.preprocess import prepare
+    from retinanet.data.images import read_bgr
+    from retinanet.data.preprocess import prepare
 
     if paths is None:
         sample = prepare(read_bgr(SAMPLE_IMAGE), cfg, "cpu")
@@ -58,7 +58,7 @@ def _class_config(entry, weights: Optional[Path], overrides: dict):
     cfg = entry.model_config(**overrides)
     if weights is None:
         return cfg
-    from retinanet.checkpoint import read_checkpoint, with_checkpoint_classes
+    from retinanet.model.checkpoint import read_checkpoint, with_checkpoint_classes
 
     return with_checkpoint_classes(cfg, read_checkpoint(weights)["meta"])
 
@@ -148,8 +148,8 @@ def bench(
     if weights is not None and len(entries) != 1:
         raise Fail("--weights belongs to one model: name exactly one")
 
-    from retinanet.benchmark import device_name, one_line, training_memory  # imports torch
-    from retinanet.detector import resolve_device
+    from retinanet.benchmark.measure import device_name, one_line, training_memory  # imports torch
+    from retinanet.inference.detector import resolve_device
 
     dev = resolve_device(device)
     if images is None:
@@ -235,7 +235,7 @@ def bench(
 def _measure_speed(entry, weights_file, dev, precision, overrides, paths, images, warmup, batch_size, advance,
                    zoo_file, random_weights) -> dict:
     import zoo
-    from retinanet.benchmark import time_inference
+    from retinanet.benchmark.measure import time_inference
 
     det = zoo.load(entry.name, weights=weights_file, device=str(dev), zoo_file=zoo_file,
                    random_weights=random_weights, precision=precision, quiet=True, **overrides)

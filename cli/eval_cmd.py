@@ -57,7 +57,7 @@ def evaluate(
 
       torchrun --nproc_per_node 8 -m cli.main eval r50_fpn_1x --data-root /data/coco
     """
-    from retinanet.evaluation import coco_metrics, load_results, save_results
+    from retinanet.evaluation.coco_eval import coco_metrics, load_results, save_results
 
     rescoring = results_file is not None
     with _errors_said_by_rank_0():  # bad input stops here, before torch is even imported
@@ -101,9 +101,9 @@ def _errors_said_by_rank_0():
 def _detect(entry, coco_set, weights, device, batch_size, workers, random_weights, precision, zoo_file, cache_dir,
             offline, quiet_download, quiet):
     """The model's COCO results on rank 0 (every shard gathered), None on the other ranks."""
-    from retinanet.detector import resolve_device
+    from retinanet.inference.detector import resolve_device
     from retinanet.distributed import cleanup, init_distributed, local_device
-    from retinanet.evaluation import check_classes, run_detection
+    from retinanet.evaluation.coco_eval import check_classes, run_detection
 
     with _errors_said_by_rank_0():
         dev = resolve_device(device)
@@ -128,7 +128,7 @@ def _detect(entry, coco_set, weights, device, batch_size, workers, random_weight
 def _inputs(name, data_root, ann, images, results_file, out_file, limit, zoo_file):
     """(zoo entry or None, CocoSet), every argument checked."""
     import zoo
-    from retinanet.coco import CocoSet
+    from retinanet.data.coco import CocoSet
 
     rescoring = results_file is not None
     if name is None and not rescoring:
@@ -195,7 +195,7 @@ class _ProgressBar:
 
 
 def _report(entry, coco_set, metrics, published, n_detections, out_file):
-    from retinanet.evaluation import METRICS
+    from retinanet.evaluation.coco_eval import METRICS
 
     scope = f"{len(coco_set)} images"
     if len(coco_set) < coco_set.total_images:

@@ -81,8 +81,8 @@ def predict(
     """
     from retinanet.assets import SAMPLE_IMAGE
     from retinanet.errors import ImageError
-    from retinanet.images import read_bgr
-    from retinanet.preprocess import prepare
+    from retinanet.data.images import read_bgr
+    from retinanet.data.preprocess import prepare
 
     paths = expand_images(images) if images else [str(SAMPLE_IMAGE)]
     if not paths:
@@ -115,7 +115,7 @@ def predict(
             timings.append(per_image)
             results.append({"path": path, "width": d.width, "height": d.height, "detections": d.to_list()})
             if out_dir is not None:
-                from retinanet.visualize import draw_detections
+                from retinanet.inference.visualize import draw_detections
 
                 name = _unique_name(path, used_names)
                 draw_detections(bgr[:, :, ::-1].copy(), d.boxes, d.scores, d.labels, d.class_names).save(

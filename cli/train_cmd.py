@@ -85,7 +85,7 @@ def train(
       torchrun --nproc_per_node 8 -m cli.main train r50_fpn_1x --data-root /data/coco
     """
     import zoo
-    from retinanet.detector import resolve_device
+    from retinanet.inference.detector import resolve_device
     from retinanet.distributed import cleanup, init_distributed, local_device
 
     files = _dataset_files(data_root, ann, images, val_ann, val_images)
@@ -148,9 +148,9 @@ def _init_file(init: str, entry, cache_dir, offline, quiet, dist):
 
 def _train(entry, files, work_dir, device, dist, scale, options, init, json_log, zoo_file, cache_dir, offline,
            quiet):
-    from retinanet.coco import CocoSet
+    from retinanet.data.coco import CocoSet
     from retinanet.errors import RetinaNetError
-    from retinanet.trainer import TrainingStopped, TrainOptions, Trainer
+    from retinanet.training.trainer import TrainingStopped, TrainOptions, Trainer
     from zoo.errors import ZooError
 
     (train_ann, train_images), val_files = files
@@ -284,7 +284,7 @@ class _Reporter:
 
 
 def _metrics_table(model, val_set, metrics, epoch):
-    from retinanet.evaluation import METRICS
+    from retinanet.evaluation.coco_eval import METRICS
 
     table = Table(title=f"{model} after epoch {epoch}: COCO box AP on {len(val_set)} images of "
                         f"{val_set.ann_file.name}", title_justify="left")

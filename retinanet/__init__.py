@@ -1,19 +1,36 @@
-"""rdet's RetinaNet engine: model, data, post-processing, training, evaluation and benchmarks.
+"""rdet's RetinaNet engine: give it a ModelConfig and a weights path; it knows nothing of manifests or the CLI.
 
-It knows nothing of manifests, downloads or the command line: give it a ModelConfig and a weights path.
-Names are imported on first use, so that `retinanet.config` (and `rdet list`) does not pay for importing torch.
+    retinanet/model/       the network: backbone, neck, head, anchors, box coder, assigner, losses, checkpoints
+    retinanet/data/        images, the reference's pre-processing, COCO sets, training batches
+    retinanet/inference/   Detector, post-processing, fast paths, drawing
+    retinanet/training/    Trainer, schedule, resumable state
+    retinanet/evaluation/  COCO box AP
+    retinanet/benchmark/   fps and memory as published
+
+The public names below are imported on first use, so that `retinanet.config` (which `rdet list` needs) does not
+pay for importing torch; the TYPE_CHECKING block shows IDEs and type checkers the same names.
 """
+from __future__ import annotations
+
 from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from retinanet.config import ModelConfig
+    from retinanet.data.coco import CocoSet
+    from retinanet.errors import CheckpointError, DatasetError, ImageError, RetinaNetError
+    from retinanet.inference.detector import Detections, Detector, resolve_device
+    from retinanet.model.retinanet import RetinaNet
 
 _EXPORTS = {
-    "ModelConfig": "config", "Detector": "detector", "Detections": "detector", "resolve_device": "detector",
-    "RetinaNet": "model", "build_model": "model", "RetinaNetError": "errors", "CheckpointError": "errors",
-    "ImageError": "errors", "DatasetError": "errors", "CocoSet": "coco",
+    "ModelConfig": "config", "Detector": "inference.detector", "Detections": "inference.detector",
+    "resolve_device": "inference.detector", "RetinaNet": "model.retinanet", "RetinaNetError": "errors",
+    "CheckpointError": "errors", "ImageError": "errors", "DatasetError": "errors", "CocoSet": "data.coco",
 }
 __all__ = list(_EXPORTS)
 
 
 def __getattr__(name):
     if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        return getattr(import_module(f"retinanet.{_EXPORTS[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

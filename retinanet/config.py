@@ -55,7 +55,7 @@ class ModelConfig:
     @property
     def names(self) -> tuple[str, ...]:
         """Class names in label order."""
-        from .classes import COCO_CLASSES
+        from retinanet.data.classes import COCO_CLASSES
 
         if self.class_names is not None:
             return tuple(self.class_names)

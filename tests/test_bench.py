@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from cli.plot import nice_ticks, speed_accuracy_chart
-from retinanet import benchmark
-from retinanet.benchmark import Memory, peak_memory, time_inference
+from retinanet.benchmark import measure as benchmark
+from retinanet.benchmark.measure import Memory, peak_memory, time_inference
 from tiny_zoo import NAME, run_rdet, write_tiny_zoo
 
 MIB = 2 ** 20

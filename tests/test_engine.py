@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 from reference_ckpt import reference_state_dict, save_reference_checkpoint
 
 from retinanet import CheckpointError, Detector, ModelConfig, RetinaNet
-from retinanet.anchors import AnchorGenerator
-from retinanet.box_coder import MAX_RATIO, decode, encode
-from retinanet.checkpoint import load_state
-from retinanet.postprocess import ImageMeta, detect_single, filter_and_nms
+from retinanet.model.anchors import AnchorGenerator
+from retinanet.model.box_coder import MAX_RATIO, decode, encode
+from retinanet.model.checkpoint import load_state
+from retinanet.inference.postprocess import ImageMeta, detect_single, filter_and_nms
 from zoo.manifest import Zoo
 
 ZOO = Zoo.load()

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from coco_data import CAT_IDS, IMAGES, boxes_from_results, write_annotations, write_calm_weights, write_images
-from retinanet.coco import CocoSet
-from retinanet.evaluation import METRIC_NAMES, coco_metrics, load_results, run_detection, save_results
+from retinanet.data.coco import CocoSet
+from retinanet.evaluation.coco_eval import METRIC_NAMES, coco_metrics, load_results, run_detection, save_results
 from retinanet.errors import DatasetError
 from tiny_zoo import NAME, rdet_command, run_rdet, write_tiny_zoo
 

@@ -5,9 +5,9 @@ import torch
 
 from reference_ckpt import reference_state_dict, save_reference_checkpoint
 from retinanet import Detector, ModelConfig
-from retinanet import fused
+from retinanet.inference import fused
 from retinanet.errors import RetinaNetError
-from retinanet.fast import cpu_has_bf16, fold_batchnorm, optimize_for_inference
+from retinanet.inference.fast import cpu_has_bf16, fold_batchnorm, optimize_for_inference
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from PIL import Image
 
 from retinanet import ModelConfig
 from retinanet.errors import ImageError
-from retinanet.images import decode_bgr, read_bgr
-from retinanet.preprocess import padded_size, prepare, rescale_size
+from retinanet.data.images import decode_bgr, read_bgr
+from retinanet.data.preprocess import padded_size, prepare, rescale_size
 from tiny_zoo import CLASSES, NAME, run_rdet, write_tiny_zoo
 
 

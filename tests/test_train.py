@@ -15,18 +15,18 @@ import pytest
 import torch
 from torch import nn
 
-from retinanet.anchors import AnchorGenerator
-from retinanet.assigner import assign
-from retinanet.checkpoint import CheckpointError, read_checkpoint
-from retinanet.coco import CocoSet
+from retinanet.model.anchors import AnchorGenerator
+from retinanet.model.assigner import assign
+from retinanet.model.checkpoint import CheckpointError, read_checkpoint
+from retinanet.data.coco import CocoSet
 from retinanet.config import ModelConfig
 from retinanet.errors import RetinaNetError
-from retinanet.losses import retina_loss
-from retinanet.model import RetinaNet
-from retinanet.pretrained import initialise, load_imagenet_backbone
-from retinanet.schedule import StepSchedule, scaled_lr
-from retinanet.train_data import GroupedBatches, TrainSet, trainable_ids
-from retinanet.trainer import Reporter, Trainer, TrainingDiverged, TrainOptions
+from retinanet.model.losses import retina_loss
+from retinanet.model.retinanet import RetinaNet
+from retinanet.model.pretrained import initialise, load_imagenet_backbone
+from retinanet.training.schedule import StepSchedule, scaled_lr
+from retinanet.data.train_data import GroupedBatches, TrainSet, trainable_ids
+from retinanet.training.trainer import Reporter, Trainer, TrainingDiverged, TrainOptions
 from reference_ckpt import reference_state_dict, save_reference_checkpoint
 from shapes_data import CLASSES, write_shapes
 from tiny_zoo import NAME, rdet_command, run_rdet, write_tiny_zoo
@@ -169,7 +169,7 @@ def test_loss_matches_the_reference_formulas_valid_flags_and_normalisation():
 def test_focal_loss_is_torchvisions_per_element_with_an_exact_gradient(chunk, monkeypatch):
     from torchvision.ops import sigmoid_focal_loss
 
-    import retinanet.losses as losses
+    import retinanet.model.losses as losses
 
     monkeypatch.setattr(losses, "CHUNK", chunk)  # the slicing that bounds memory changes nothing
     g = torch.Generator().manual_seed(0)
@@ -299,7 +299,7 @@ def test_fine_tuning_keeps_everything_but_a_classifier_of_other_classes(tmp_path
 
 
 def test_amp_on_a_cpu_without_native_bf16_is_refused_in_one_line(tmp_path):
-    from retinanet.fast import cpu_has_bf16
+    from retinanet.inference.fast import cpu_has_bf16
 
     ann, images = write_shapes(tmp_path, images=2)
 
@@ -338,7 +338,7 @@ def test_training_lowers_the_loss(tmp_path):
 
 
 def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import retinanet.trainer as trainer_module
+    import retinanet.training.trainer as trainer_module
 
     ann, images = write_shapes(tmp_path / "data", images=4, portrait_every=0)
     calls = []

@@ -36,7 +36,7 @@ def level_scales(det: Detector, image: str, per_level: int) -> list[float]:
     """Per-level factors k such that about `per_level` pairs score above 0.05 (the head is positively
     homogeneous in its input when its biases are zero, so logits scale exactly by k)."""
     tensor, meta = det.prepare(image)
-    from retinanet.preprocess import collate
+    from retinanet.data.preprocess import collate
 
     with torch.inference_mode():
         feats = det.model.neck(det.model.backbone(collate([tensor]).contiguous(memory_format=torch.channels_last)))

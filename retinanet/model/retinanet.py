@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .anchors import AnchorGenerator
-from .backbone import Backbone
-from .config import ModelConfig
-from .head import RetinaHead
-from .neck import FPN
+from retinanet.model.anchors import AnchorGenerator
+from retinanet.model.backbone import Backbone
+from retinanet.config import ModelConfig
+from retinanet.model.head import RetinaHead
+from retinanet.model.neck import FPN
 
 
 class RetinaNet(nn.Module):
@@ -29,7 +29,3 @@ class RetinaNet(nn.Module):
         """The reference's initialisation of the parts a backbone checkpoint does not cover."""
         self.neck.init_weights()
         self.bbox_head.init_weights()
-
-
-def build_model(cfg: ModelConfig) -> RetinaNet:
-    return RetinaNet(cfg)

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import torch
 
-from .config import ModelConfig
-from .postprocess import ImageMeta
+from retinanet.config import ModelConfig
+from retinanet.inference.postprocess import ImageMeta
 
 
 def rescale_size(w: int, h: int, scale=(1333, 800)) -> tuple[int, int]:

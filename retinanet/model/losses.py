@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import box_coder
-from .assigner import assign
-from .preprocess import padded_size
+from retinanet.model import box_coder
+from retinanet.model.assigner import assign
+from retinanet.data.preprocess import padded_size
 
 ALPHA, GAMMA = 0.25, 2.0
 CHUNK = 1 << 16  # anchors per slice of the element-wise work: bounds the temporaries to CHUNK x K

@@ -7,15 +7,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .checkpoint import load_state, read_checkpoint, with_checkpoint_classes
-from .classes import category_ids
-from .config import ModelConfig
-from .fast import autocast as fast_autocast
-from .fast import compile_model, optimize_for_inference
-from .images import to_bgr
-from .model import RetinaNet
-from .postprocess import ImageMeta, detect_single
-from .preprocess import collate, prepare
+from retinanet.model.checkpoint import load_state, read_checkpoint, with_checkpoint_classes
+from retinanet.data.classes import category_ids
+from retinanet.config import ModelConfig
+from retinanet.inference.fast import autocast as fast_autocast
+from retinanet.inference.fast import compile_model, optimize_for_inference
+from retinanet.data.images import to_bgr
+from retinanet.model.retinanet import RetinaNet
+from retinanet.inference.postprocess import ImageMeta, detect_single
+from retinanet.data.preprocess import collate, prepare
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -23,7 +23,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from .errors import RetinaNetError
+        from retinanet.errors import RetinaNetError
 
         raise RetinaNetError(f"device {device} asked for, but CUDA is not available here")
     return dev

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .errors import RetinaNetError
+from retinanet.errors import RetinaNetError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -64,7 +64,7 @@ def optimize_for_inference(model: nn.Module, device: torch.device, *, channels_l
                            fuse: bool = False) -> nn.Module:
     """Fold BN and switch to channels-last, in place; the model must no longer be trained. `fuse` (CPU fp32
     only): ReLUs and residual adds as oneDNN post-ops of their convolutions (bit-identical results)."""
-    from . import fused
+    from retinanet.inference import fused
 
     model.eval()
     fold_batchnorm(model.backbone)

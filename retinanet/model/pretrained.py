@@ -17,7 +17,7 @@ import re
 import torch
 from torch import nn
 
-from .checkpoint import class_names_from_meta, load_state, read_checkpoint
+from retinanet.model.checkpoint import class_names_from_meta, load_state, read_checkpoint
 
 DETECTOR_PREFIXES = ("backbone.", "neck.", "bbox_head.")
 CLASSIFIER = ("fc.", "pred_", "classifier.", "head.")

@@ -62,7 +62,7 @@ def _folded(block: nn.Module) -> bool:
 def fuse_relus(model: nn.Module) -> int:
     """Swap the backbone's blocks and the head's conv+ReLU units for fused ones, in place; returns how many.
     The stem is left alone: its ReLU feeds a max-pool, not worth a special case."""
-    from .neck import ConvUnit
+    from retinanet.model.neck import ConvUnit
 
     swapped = 0
     for parent in list(model.modules()):

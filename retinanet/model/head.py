@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from .neck import ConvUnit
+from retinanet.model.neck import ConvUnit
 
 
 class RetinaHead(nn.Module):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DatasetError
+from retinanet.errors import DatasetError
 
 _SHOW_MISSING = 5
 

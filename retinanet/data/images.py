@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .errors import ImageError
+from retinanet.errors import ImageError
 
 MAX_PIXELS = 16384 * 16384 // 2  # about 134 MP: larger images are treated as decompression bombs
 

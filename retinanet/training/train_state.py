@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import CheckpointError
+from retinanet.errors import CheckpointError
 
 LATEST = "latest.pth"
 

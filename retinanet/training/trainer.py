@@ -26,17 +26,17 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .config import ModelConfig
-from .distributed import DistInfo, barrier
-from .errors import CheckpointError, ImageError, RetinaNetError
-from .fast import autocast as fast_autocast
-from .losses import retina_loss
-from .model import RetinaNet
-from .pretrained import initialise
-from .schedule import WARMUP_ITERS, WARMUP_RATIO, StepSchedule, scaled_lr, set_lr
-from .stop_request import StopRequest
-from .train_data import GroupedBatches, TrainSet, loader
-from .train_state import (
+from retinanet.config import ModelConfig
+from retinanet.distributed import DistInfo, barrier
+from retinanet.errors import CheckpointError, ImageError, RetinaNetError
+from retinanet.inference.fast import autocast as fast_autocast
+from retinanet.model.losses import retina_loss
+from retinanet.model.retinanet import RetinaNet
+from retinanet.model.pretrained import initialise
+from retinanet.training.schedule import WARMUP_ITERS, WARMUP_RATIO, StepSchedule, scaled_lr, set_lr
+from retinanet.training.stop_request import StopRequest
+from retinanet.data.train_data import GroupedBatches, TrainSet, loader
+from retinanet.training.train_state import (
     LATEST,
     point_latest,
     read_resume_state,
@@ -173,7 +173,7 @@ class Trainer:
     # -- state ---------------------------------------------------------------------------------------------
 
     def _resume(self, ckpt: dict) -> None:
-        from .checkpoint import load_state
+        from retinanet.model.checkpoint import load_state
 
         state = ckpt["train_state"]
         if state.get("iter_in_epoch") and state.get("global_batch") != self.global_batch:
@@ -343,8 +343,8 @@ class Trainer:
 
     def evaluate(self) -> dict | None:
         """COCO box AP on the validation set with the current weights (every process detects its shard)."""
-        from .detector import Detector
-        from .evaluation import coco_metrics, run_detection
+        from retinanet.inference.detector import Detector
+        from retinanet.evaluation.coco_eval import coco_metrics, run_detection
 
         flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
         try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torchvision.ops import nms
 
-from . import box_coder
+from retinanet.model import box_coder
 
 
 @dataclass

@@ -27,8 +27,8 @@ from typing import Callable
 
 import torch
 
-from .config import ModelConfig
-from .errors import RetinaNetError
+from retinanet.config import ModelConfig
+from retinanet.errors import RetinaNetError
 
 GIB = 1024 ** 3  # the README's GB are mmcv's MiB / 1024
 CUDA_KIND = "cuda max_memory_allocated"
@@ -252,8 +252,8 @@ def synthetic_batch(cfg: ModelConfig, images: int = 2, size: tuple[int, int] = (
 def train_iterations(cfg: ModelConfig, device: torch.device | str, images: int = 2,
                      size: tuple[int, int] = (1333, 800), iterations: int = 3) -> None:
     """Build the model and run `iterations` reference training iterations on a synthetic batch."""
-    from .losses import retina_loss  # the training code's loss: same assigner, focal and L1 losses
-    from .model import RetinaNet
+    from retinanet.model.losses import retina_loss  # the training code's loss: same assigner, focal and L1 losses
+    from retinanet.model.retinanet import RetinaNet
 
     device = torch.device(device)
     model = RetinaNet(cfg)

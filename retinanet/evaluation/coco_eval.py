@@ -20,8 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from .coco import CocoSet
-from .errors import DatasetError, ImageError
+from retinanet.data.coco import CocoSet
+from retinanet.errors import DatasetError, ImageError
 
 # COCOeval.stats in order: (name, what, IoU, area, max detections)
 METRICS = (
@@ -57,8 +57,8 @@ class CocoImages:
         return len(self.paths)
 
     def __getitem__(self, i):
-        from .images import read_bgr
-        from .preprocess import prepare
+        from retinanet.data.images import read_bgr
+        from retinanet.data.preprocess import prepare
 
         try:
             bgr = read_bgr(self.paths[i])
@@ -98,7 +98,7 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
     """
     from torch.utils.data import DataLoader
 
-    from .distributed import DistInfo, gather_to_main, shard
+    from retinanet.distributed import DistInfo, gather_to_main, shard
 
     dist = dist or DistInfo()
     check_classes(detector.cfg.num_classes, coco_set)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from retinanet.errors import CheckpointError
 
 _OPTIONAL = ("num_batches_tracked",)  # the reference's loader does not need these and FrozenBN-style dumps lack them
 

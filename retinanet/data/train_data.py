@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import ModelConfig
-from .errors import DatasetError, ImageError
-from .images import read_bgr
-from .preprocess import collate, normalize, resize
+from retinanet.config import ModelConfig
+from retinanet.errors import DatasetError, ImageError
+from retinanet.data.images import read_bgr
+from retinanet.data.preprocess import collate, normalize, resize
 
 MIN_SIDE = 32
 FLIP_RATIO = 0.5

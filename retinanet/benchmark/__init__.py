@@ -1,0 +1,1 @@
+"""Speed and memory measured the way the published columns were."""

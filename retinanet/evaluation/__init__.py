@@ -1,0 +1,1 @@
+"""COCO box AP: detections over a CocoSet, scored by COCOeval."""

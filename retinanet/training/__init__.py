@@ -1,0 +1,1 @@
+"""The reference training recipe: the Trainer loop, lr schedule, checkpoints and resume, stop requests."""
