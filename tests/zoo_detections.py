@@ -1,0 +1,71 @@
+"""The detections of every zoo row's architecture on the bundled photo and a synthetic test image, with small
+random reference-format checkpoints at a reduced test scale: recorded once into tests/data/zoo_detections.npz,
+compared bit for bit by tests/test_zoo_detections.py so that a refactoring provably changes no detection.
+
+Re-record (only when a change is meant to move detections): python tests/zoo_detections.py
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RECORD = HERE / "data" / "zoo_detections.npz"
+SCALE = (256, 192)  # reduced from the reference's test scale so that all six architectures run in seconds
+
+
+def architecture_key(entry) -> str:
+    """Rows that differ only in their schedule share one architecture (and one set of detections)."""
+    return f"d{entry.depth}_g{entry.groups}_w{entry.base_width}_{entry.style}"
+
+
+def test_images() -> dict:
+    """The bundled photo (a path, read by the engine) and a synthetic RGB image (odd size, so padding matters)."""
+    import cv2
+
+    from retinanet.assets import SAMPLE_IMAGE
+
+    rng = np.random.default_rng(7)
+    shapes = rng.integers(0, 255, (203, 301, 3), dtype=np.uint8)
+    cv2.circle(shapes, (80, 90), 40, (250, 20, 20), thickness=-1)
+    cv2.rectangle(shapes, (170, 40), (260, 150), (20, 240, 30), thickness=-1)
+    return {"astronaut": str(SAMPLE_IMAGE), "shapes": shapes}
+
+
+def zoo_detections(tmp_dir: Path) -> dict[str, np.ndarray]:
+    """{f"{arch}/{image}/{boxes|scores|labels}": array} for every distinct architecture of the bundled zoo."""
+    from reference_ckpt import reference_state_dict, save_reference_checkpoint
+
+    from retinanet import Detector
+    from zoo.manifest import Zoo
+
+    zoo = Zoo.load()
+    images = test_images()
+    out: dict[str, np.ndarray] = {}
+    for name in zoo.names():
+        entry = zoo.get(name)
+        arch = architecture_key(entry)
+        if f"{arch}/astronaut/boxes" in out:
+            continue
+        path = tmp_dir / f"{arch}.pth"
+        save_reference_checkpoint(path, reference_state_dict(entry.depth, entry.groups, entry.base_width, seed=1))
+        det = Detector(entry.model_config(scale=SCALE), path, device="cpu")
+        for image_name, image in images.items():
+            (res,) = det.predict(image, score_thr=0.0)  # every image keeps its full 100 detections
+            out[f"{arch}/{image_name}/boxes"] = res.boxes
+            out[f"{arch}/{image_name}/scores"] = res.scores
+            out[f"{arch}/{image_name}/labels"] = res.labels
+        path.unlink()
+    return out
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    sys.path.insert(0, str(HERE))
+    with tempfile.TemporaryDirectory() as d:
+        arrays = zoo_detections(Path(d))
+    np.savez_compressed(RECORD, **arrays)
+    print(f"{RECORD}: {len(arrays)} arrays, {RECORD.stat().st_size} bytes")
