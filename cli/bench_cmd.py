@@ -8,27 +8,14 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from .common import (CacheDirOption, DeviceOption, Fail, JsonOption, OfflineOption, QuietOption, ZooOption, err,
-                     coco_split, fmt, load_zoo, out, parse_size, print_json)
+from .common import Fail, err, coco_files, fmt, load_zoo, out, parse_size, print_json
+from .options import Ann, CacheDir, DataRoot, Device, Json, Offline, Quiet, RandomWeights, Weights, ZooFile
 
 GPU_IMAGES, CPU_IMAGES = 2000, 20  # the published method times 2000 images; a CPU takes seconds per image
 PUBLISHED_FPS = ("published fps: NVIDIA V100, fp32, batch 1, 5 warm-up iterations then 1995 val2017 images timed "
                  "from the copy to the GPU to the results (MMDetection tools/benchmark.py)")
 PUBLISHED_MEM = ("published mem: torch.cuda.max_memory_allocated while training 2 images per GPU at 1333x800 "
                  "(MMDetection training logs)")
-
-
-def _dataset_files(data_root: Optional[Path], ann: Optional[Path], images_dir: Optional[Path]):
-    """(annotation file, image directory) of the dataset to time, or None for the bundled photo."""
-    if data_root is None and ann is None and images_dir is None:
-        return None
-    if data_root is not None and (ann is not None or images_dir is not None):
-        raise Fail("give either --data-root or --ann with --images-dir, not both")
-    if data_root is None and (ann is None or images_dir is None):
-        raise Fail("--ann and --images-dir go together")
-    if data_root is not None:
-        return coco_split(data_root, "val")
-    return ann, images_dir
 
 
 def _dataset_paths(files) -> Optional[list]:
@@ -39,18 +26,6 @@ def _dataset_paths(files) -> Optional[list]:
 
     dataset = CocoSet.load(*files)
     return [dataset.path(image) for image in dataset.image_ids]
-
-
-def _loader(cfg, paths: Optional[list]):
-    """load(i) -> image i resized, normalised and padded on the host, as the reference's data loader hands it over."""
-    from retinanet.assets import SAMPLE_IMAGE
-    from retinanet.data.images import read_bgr
-    from retinanet.data.preprocess import prepare
-
-    if paths is None:
-        sample = prepare(read_bgr(SAMPLE_IMAGE), cfg, "cpu")
-        return lambda i: sample
-    return lambda i: prepare(read_bgr(paths[i % len(paths)]), cfg, "cpu")
 
 
 def _class_config(entry, weights: Optional[Path], overrides: dict):
@@ -77,34 +52,31 @@ def bench(
     all_models: bool = typer.Option(False, "--all", help="Every model of the zoo (the default without names)."),
     fps: bool = typer.Option(False, "--fps", help="Measure inference speed (with neither flag: both)."),
     mem: bool = typer.Option(False, "--mem", help="Measure training memory (with neither flag: both)."),
-    device: str = DeviceOption,
-    images: Optional[int] = typer.Option(None, "--images", min=1, help="Images per model, warm-up included "
-                                         f"(default: {GPU_IMAGES} on a GPU as the published figures, {CPU_IMAGES} "
-                                         "on the CPU).", show_default=False),
+    device: Device = "auto",
+    num_images: Optional[int] = typer.Option(None, "--num-images", min=1, help="Images per model, warm-up "
+                                             f"included (default: {GPU_IMAGES} on a GPU as the published figures, "
+                                             f"{CPU_IMAGES} on the CPU).", show_default=False),
+    old_images: Optional[int] = typer.Option(None, "--images", min=1, hidden=True, help="Deprecated spelling of "
+                                             "--num-images.", show_default=False),
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed iterations first (the published method: 5)."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass (published: 1)."),
     amp: bool = typer.Option(False, "--amp", help="Time inference under autocast (fp16 on CUDA, bf16 on the "
                              "CPU); the published figures are fp32."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="A COCO directory (annotations/"
-                                             "instances_val2017.json, val2017/): time its images instead of the "
-                                             "bundled photo.", show_default=False),
-    ann: Optional[Path] = typer.Option(None, "--ann", help="A COCO annotation file (with --images-dir).",
-                                       show_default=False),
+    data_root: DataRoot = None,
+    ann: Ann = None,
     images_dir: Optional[Path] = typer.Option(None, "--images-dir", help="The images of --ann.",
                                               show_default=False),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="A checkpoint to use instead of the zoo's "
-                                           "(one model only).", show_default=False),
-    random_weights: bool = typer.Option(False, "--random-weights", help="Random weights: nothing to download "
-                                        "(speed and memory do not depend on the values)."),
-    as_json: bool = JsonOption,
+    weights: Weights = None,
+    random_weights: RandomWeights = False,
+    as_json: Json = False,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw published box AP against measured fps "
                                         "into this PNG file.", show_default=False),
     size: Optional[str] = typer.Option(None, "--size", hidden=True, help="Test scale WxH instead of 1333x800 "
                                        "(inference resize and training batch), for quick checks."),
-    zoo_file: Optional[Path] = ZooOption,
-    cache_dir: Optional[Path] = CacheDirOption,
-    offline: bool = OfflineOption,
-    quiet: bool = QuietOption,
+    zoo_file: ZooFile = None,
+    cache_dir: CacheDir = None,
+    offline: Offline = False,
+    quiet: Quiet = False,
 ):
     """Measure each model's speed (fps) and training memory here, beside the published figures.
 
@@ -129,6 +101,9 @@ def bench(
 
       rdet bench --fps --plot speed.png
     """
+    if old_images is not None:  # `eval/train --images` is a directory: the count has its own name now
+        err.print("note: bench --images N is deprecated, use --num-images N", highlight=False)
+    images = num_images if num_images is not None else old_images
     do_fps, do_mem = (fps or not mem), (mem or not fps)
     if plot is not None and not do_fps:
         raise Fail("--plot draws the measured fps: add --fps (or drop --mem)")
@@ -139,9 +114,9 @@ def bench(
     scale = parse_size(size)
     overrides = {"scale": scale} if scale else {}
     train_size = scale or (1333, 800)
-    dataset = _dataset_files(data_root, ann, images_dir) if do_fps else None
+    dataset = coco_files(data_root, ann, images_dir, "val", images_flag="--images-dir") if do_fps else None
     if do_fps and images is not None and images <= warmup * batch_size:
-        raise Fail(f"--images {images} leaves nothing to time after --warmup {warmup} of --batch-size "
+        raise Fail(f"--num-images {images} leaves nothing to time after --warmup {warmup} of --batch-size "
                    f"{batch_size}")
     zoo = load_zoo(zoo_file)
     entries = list(zoo) if all_models or not names else list(dict.fromkeys(zoo.get(n) for n in names))
@@ -155,8 +130,8 @@ def bench(
     if images is None:
         images = GPU_IMAGES if dev.type == "cuda" else CPU_IMAGES
         if do_fps and images <= warmup * batch_size:
-            raise Fail(f"the default --images {images} leaves nothing to time after --warmup {warmup} of "
-                       f"--batch-size {batch_size}; give --images")
+            raise Fail(f"the default --num-images {images} leaves nothing to time after --warmup {warmup} of "
+                       f"--batch-size {batch_size}; give --num-images")
     paths = _dataset_paths(dataset)
     precision = ("fp16" if dev.type == "cuda" else "bf16") if amp else "fp32"
     dev_name = device_name(dev)
@@ -235,12 +210,13 @@ def bench(
 def _measure_speed(entry, weights_file, dev, precision, overrides, paths, images, warmup, batch_size, advance,
                    zoo_file, random_weights) -> dict:
     import zoo
+    from retinanet.benchmark.inputs import host_loader
     from retinanet.benchmark.measure import time_inference
 
     det = zoo.load(entry.name, weights=weights_file, device=str(dev), zoo_file=zoo_file,
                    random_weights=random_weights, precision=precision, quiet=True, **overrides)
     try:
-        speed = time_inference(det, _loader(det.cfg, paths), images=images, warmup=warmup, batch_size=batch_size,
+        speed = time_inference(det, host_loader(det.cfg, paths), images=images, warmup=warmup, batch_size=batch_size,
                                progress=advance)
     finally:
         del det

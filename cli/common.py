@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -14,24 +17,41 @@ from rich.console import Console
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-ZooOption = typer.Option(None, "--zoo", envvar="RDET_ZOO", help="A manifest of your own that adds or overrides "
-                         "entries (same schema as zoo.toml).", show_default=False)
-JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout and nothing else.")
-CacheDirOption = typer.Option(None, "--cache-dir", envvar="RDET_CACHE", help="Where weights are kept "
-                              "(default: the user cache directory).", show_default=False)
-OfflineOption = typer.Option(False, "--offline", help="Never touch the network (also RDET_OFFLINE=1).")
-QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output.")
-PrecisionOption = typer.Option("fp32", "--precision", help="fp32 (the published numbers), bf16, or fp16 "
-                                "(CUDA only): reduced-precision autocast for speed.")
-DeviceOption = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto (CUDA when present).")
-
-
 class Fail(Exception):
     """Raised by commands to stop with a one-line message and an exit code."""
 
     def __init__(self, message: str, code: int = 2):
         super().__init__(message)
         self.code = code
+
+
+def is_rank_0() -> bool:
+    """This process's rank as torchrun sets it (usable before the process group exists)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+@contextmanager
+def errors_said_by_rank_0():
+    """Under torchrun every rank meets the same bad input: rank 0 alone prints it, all exit with its code."""
+    from retinanet.errors import RetinaNetError
+    from zoo.errors import ZooError
+
+    try:
+        yield
+    except (Fail, RetinaNetError, ZooError) as e:
+        if is_rank_0():
+            raise
+        raise typer.Exit(getattr(e, "code", None) or getattr(e, "exit_code", 2)) from None
+
+
+def package_version() -> str:
+    """rdet's installed version, or why there is none."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rdet")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def load_zoo(zoo_file: Optional[Path]):
@@ -50,22 +70,48 @@ def fmt(value, spec: str = "") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def load_detector(name: str, weights: Optional[Path], device: str, zoo_file: Optional[Path],
-                  cache_dir: Optional[Path], offline: bool, quiet: bool, random_weights: bool = False,
-                  precision: str = "fp32", compile: bool = False):
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a command's weights come from: --weights FILE, --random-weights, or the zoo's verified cache
+    (--zoo, --cache-dir, --offline)."""
+
+    zoo_file: Optional[Path] = None
+    cache_dir: Optional[Path] = None
+    offline: bool = False
+    weights: Optional[Path] = None
+    random_weights: bool = False
+
+
+def load_detector(name: str, source: WeightsSource, device: str, quiet: bool, precision: str = "fp32",
+                  compile: bool = False):
     """(entry, Detector) for a zoo name: weights from --weights, else the verified cached checkpoint."""
     import zoo
 
-    entry = zoo.get(name, zoo_file)
-    det = zoo.load(name, weights=weights, device=device, zoo_file=zoo_file, cache_dir=cache_dir,
-                   offline=offline or None, quiet=quiet, random_weights=random_weights,
-                   precision=precision, compile=compile)
+    entry = zoo.get(name, source.zoo_file)
+    det = zoo.load(name, weights=source.weights, device=device, zoo_file=source.zoo_file,
+                   cache_dir=source.cache_dir, offline=source.offline or None, quiet=quiet,
+                   random_weights=source.random_weights, precision=precision, compile=compile)
     return entry, det
 
 
 def coco_split(root: Path, split: str) -> tuple[Path, Path]:
     """(annotation file, image directory) of a COCO 2017 split ("train", "val") under a --data-root."""
     return root / "annotations" / f"instances_{split}2017.json", root / f"{split}2017"
+
+
+def coco_files(data_root: Optional[Path], ann: Optional[Path], images: Optional[Path], split: str, *,
+               images_flag: str = "--images", need_images: bool = True) -> Optional[tuple[Path, Optional[Path]]]:
+    """The one rule for a dataset on the command line: --data-root (the COCO layout of `split`) or --ann FILE
+    with its images directory, never both; None when neither is given (the command says what it needs)."""
+    if data_root is None and ann is None and images is None:
+        return None
+    if data_root is not None and (ann is not None or images is not None):
+        raise Fail(f"give either --data-root (COCO layout) or --ann FILE with {images_flag} DIR, not both")
+    if data_root is not None:
+        return coco_split(data_root, split)
+    if ann is None or (images is None and need_images):
+        raise Fail(f"--ann and {images_flag} go together")
+    return ann, images
 
 
 def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:

@@ -1,8 +1,7 @@
 """`rdet eval`: the COCO box AP of a zoo model, next to the published figure; one process or many (torchrun)."""
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -11,39 +10,36 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from .common import (CacheDirOption, DeviceOption, Fail, JsonOption, OfflineOption, PrecisionOption, QuietOption,
-                     ZooOption, coco_split, err, load_detector, out, print_json)
+from .common import (Fail, WeightsSource, coco_files, err, errors_said_by_rank_0, is_rank_0, load_detector, out,
+                     print_json)
+from .options import (Ann, CacheDir, DataRoot, Device, Images, Json, Offline, Precision, Quiet, RandomWeights, Weights,
+                      ZooFile)
 
 
 
 def evaluate(
     name: Optional[str] = typer.Argument(None, help="Zoo model name (optional with --results).", show_default=False),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="A COCO directory: annotations/"
-                                             "instances_val2017.json and val2017/.", show_default=False),
-    ann: Optional[Path] = typer.Option(None, "--ann", help="A COCO-format annotation file (any set; instead of "
-                                       "--data-root).", show_default=False),
-    images: Optional[Path] = typer.Option(None, "--images", help="The directory holding --ann's images.",
-                                          show_default=False),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="A checkpoint file to use instead of the "
-                                           "zoo's (e.g. one written by `rdet train`).", show_default=False),
+    data_root: DataRoot = None,
+    ann: Ann = None,
+    images: Images = None,
+    weights: Weights = None,
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass (the published "
                                    "figures use 1; images are only batched with others of the same padded size)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Data-loading processes (decode and resize)."),
-    device: str = DeviceOption,
+    device: Device = "auto",
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N images (by "
                                         "image id).", show_default=False),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Save the detections as a COCO results file.",
                                             show_default=False),
     results_file: Optional[Path] = typer.Option(None, "--results", help="Re-score a COCO results file (e.g. "
                                                 "from --out) instead of running a model.", show_default=False),
-    random_weights: bool = typer.Option(False, "--random-weights", help="Randomly initialised weights: no "
-                                        "download, AP near 0 (for trying the tool offline)."),
-    precision: str = PrecisionOption,
-    as_json: bool = JsonOption,
-    zoo_file: Optional[Path] = ZooOption,
-    cache_dir: Optional[Path] = CacheDirOption,
-    offline: bool = OfflineOption,
-    quiet: bool = QuietOption,
+    random_weights: RandomWeights = False,
+    precision: Precision = "fp32",
+    as_json: Json = False,
+    zoo_file: ZooFile = None,
+    cache_dir: CacheDir = None,
+    offline: Offline = False,
+    quiet: Quiet = False,
 ):
     """Measure a zoo model's COCO box AP and compare it with the published one.
 
@@ -60,18 +56,19 @@ def evaluate(
     from retinanet.evaluation.coco_eval import coco_metrics, load_results, save_results
 
     rescoring = results_file is not None
-    with _errors_said_by_rank_0():  # bad input stops here, before torch is even imported
+    with errors_said_by_rank_0():  # bad input stops here, before torch is even imported
         entry, coco_set = _inputs(name, data_root, ann, images, results_file, out_file, limit, zoo_file)
         if rescoring:
             results = load_results(results_file)
-    if _is_rank_0() and not quiet:
+    if is_rank_0() and not quiet:
         _notes(coco_set, limit)
     if rescoring:
-        if not _is_rank_0():
+        if not is_rank_0():
             return  # re-scoring is rank 0's alone
     else:
-        results = _detect(entry, coco_set, weights, device, batch_size, workers, random_weights, precision,
-                          zoo_file, cache_dir, offline, quiet or as_json, quiet)
+        source = WeightsSource(zoo_file, cache_dir, offline, weights, random_weights)
+        results = _detect(entry, coco_set, source, _EvalRun(device, batch_size, workers, precision,
+                                                            quiet_download=quiet or as_json, quiet=quiet))
         if results is None:
             return  # rank 0 gathered everything: it alone scores, prints and writes
         if out_file is not None:
@@ -79,50 +76,40 @@ def evaluate(
     _print(entry, coco_set, coco_metrics(coco_set, results), len(results), out_file, as_json)
 
 
-def _is_rank_0() -> bool:
-    """This process's rank as torchrun sets it (usable before the process group exists)."""
-    return os.environ.get("RANK", "0") == "0"
+@dataclass(frozen=True)
+class _EvalRun:
+    """How the model runs over the set: where, how many images at once, with how many loaders, how loud."""
+
+    device: str
+    batch_size: int
+    workers: int
+    precision: str
+    quiet_download: bool
+    quiet: bool
 
 
-@contextmanager
-def _errors_said_by_rank_0():
-    """Under torchrun every rank meets the same bad input: rank 0 alone prints it, all exit with its code."""
-    from retinanet.errors import RetinaNetError
-    from zoo.errors import ZooError
-
-    try:
-        yield
-    except (Fail, RetinaNetError, ZooError) as e:
-        if _is_rank_0():
-            raise
-        raise typer.Exit(getattr(e, "code", None) or getattr(e, "exit_code", 2)) from None
-
-
-def _detect(entry, coco_set, weights, device, batch_size, workers, random_weights, precision, zoo_file, cache_dir,
-            offline, quiet_download, quiet):
+def _detect(entry, coco_set, source: WeightsSource, run: _EvalRun):
     """The model's COCO results on rank 0 (every shard gathered), None on the other ranks."""
-    from retinanet.inference.detector import resolve_device
-    from retinanet.distributed import cleanup, init_distributed, local_device
+    from retinanet.distributed import start_runtime
     from retinanet.evaluation.coco_eval import check_classes, run_detection
 
-    with _errors_said_by_rank_0():
-        dev = resolve_device(device)
-    dist = init_distributed(dev)  # a no-op unless launched by torchrun
+    with errors_said_by_rank_0():  # a bad --device is said by rank 0 alone
+        here = start_runtime(run.device)
     try:
-        with _errors_said_by_rank_0():
-            _, det = load_detector(entry.name, weights, str(local_device(dev, dist)), zoo_file, cache_dir,
-                                   offline, quiet_download or not dist.is_main, random_weights, precision)
+        with errors_said_by_rank_0():
+            _, det = load_detector(entry.name, source, str(here.device), run.quiet_download or not here.is_main,
+                                   run.precision)
             check_classes(det.cfg.num_classes, coco_set)
-        show = dist.is_main and not quiet
+        show = here.is_main and not run.quiet
         if show and tuple(det.class_names) != coco_set.class_names:
             err.print(f"note: the model's class names differ from {coco_set.ann_file.name}'s; label i is scored "
                       "as its i-th category (by id)", highlight=False)
         with _ProgressBar(show, f"eval {entry.name}", len(coco_set)) as advance:
-            results = run_detection(det, coco_set, batch_size, workers,
-                                    progress=lambda n: advance(n * dist.world_size), dist=dist)
-        return results if dist.is_main else None
+            results = run_detection(det, coco_set, run.batch_size, run.workers,
+                                    progress=lambda n: advance(n * here.world_size), dist=here.dist)
+        return results if here.is_main else None
     finally:
-        cleanup(dist)
+        here.close()
 
 
 def _inputs(name, data_root, ann, images, results_file, out_file, limit, zoo_file):
@@ -136,13 +123,10 @@ def _inputs(name, data_root, ann, images, results_file, out_file, limit, zoo_fil
     if rescoring and out_file is not None:
         raise Fail("--out saves a model's detections; with --results no model runs")
     entry = zoo.get(name, zoo_file) if name is not None else None
-    if ann is None and data_root is None:
+    files = coco_files(data_root, ann, images, "val", need_images=not rescoring)
+    if files is None:
         raise Fail("give --data-root DIR (COCO layout) or --ann FILE --images DIR")
-    layout = coco_split(data_root, "val") if data_root is not None else (None, None)
-    ann_file = ann if ann is not None else layout[0]
-    images_dir = images if images is not None else layout[1]
-    if images_dir is None and not rescoring:
-        raise Fail("--ann needs --images DIR, the directory holding its images")
+    ann_file, images_dir = files
     coco_set = CocoSet.load(ann_file, images_dir or ann_file.parent, limit=limit, check_files=not rescoring)
     return entry, coco_set
 

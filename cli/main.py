@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from . import commands
-from .common import Fail, err
+from .common import Fail, err, package_version
 
 app = typer.Typer(
     name="rdet",
@@ -22,13 +22,7 @@ app = typer.Typer(
 
 def _version(value: bool):
     if value:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            v = version("rdet")
-        except PackageNotFoundError:
-            v = "unknown (not installed)"
-        typer.echo(f"rdet {v}")
+        typer.echo(f"rdet {package_version()}")
         raise typer.Exit()
 
 

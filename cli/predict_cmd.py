@@ -4,7 +4,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import time
 from collections import Counter
 from pathlib import Path
 from typing import List, Optional
@@ -12,8 +11,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from .common import (CacheDirOption, DeviceOption, Fail, JsonOption, OfflineOption, PrecisionOption, QuietOption, ZooOption, err,
-                     load_detector, out, print_json)
+from .common import Fail, WeightsSource, err, load_detector, out, print_json
+from .options import CacheDir, Device, Json, Offline, Precision, Quiet, RandomWeights, Weights, ZooFile
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"}
 
@@ -49,23 +48,21 @@ def predict(
     images: Optional[List[str]] = typer.Argument(None, help="Image files, directories or globs (default: the "
                                                  "bundled sample photo).", show_default=False),
     model: str = typer.Option("r50_fpn_1x", "--model", "-m", help="Zoo model name or reference config name."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="A checkpoint file to use instead of the "
-                                           "zoo's (e.g. one written by `rdet train`).", show_default=False),
+    weights: Weights = None,
     score_thr: float = typer.Option(0.3, "--score-thr", help="Keep detections scoring above this."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Write annotated copies and detections.json here.",
                                            show_default=False),
-    device: str = DeviceOption,
+    device: Device = "auto",
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass."),
-    random_weights: bool = typer.Option(False, "--random-weights", help="Randomly initialised weights: no "
-                                        "download, meaningless detections (for trying the tool offline)."),
-    precision: str = PrecisionOption,
+    random_weights: RandomWeights = False,
+    precision: Precision = "fp32",
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model first (pays off over many "
                                  "images; its compile time is reported apart from the time per image)."),
-    as_json: bool = JsonOption,
-    zoo_file: Optional[Path] = ZooOption,
-    cache_dir: Optional[Path] = CacheDirOption,
-    offline: bool = OfflineOption,
-    quiet: bool = QuietOption,
+    as_json: Json = False,
+    zoo_file: ZooFile = None,
+    cache_dir: CacheDir = None,
+    offline: Offline = False,
+    quiet: Quiet = False,
 ):
     """Detect objects in images with a zoo model.
 
@@ -80,52 +77,35 @@ def predict(
       rdet predict photos/ --precision bf16 --compile   # faster, within the fast-path tolerances
     """
     from retinanet.assets import SAMPLE_IMAGE
-    from retinanet.errors import ImageError
-    from retinanet.data.images import read_bgr
-    from retinanet.data.preprocess import prepare
 
     paths = expand_images(images) if images else [str(SAMPLE_IMAGE)]
     if not paths:
         raise Fail("no images found in the given paths")
-    entry, det = load_detector(model, weights, device, zoo_file, cache_dir, offline, quiet or as_json,
-                               random_weights, precision, compile)
+    source = WeightsSource(zoo_file, cache_dir, offline, weights, random_weights)
+    entry, det = load_detector(model, source, device, quiet or as_json, precision, compile)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     show = not as_json and not quiet
     results, failures, coco, used_names = [], [], [], set()
     timings = []
-    for start in range(0, len(paths), batch_size):
-        chunk, prepared, decoded = [], [], []
-        for path in paths[start:start + batch_size]:
-            try:
-                bgr = read_bgr(path)
-            except ImageError as e:
-                failures.append(path)
-                err.print(f"[red]skipped[/red] {e}", highlight=False)
-                continue
-            chunk.append(path)
-            decoded.append(bgr)
-            prepared.append(prepare(bgr, det.cfg, det.device))
-        if not prepared:
+    for r in det.predict_files(paths, score_thr=score_thr, batch_size=batch_size):
+        if r.error is not None:
+            failures.append(r.path)
+            err.print(f"[red]skipped[/red] {r.error}", highlight=False)
             continue
-        t0, compiling = time.perf_counter(), det.compile_seconds
-        dets = det.detect_prepared(prepared, score_thr=score_thr, batch_size=batch_size)
-        per_image = (time.perf_counter() - t0 - (det.compile_seconds - compiling)) / len(chunk)
-        for path, bgr, d in zip(chunk, decoded, dets):
-            timings.append(per_image)
-            results.append({"path": path, "width": d.width, "height": d.height, "detections": d.to_list()})
-            if out_dir is not None:
-                from retinanet.inference.visualize import draw_detections
+        d = r.detections
+        timings.append(r.seconds)
+        results.append({"path": r.path, "width": d.width, "height": d.height, "detections": d.to_list()})
+        if out_dir is not None:
+            from retinanet.inference.visualize import draw_detections
 
-                name = _unique_name(path, used_names)
-                draw_detections(bgr[:, :, ::-1].copy(), d.boxes, d.scores, d.labels, d.class_names).save(
-                    out_dir / name)
-                coco += [{"file_name": path, "image_id": len(results) - 1, **c}
-                         for c in d.to_coco(len(results) - 1)]
-            if show:
-                counts = Counter(d.names)
-                summary = ", ".join(f"{n} {name}" for name, n in counts.most_common()) or "nothing"
-                out.print(f"{path}: {summary} ({per_image * 1000:.0f} ms)", highlight=False)
+            name = _unique_name(r.path, used_names)
+            draw_detections(r.image.copy(), d.boxes, d.scores, d.labels, d.class_names).save(out_dir / name)
+            coco += [{"file_name": r.path, "image_id": len(results) - 1, **c} for c in d.to_coco(len(results) - 1)]
+        if show:
+            counts = Counter(d.names)
+            summary = ", ".join(f"{n} {name}" for name, n in counts.most_common()) or "nothing"
+            out.print(f"{r.path}: {summary} ({r.seconds * 1000:.0f} ms)", highlight=False)
     if out_dir is not None:
         tmp = out_dir / "detections.json.tmp"
         tmp.write_text(json.dumps(coco))

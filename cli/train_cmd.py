@@ -10,8 +10,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .common import (CacheDirOption, DeviceOption, Fail, OfflineOption, QuietOption, ZooOption, coco_split, err,
-                     out, parse_size)
+from .common import (Fail, WeightsSource, coco_files, coco_split, err, errors_said_by_rank_0, out, package_version,
+                     parse_size)
+from .options import ZooFile, CacheDir, Offline, Quiet, Device, DataRoot, Ann, Images
 
 INIT_HELP = ("imagenet: the ImageNet backbone the published model started from (downloaded and verified); "
              "zoo: this model's published COCO checkpoint (fine-tuning); none: random; or a FILE: a detector "
@@ -21,13 +22,9 @@ INIT_HELP = ("imagenet: the ImageNet backbone the published model started from (
 
 def train(
     name: str = typer.Argument(..., help="Zoo model whose architecture and recipe to train (see `rdet list`)."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="A COCO directory: annotations/"
-                                             "instances_train2017.json and train2017/ (and val2017 for validation "
-                                             "when present).", show_default=False),
-    ann: Optional[Path] = typer.Option(None, "--ann", help="A COCO-format annotation file to train on (with "
-                                       "--images); classes come from its categories.", show_default=False),
-    images: Optional[Path] = typer.Option(None, "--images", help="The directory holding --ann's images.",
-                                          show_default=False),
+    data_root: DataRoot = None,
+    ann: Ann = None,
+    images: Images = None,
     val_ann: Optional[Path] = typer.Option(None, "--val-ann", help="A COCO-format validation set (with "
                                            "--val-images).", show_default=False),
     val_images: Optional[Path] = typer.Option(None, "--val-images", help="The directory holding --val-ann's "
@@ -48,7 +45,7 @@ def train(
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Also evaluate every N epochs (the last epoch "
                                    "always is, when there is a validation set)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Data-loading processes per device."),
-    device: str = DeviceOption,
+    device: Device = "auto",
     json_log: bool = typer.Option(False, "--json-log", help="Print the log records (one JSON object per "
                                   "iteration and evaluation) on stdout instead of the progress bar."),
     clip_grad: Optional[float] = typer.Option(None, "--clip-grad", min=0.0, help="Clip the gradients' total L2 "
@@ -57,10 +54,10 @@ def train(
     warmup_iters: int = typer.Option(500, "--warmup-iters", min=0, help="Linear warm-up iterations (ratio 0.001)."),
     size: Optional[str] = typer.Option(None, "--size", hidden=True, help="Train at WxH instead of 1333x800 (quick "
                                        "checks; the checkpoint is still used at 1333x800 by predict/eval)."),
-    zoo_file: Optional[Path] = ZooOption,
-    cache_dir: Optional[Path] = CacheDirOption,
-    offline: bool = OfflineOption,
-    quiet: bool = QuietOption,
+    zoo_file: ZooFile = None,
+    cache_dir: CacheDir = None,
+    offline: Offline = False,
+    quiet: Quiet = False,
 ):
     """Train a zoo model with its published recipe, on COCO or your own COCO-format data.
 
@@ -85,32 +82,28 @@ def train(
       torchrun --nproc_per_node 8 -m cli.main train r50_fpn_1x --data-root /data/coco
     """
     import zoo
-    from retinanet.inference.detector import resolve_device
-    from retinanet.distributed import cleanup, init_distributed, local_device
+    from retinanet.distributed import start_runtime
 
     files = _dataset_files(data_root, ann, images, val_ann, val_images)
     entry = zoo.get(name, zoo_file)
     scale = parse_size(size)
-    dev = resolve_device(device)
-    dist = init_distributed(dev)
+    runtime = start_runtime(device)
     try:
-        _train(entry, files, work_dir or Path("work_dirs") / entry.name, local_device(dev, dist), dist, scale,
+        _train(entry, files, work_dir or Path("work_dirs") / entry.name, runtime, scale,
                dict(epochs=epochs, batch_size=batch_size, lr=lr, amp=amp, resume=resume, eval_every=eval_every,
                     workers=workers, clip_grad=clip_grad or None, seed=seed, warmup_iters=warmup_iters),
-               init, json_log, zoo_file, cache_dir, offline, quiet)
+               init, json_log, WeightsSource(zoo_file, cache_dir, offline), quiet)
     finally:
-        cleanup(dist)
+        runtime.close()
 
 
 def _dataset_files(data_root, ann, images, val_ann, val_images):
     """((train annotations, images), (val annotations, images) or None) from the options."""
-    if data_root is not None and (ann is not None or images is not None):
-        raise Fail("give either --data-root (COCO layout) or --ann FILE --images DIR, not both")
-    if data_root is None and (ann is None or images is None):
+    train_files = coco_files(data_root, ann, images, "train")
+    if train_files is None:
         raise Fail("give --data-root DIR (COCO layout) or --ann FILE with --images DIR")
     if (val_ann is None) != (val_images is None):
         raise Fail("--val-ann and --val-images go together")
-    train_files = coco_split(data_root, "train") if data_root is not None else (ann, images)
     val_files = (val_ann, val_images) if val_ann is not None else None
     if val_files is None and data_root is not None:
         coco_val = coco_split(data_root, "val")
@@ -119,7 +112,7 @@ def _dataset_files(data_root, ann, images, val_ann, val_images):
     return train_files, val_files
 
 
-def _init_file(init: str, entry, cache_dir, offline, quiet, dist):
+def _init_file(init: str, entry, source: WeightsSource, quiet, dist):
     """The file training starts from (None for random): downloaded by rank 0 first, then found in the cache by
     the others."""
     from retinanet.distributed import barrier
@@ -135,7 +128,8 @@ def _init_file(init: str, entry, cache_dir, offline, quiet, dist):
         for turn in ("main", "others"):
             if dist.is_main == (turn == "main"):
                 try:
-                    path = ensure(entry, Cache(cache_dir), offline=offline or None, quiet=quiet or not dist.is_main)
+                    path = ensure(entry, Cache(source.cache_dir), offline=source.offline or None,
+                                  quiet=quiet or not dist.is_main)
                 except ManifestError as e:
                     raise Fail(f"{e}; train with --init none or --init FILE") from None
             barrier(dist)
@@ -146,45 +140,33 @@ def _init_file(init: str, entry, cache_dir, offline, quiet, dist):
     return path
 
 
-def _train(entry, files, work_dir, device, dist, scale, options, init, json_log, zoo_file, cache_dir, offline,
-           quiet):
+def _train(entry, files, work_dir, runtime, scale, options, init, json_log, source: WeightsSource, quiet):
     from retinanet.data.coco import CocoSet
-    from retinanet.errors import RetinaNetError
+    from retinanet.model.checkpoint import with_dataset_classes
     from retinanet.training.trainer import TrainingStopped, TrainOptions, Trainer
-    from zoo.errors import ZooError
 
     (train_ann, train_images), val_files = files
+    dist = runtime.dist
     show = dist.is_main and not quiet and not json_log
-    try:  # bad input fails here, before any training; every rank meets it, rank 0 alone says it
+    with errors_said_by_rank_0():  # bad input fails here, before any training
         train_set = CocoSet.load(train_ann, train_images)
         val_set = CocoSet.load(*val_files) if val_files else None
         if val_set is not None and val_set.class_names != train_set.class_names:
             raise Fail(f"the validation set's categories ({', '.join(val_set.class_names[:5])}...) differ from the "
                        f"training set's ({', '.join(train_set.class_names[:5])}...)")
-        cfg = entry.model_config(**({"scale": scale} if scale else {}))
-        if tuple(train_set.class_names) != tuple(cfg.names):
-            cfg = cfg.replace(num_classes=len(train_set.class_names), class_names=tuple(train_set.class_names))
-        init_file = None if options["resume"] else _init_file(init, entry, cache_dir, offline, quiet or json_log,
-                                                              dist)
-        reporter = _Reporter(entry.name, show, json_log and dist.is_main)
+        cfg = with_dataset_classes(entry.model_config(**({"scale": scale} if scale else {})), train_set.class_names)
+        init_file = None if options["resume"] else _init_file(init, entry, source, quiet or json_log, dist)
+        progress = _TrainingProgress(entry.name, show, json_log and dist.is_main)
         trainer = Trainer(cfg, train_set, work_dir, TrainOptions(**options), init=init_file, val_set=val_set,
-                          device=device, dist_info=dist, reporter=reporter,
-                          meta={"model": entry.name, "entry": entry.to_dict(), "rdet_version": _version()})
-    except (Fail, RetinaNetError, ZooError) as e:
-        if not dist.is_main:
-            raise typer.Exit(getattr(e, "code", getattr(e, "exit_code", 2)))
-        raise
+                          device=runtime.device, dist_info=dist, reporter=progress,
+                          meta={"model": entry.name, "entry": entry.to_dict(), "rdet_version": package_version()})
     try:
-        with reporter:
+        with progress, errors_said_by_rank_0():
             result = trainer.run()
     except TrainingStopped as e:
         if dist.is_main:
             err.print(f"interrupted: {e.message}", highlight=False)
         raise typer.Exit(130)
-    except RetinaNetError as e:
-        if not dist.is_main:
-            raise typer.Exit(getattr(e, "exit_code", 2))
-        raise
     if not dist.is_main:
         return
     if json_log:
@@ -198,21 +180,12 @@ def _train(entry, files, work_dir, device, dist, scale, options, init, json_log,
                   highlight=False)
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("rdet")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def _json_line(record: dict) -> None:
     sys.stdout.write(json.dumps(record) + "\n")
     sys.stdout.flush()
 
 
-class _Reporter:
+class _TrainingProgress:
     """The trainer's events as a progress bar with loss and ETA on stderr, or as JSON lines on stdout."""
 
     def __init__(self, model: str, show: bool, json_lines: bool):

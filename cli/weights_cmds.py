@@ -8,8 +8,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .common import (CacheDirOption, Fail, JsonOption, OfflineOption, QuietOption, ZooOption, err, load_zoo, out,
-                     print_json)
+from .common import Fail, err, load_zoo, out, print_json
+from .options import ZooFile, CacheDir, Offline, Quiet, Json
 
 NamesArgument = typer.Argument(None, help="Model names or aliases.", show_default=False)
 AllOption = typer.Option(False, "--all", help="Every model of the zoo.")
@@ -76,11 +76,11 @@ def download(
     all_models: bool = AllOption,
     pretrained: bool = typer.Option(False, "--pretrained", help="Also fetch each model's ImageNet backbone file "
                                     "(needed by `rdet train`)."),
-    zoo_file: Optional[Path] = ZooOption,
-    cache_dir: Optional[Path] = CacheDirOption,
-    offline: bool = OfflineOption,
-    quiet: bool = QuietOption,
-    as_json: bool = JsonOption,
+    zoo_file: ZooFile = None,
+    cache_dir: CacheDir = None,
+    offline: Offline = False,
+    quiet: Quiet = False,
+    as_json: Json = False,
 ):
     """Download checkpoints into the cache, verified against the manifest's SHA-256.
 
@@ -122,10 +122,10 @@ def import_checkpoint(
     name: str = typer.Argument(..., help="The model the file belongs to (name or alias)."),
     file: Path = typer.Argument(..., help="The file, downloaded by other means.", show_default=False),
     pretrained: bool = PretrainedOption,
-    zoo_file: Optional[Path] = ZooOption,
-    cache_dir: Optional[Path] = CacheDirOption,
-    quiet: bool = QuietOption,
-    as_json: bool = JsonOption,
+    zoo_file: ZooFile = None,
+    cache_dir: CacheDir = None,
+    quiet: Quiet = False,
+    as_json: Json = False,
 ):
     """Put a checkpoint downloaded by other means into the cache, once its SHA-256 matches the manifest.
 
@@ -159,10 +159,10 @@ def _label(item) -> str:
 
 @cache_app.command("list")
 def cache_list(
-    zoo_file: Optional[Path] = ZooOption,
-    cache_dir: Optional[Path] = CacheDirOption,
-    quiet: bool = QuietOption,
-    as_json: bool = JsonOption,
+    zoo_file: ZooFile = None,
+    cache_dir: CacheDir = None,
+    quiet: Quiet = False,
+    as_json: Json = False,
 ):
     """List the cached files: model, file, size, and whether each is verified.
 
@@ -195,10 +195,10 @@ def cache_list(
 def cache_verify(
     names: Optional[List[str]] = typer.Argument(None, help="Only these models' files (default: everything).",
                                                 show_default=False),
-    zoo_file: Optional[Path] = ZooOption,
-    cache_dir: Optional[Path] = CacheDirOption,
-    quiet: bool = QuietOption,
-    as_json: bool = JsonOption,
+    zoo_file: ZooFile = None,
+    cache_dir: CacheDir = None,
+    quiet: Quiet = False,
+    as_json: Json = False,
 ):
     """Re-hash the cached files and compare with the manifest; exits 1 when any file is bad.
 
@@ -244,10 +244,10 @@ def cache_rm(
                                     "(files the zoo does not name are left alone)."),
     pretrained: bool = typer.Option(False, "--pretrained", help="Also remove the models' ImageNet backbone "
                                     "files (shared between models)."),
-    zoo_file: Optional[Path] = ZooOption,
-    cache_dir: Optional[Path] = CacheDirOption,
-    quiet: bool = QuietOption,
-    as_json: bool = JsonOption,
+    zoo_file: ZooFile = None,
+    cache_dir: CacheDir = None,
+    quiet: Quiet = False,
+    as_json: Json = False,
 ):
     """Delete models' files from the cache, with their partial downloads.
 

@@ -1,13 +1,13 @@
 """`rdet list` and `rdet info`: browse the zoo."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from .common import CacheDirOption, JsonOption, ZooOption, fmt, load_zoo, out, print_json
+from .common import fmt, load_zoo, out, print_json
+from .options import ZooFile, CacheDir, Json
 
 
 def _cache(cache_dir):
@@ -19,9 +19,9 @@ def _cache(cache_dir):
 def list_models(
     pattern: Optional[str] = typer.Argument(None, help="Only models whose name or alias matches this glob or "
                                             "substring."),
-    zoo_file: Optional[Path] = ZooOption,
-    cache_dir: Optional[Path] = CacheDirOption,
-    as_json: bool = JsonOption,
+    zoo_file: ZooFile = None,
+    cache_dir: CacheDir = None,
+    as_json: Json = False,
 ):
     """List the zoo's models with their published figures and whether their weights are cached.
 
@@ -54,9 +54,9 @@ def list_models(
 
 def info(
     name: str = typer.Argument(..., help="A model name or its reference config name."),
-    zoo_file: Optional[Path] = ZooOption,
-    cache_dir: Optional[Path] = CacheDirOption,
-    as_json: bool = JsonOption,
+    zoo_file: ZooFile = None,
+    cache_dir: CacheDir = None,
+    as_json: Json = False,
 ):
     """Everything about one model: architecture, normalisation, schedule, published figures, weights.
 

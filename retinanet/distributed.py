@@ -68,3 +68,36 @@ def barrier(info: DistInfo) -> None:
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process runs: its device (its local rank's GPU under torchrun) and its place in the group."""
+
+    device: torch.device
+    dist: DistInfo
+
+    @property
+    def rank(self) -> int:
+        return self.dist.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.dist.world_size
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    def close(self) -> None:
+        cleanup(self.dist)
+
+
+def start_runtime(device: str | torch.device = "auto") -> Runtime:
+    """The one distributed set-up: resolve the device, join torchrun's process group (a no-op for a single
+    process) and take the local rank's GPU. `close()` the result when done."""
+    from retinanet.inference.detector import resolve_device
+
+    dev = resolve_device(device)
+    info = init_distributed(dev)
+    return Runtime(local_device(dev, info), info)

@@ -26,7 +26,7 @@ from retinanet.model.retinanet import RetinaNet
 from retinanet.model.pretrained import initialise, load_imagenet_backbone
 from retinanet.training.schedule import StepSchedule, scaled_lr
 from retinanet.data.train_data import GroupedBatches, TrainSet, trainable_ids
-from retinanet.training.trainer import Reporter, Trainer, TrainingDiverged, TrainOptions
+from retinanet.training.trainer import Trainer, TrainingDiverged, TrainingEvents, TrainOptions
 from reference_ckpt import reference_state_dict, save_reference_checkpoint
 from shapes_data import CLASSES, write_shapes
 from tiny_zoo import NAME, rdet_command, run_rdet, write_tiny_zoo
@@ -316,7 +316,7 @@ def test_amp_on_a_cpu_without_native_bf16_is_refused_in_one_line(tmp_path):
 
 # --- the trainer in process -----------------------------------------------------------------------------------
 
-class Recorder(Reporter):
+class Recorder(TrainingEvents):
     def __init__(self):
         self.records = []
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,7 +14,8 @@ from retinanet.data.classes import category_ids
 from retinanet.config import ModelConfig
 from retinanet.inference.fast import autocast as fast_autocast
 from retinanet.inference.fast import compile_model, optimize_for_inference
-from retinanet.data.images import to_bgr
+from retinanet.data.images import read_bgr, to_bgr
+from retinanet.errors import ImageError
 from retinanet.model.retinanet import RetinaNet
 from retinanet.inference.postprocess import ImageMeta, detect_single
 from retinanet.data.preprocess import collate, prepare
@@ -60,6 +63,17 @@ class Detections:
         return [{"image_id": image_id, "category_id": int(self.category_ids[lab]),
                  "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(s)}
                 for (x1, y1, x2, y2), s, lab in zip(self.boxes.tolist(), self.scores, self.labels)]
+
+
+@dataclass
+class FileResult:
+    """What `Detector.predict_files` gives for one input file: its detections or its one-line error."""
+
+    path: str
+    detections: Detections | None = None
+    error: str | None = None  # why the file could not be read (detections is then None)
+    image: np.ndarray | None = field(default=None, repr=False)  # the decoded HxWx3 uint8 image, RGB (for drawing)
+    seconds: float = 0.0  # inference time of this image: its batch's time shared out, torch.compile excluded
 
 
 class Detector:
@@ -144,6 +158,27 @@ class Detector:
             images = [images]
         prepared = [self.prepare(im) for im in images]
         return self.detect_prepared(prepared, score_thr=score_thr, batch_size=batch_size)
+
+    def predict_files(self, paths: Iterable[str | os.PathLike], score_thr: float | None = None,
+                      batch_size: int = 1) -> Iterator[FileResult]:
+        """One FileResult per path, in input order within each batch of `batch_size` files: unreadable files are
+        reported (as they are met) and skipped, the others detected together."""
+        paths = [str(p) for p in paths]
+        for start in range(0, len(paths), max(1, batch_size)):
+            read: list[tuple[str, np.ndarray]] = []
+            for path in paths[start:start + max(1, batch_size)]:
+                try:
+                    read.append((path, read_bgr(path)))
+                except ImageError as e:
+                    yield FileResult(path, error=str(e))
+            if not read:
+                continue
+            prepared = [prepare(bgr, self.cfg, self.device) for _, bgr in read]
+            t0, compiling = time.perf_counter(), self.compile_seconds
+            dets = self.detect_prepared(prepared, score_thr=score_thr, batch_size=batch_size)
+            per_image = (time.perf_counter() - t0 - (self.compile_seconds - compiling)) / len(read)
+            for (path, bgr), d in zip(read, dets):
+                yield FileResult(path, d, image=bgr[:, :, ::-1], seconds=per_image)
 
     def detect_prepared(self, prepared: list[tuple[torch.Tensor, ImageMeta]], score_thr=None,
                         batch_size: int = 1) -> list[Detections]:

@@ -93,10 +93,7 @@ def with_checkpoint_classes(cfg, meta: dict):
     return cfg if names is None else cfg.replace(num_classes=len(names), class_names=names)
 
 
-def save_checkpoint(path: str | os.PathLike, state_dict: dict, meta: dict, **extra) -> None:
-    """Write a reference-format checkpoint atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"meta": meta, "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, **extra}, tmp)
-    os.replace(tmp, path)
+def with_dataset_classes(cfg, class_names):
+    """`cfg` trained on a dataset: its categories become the head's classes (unchanged when they already are)."""
+    names = tuple(class_names)
+    return cfg if names == tuple(cfg.names) else cfg.replace(num_classes=len(names), class_names=names)

@@ -82,8 +82,8 @@ class TrainOptions:
     keep_last: int | None = None  # keep only the newest N epoch checkpoints (None: all, as the reference)
 
 
-class Reporter:
-    """What a front end hears about; the CLI draws a progress bar and tables from it. Called on rank 0 only."""
+class TrainingEvents:
+    """What a front end hears about while training (a no-op sink by default); the CLI draws a progress bar and tables from it. Called on rank 0 only."""
 
     def start(self, total_iters: int, done_iters: int, info: dict) -> None: ...
 
@@ -129,13 +129,13 @@ class Trainer:
 
     def __init__(self, cfg: ModelConfig, train_set, work_dir: str | os.PathLike, options: TrainOptions = TrainOptions(),
                  *, init: str | os.PathLike | None = None, val_set=None, device: str | torch.device = "cpu",
-                 dist_info: DistInfo = DistInfo(), meta: dict | None = None, reporter: Reporter | None = None):
+                 dist_info: DistInfo = DistInfo(), meta: dict | None = None, reporter: TrainingEvents | None = None):
         self.cfg, self.options, self.val_set = cfg, options, val_set
         self.work_dir = Path(work_dir)
         self.device = torch.device(device)
         self.dist = dist_info
         self.meta = dict(meta or {})
-        self.reporter = reporter if (reporter is not None and dist_info.is_main) else Reporter()
+        self.reporter = reporter if (reporter is not None and dist_info.is_main) else TrainingEvents()
         self.precision = ("fp16" if self.device.type == "cuda" else "bf16") if options.amp else "fp32"
         fast_autocast(self.device, self.precision)  # an unsupported --amp fails here, in one line
         if options.batch_size < 1:
