@@ -8,6 +8,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
+from retinanet.config import TEST_SCALE
+
 from .common import Fail, err, coco_files, fmt, load_zoo, out, parse_size, print_json
 from .options import Ann, CacheDir, DataRoot, Device, Json, Offline, Quiet, RandomWeights, Weights, ZooFile
 
@@ -113,7 +115,7 @@ def bench(
         raise Fail("--weights and --random-weights exclude each other")
     scale = parse_size(size)
     overrides = {"scale": scale} if scale else {}
-    train_size = scale or (1333, 800)
+    train_size = scale or TEST_SCALE
     dataset = coco_files(data_root, ann, images_dir, "val", images_flag="--images-dir") if do_fps else None
     if do_fps and images is not None and images <= warmup * batch_size:
         raise Fail(f"--num-images {images} leaves nothing to time after --warmup {warmup} of --batch-size "
@@ -125,6 +127,7 @@ def bench(
 
     from retinanet.benchmark.measure import device_name, one_line, training_memory  # imports torch
     from retinanet.inference.detector import resolve_device
+    from retinanet.inference.fast import amp_precision
 
     dev = resolve_device(device)
     if images is None:
@@ -133,7 +136,7 @@ def bench(
             raise Fail(f"the default --num-images {images} leaves nothing to time after --warmup {warmup} of "
                        f"--batch-size {batch_size}; give --num-images")
     paths = _dataset_paths(dataset)
-    precision = ("fp16" if dev.type == "cuda" else "bf16") if amp else "fp32"
+    precision = amp_precision(dev, amp)
     dev_name = device_name(dev)
 
     rows, errors, files = [], {}, {}
@@ -197,7 +200,7 @@ def bench(
         print_json({"device": dev_name, "results": rows})
     else:
         source = "the bundled photo" if paths is None else f"{len(paths)} dataset images"
-        scale_text = "x".join(map(str, scale or (1333, 800)))
+        scale_text = "x".join(map(str, train_size))
         measured = (f"measured fps: {images} images ({warmup} warm-up iterations) of {source} at {scale_text}, "
                     f"batch {batch_size}, {precision}")
         _table(rows, dev_name, dev.type == "cuda", do_fps, do_mem, precision, measured)

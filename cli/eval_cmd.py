@@ -7,11 +7,11 @@ from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-from rich.table import Table
 from rich.text import Text
 
 from .common import (Fail, WeightsSource, coco_files, err, errors_said_by_rank_0, is_rank_0, load_detector, out,
                      print_json)
+from .metrics_table import metrics_table
 from .options import (Ann, CacheDir, DataRoot, Device, Images, Json, Offline, Precision, Quiet, RandomWeights, Weights,
                       ZooFile)
 
@@ -179,24 +179,11 @@ class _ProgressBar:
 
 
 def _report(entry, coco_set, metrics, published, n_detections, out_file):
-    from retinanet.evaluation.coco_eval import METRICS
-
     scope = f"{len(coco_set)} images"
     if len(coco_set) < coco_set.total_images:
         scope = f"the first {len(coco_set)} of {coco_set.total_images} images (--limit)"
     title = f"{entry.name if entry else 'detections'}: COCO box AP on {scope} of {coco_set.ann_file.name}"
-    table = Table(title=title, title_justify="left")
-    for col in ("metric", "IoU", "area", "dets", "measured", "published", "diff"):
-        table.add_column(col, justify="left" if col in ("metric", "IoU", "area") else "right")
-    for key, _, iou, area, max_dets in METRICS:
-        value = metrics[key]
-        shown = "n/a" if value < 0 else f"{value * 100:.1f}"  # COCOeval's -1: no ground truth of that size
-        pub = diff = ""
-        if key == "bbox_mAP" and published is not None:
-            pub = f"{published:.1f}"
-            diff = f"{round(value * 100, 1) - published:+.1f}" if value >= 0 else ""
-        table.add_row(key, iou, area, str(max_dets), shown, pub, diff)
-    out.print(table)
+    out.print(metrics_table(title, metrics, published_ap=published, compare=True))
     out.print(f"{n_detections} detections. Figures in percent (COCOeval's fractions x 100); n/a: the images hold "
               "no ground truth of that size.", highlight=False)
     if out_file is not None:

@@ -107,9 +107,9 @@ def predict(
             summary = ", ".join(f"{n} {name}" for name, n in counts.most_common()) or "nothing"
             out.print(f"{r.path}: {summary} ({r.seconds * 1000:.0f} ms)", highlight=False)
     if out_dir is not None:
-        tmp = out_dir / "detections.json.tmp"
-        tmp.write_text(json.dumps(coco))
-        tmp.replace(out_dir / "detections.json")
+        from retinanet.atomic_write import write_text_atomically
+
+        write_text_atomically(out_dir / "detections.json", json.dumps(coco))
     if as_json:
         print_json({"model": entry.name, "images": results})
     elif show:

@@ -8,10 +8,12 @@ from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+
+from retinanet.training.schedule import WARMUP_ITERS
 
 from .common import (Fail, WeightsSource, coco_files, coco_split, err, errors_said_by_rank_0, out, package_version,
                      parse_size)
+from .metrics_table import metrics_table
 from .options import ZooFile, CacheDir, Offline, Quiet, Device, DataRoot, Ann, Images
 
 INIT_HELP = ("imagenet: the ImageNet backbone the published model started from (downloaded and verified); "
@@ -51,7 +53,7 @@ def train(
     clip_grad: Optional[float] = typer.Option(None, "--clip-grad", min=0.0, help="Clip the gradients' total L2 "
                                               "norm to this (the reference does not clip).", show_default=False),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and of each epoch's order and flips."),
-    warmup_iters: int = typer.Option(500, "--warmup-iters", min=0, help="Linear warm-up iterations (ratio 0.001)."),
+    warmup_iters: int = typer.Option(WARMUP_ITERS, "--warmup-iters", min=0, help="Linear warm-up iterations (ratio 0.001)."),
     size: Optional[str] = typer.Option(None, "--size", hidden=True, help="Train at WxH instead of 1333x800 (quick "
                                        "checks; the checkpoint is still used at 1333x800 by predict/eval)."),
     zoo_file: ZooFile = None,
@@ -257,17 +259,8 @@ class _TrainingProgress:
 
 
 def _metrics_table(model, val_set, metrics, epoch):
-    from retinanet.evaluation.coco_eval import METRICS
-
-    table = Table(title=f"{model} after epoch {epoch}: COCO box AP on {len(val_set)} images of "
-                        f"{val_set.ann_file.name}", title_justify="left")
-    for col, justify in (("metric", "left"), ("", "left"), ("IoU", "left"), ("area", "left"), ("max dets", "right"),
-                         ("value", "right")):
-        table.add_column(col, justify=justify)
-    for key, what, iou, area, max_dets in METRICS:
-        value = metrics[key]
-        table.add_row(key, what, iou, area, str(max_dets), "n/a" if value < 0 else f"{value * 100:.1f}")
-    out.print(table)
+    out.print(metrics_table(f"{model} after epoch {epoch}: COCO box AP on {len(val_set)} images of "
+                            f"{val_set.ann_file.name}", metrics))
 
 
 def register(app: typer.Typer) -> None:

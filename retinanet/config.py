@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 STYLES = ("pytorch", "caffe")
+TEST_SCALE = (1333, 800)  # the reference's test (and training) scale: long edge <= 1333, short edge <= 800
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class ModelConfig:
     std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     to_rgb: bool = True
     # Test-time resize (keep ratio) and padding.
-    scale: tuple[int, int] = (1333, 800)
+    scale: tuple[int, int] = TEST_SCALE
     size_divisor: int = 32
     # Test-time post-processing (v2.0 AnchorHead.get_bboxes).
     nms_pre: int = 1000

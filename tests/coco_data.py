@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reference_ckpt import reference_state_dict, save_reference_checkpoint
+from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint
 from tiny_zoo import CLASSES
 
 # (id, name) as listed in the file; sorted by id they are circle (3), square (7), triangle (12): labels 0, 1, 2

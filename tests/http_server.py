@@ -1,8 +1,6 @@
 """A scriptable HTTP file server on 127.0.0.1 for tests: serves bytes, honours Range, misbehaves on request.
 
-    from http_server import http_server  # noqa: F401  (the pytest fixture)
-
-    def test_x(http_server):
+    def test_x(http_server):  # the pytest fixture, from conftest.py
         url = http_server.add("/w/model.pth", data, drop_after=65536)  # first GET breaks after 64 KiB
         ...
         assert http_server.requests_for("/w/model.pth")[1].range_start == 65536
@@ -23,7 +21,6 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-import pytest
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
@@ -197,24 +194,3 @@ def payload(size: int = 300_000, seed: int = 0) -> tuple[bytes, str]:
     """Random bytes (the same for a seed) and the first 8 hex digits of their SHA-256, as a manifest has them."""
     data = random.Random(seed).randbytes(size)
     return data, hashlib.sha256(data).hexdigest()[:8]
-
-
-@pytest.fixture
-def http_server(monkeypatch):
-    """A fresh HTTPTestServer for one test; proxy variables from outside cannot divert requests to it."""
-    for var in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(var, "127.0.0.1,localhost")
-    with HTTPTestServer() as server:
-        yield server
-
-
-@pytest.fixture
-def rdet_env(monkeypatch, tmp_path):
-    """No RDET_* setting or proxy from outside, fast retries, and an empty cache directory (returned)."""
-    for var in ("RDET_CACHE", "RDET_ZOO", "RDET_MIRROR", "RDET_OFFLINE", "RDET_RETRIES", "RDET_TIMEOUT",
-                "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("RDET_BACKOFF", "0.01")
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("RDET_CACHE", str(cache))
-    return cache

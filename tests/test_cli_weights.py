@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from http_server import http_server  # noqa: F401  (fixture)
 from tiny_zoo import NAME, run_rdet, write_tiny_zoo
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from http_server import http_server, payload, rdet_env  # noqa: F401  (fixtures)
+from http_server import payload
 from zoo.cache import Cache, lock_path, part_path
 from zoo.download import LineReporter, Policy, Reporter, RichReporter, fetch, locked, mirrored
 from zoo.errors import DownloadError, ManifestError

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_ckpt import reference_state_dict, save_reference_checkpoint
+from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint
 
 from retinanet import CheckpointError, Detector, ModelConfig, RetinaNet
 from retinanet.model.anchors import AnchorGenerator
@@ -224,3 +224,23 @@ def test_batched_prediction_equals_one_at_a_time():
         np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-2)
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
         assert (a.labels == b.labels).all()
+
+
+def test_building_and_running_a_detector_changes_no_process_wide_switch():
+    from retinanet.inference.torch_switches import inference_switches
+
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark)
+    det = Detector(ModelConfig(depth=18, num_classes=3, scale=(64, 64)), device="cpu")
+    det.predict(np.zeros((40, 50, 3), np.uint8))
+    assert (cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark) == before
+    # on CUDA in fp32 TF32 is off inside the call only (the flags can be set without a GPU)
+    cudnn.allow_tf32, matmul.allow_tf32 = True, True
+    try:
+        with inference_switches(torch.device("cuda"), "fp32", cudnn_benchmark=True):
+            assert not cudnn.allow_tf32 and not matmul.allow_tf32 and cudnn.benchmark
+        assert cudnn.allow_tf32 and matmul.allow_tf32 and cudnn.benchmark == before[2]
+        with inference_switches(torch.device("cuda"), "bf16"):
+            assert cudnn.allow_tf32 and matmul.allow_tf32
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark = before

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from reference_ckpt import reference_state_dict, save_reference_checkpoint
+from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint
 from retinanet import Detector, ModelConfig
 from retinanet.inference import fused
 from retinanet.errors import RetinaNetError

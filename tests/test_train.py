@@ -27,7 +27,7 @@ from retinanet.model.pretrained import initialise, load_imagenet_backbone
 from retinanet.training.schedule import StepSchedule, scaled_lr
 from retinanet.data.train_data import GroupedBatches, TrainSet, trainable_ids
 from retinanet.training.trainer import Trainer, TrainingDiverged, TrainingEvents, TrainOptions
-from reference_ckpt import reference_state_dict, save_reference_checkpoint
+from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint
 from shapes_data import CLASSES, write_shapes
 from tiny_zoo import NAME, rdet_command, run_rdet, write_tiny_zoo
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from reference_ckpt import reference_state_dict, save_reference_checkpoint
+from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint
 
 NAME = "tiny18"
 CLASSES = ("circle", "square", "triangle")

@@ -6,7 +6,6 @@ Re-record (only when a change is meant to move detections): python tests/zoo_det
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +35,8 @@ def test_images() -> dict:
 
 def zoo_detections(tmp_dir: Path) -> dict[str, np.ndarray]:
     """{f"{arch}/{image}/{boxes|scores|labels}": array} for every distinct architecture of the bundled zoo."""
-    from reference_ckpt import reference_state_dict, save_reference_checkpoint
-
     from retinanet import Detector
+    from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint
     from zoo.manifest import Zoo
 
     zoo = Zoo.load()
@@ -67,7 +65,6 @@ def zoo_detections(tmp_dir: Path) -> dict[str, np.ndarray]:
 if __name__ == "__main__":
     import tempfile
 
-    sys.path.insert(0, str(HERE))
     with tempfile.TemporaryDirectory() as d:
         arrays = zoo_detections(Path(d))
     np.savez_compressed(RECORD, **arrays)

@@ -14,19 +14,17 @@ import json
 import math
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from reference_ckpt import reference_state_dict, save_reference_checkpoint  # noqa: E402
+import zoo
+from retinanet import Detector
+from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint
 
-import zoo  # noqa: E402
-from retinanet import Detector  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CLS_BIAS = -6.0
 THRESHOLD_LOGIT = math.log(0.05 / 0.95)

@@ -27,8 +27,11 @@ from typing import Callable
 
 import torch
 
-from retinanet.config import ModelConfig
+from retinanet.config import TEST_SCALE, ModelConfig
 from retinanet.errors import RetinaNetError
+from retinanet.inference.torch_switches import inference_switches
+from retinanet.memory import max_rss_bytes
+from retinanet.training.schedule import SGD_MOMENTUM, SGD_WEIGHT_DECAY
 
 GIB = 1024 ** 3  # the README's GB are mmcv's MiB / 1024
 CUDA_KIND = "cuda max_memory_allocated"
@@ -110,12 +113,8 @@ def time_inference(detector, load: Callable[[int], tuple], images: int = 2000, w
     if images <= warmup * batch_size:
         raise RetinaNetError(f"{images} images leave nothing to time after {warmup} warm-up iteration(s) "
                              f"of {batch_size}; use more --images")
-    saved = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = cudnn_benchmark
-    try:
+    with inference_switches(detector.device, precision=None, cudnn_benchmark=cudnn_benchmark):
         return _timed_loop(detector, load, images, warmup, batch_size, progress)
-    finally:
-        torch.backends.cudnn.benchmark = saved
 
 
 def _timed_loop(detector, load, images, warmup, batch_size, progress) -> Speed:
@@ -176,13 +175,6 @@ def _rss_bytes() -> int | None:
         return None
 
 
-def _maxrss_bytes() -> int:
-    import resource  # POSIX only; reached only where /proc is missing
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
-
-
 class _Sampler(threading.Thread):
     """Fallback without VmHWM: sample the RSS every few milliseconds."""
 
@@ -219,7 +211,7 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str = "cpu") ->
         base = _status_kib("VmRSS") * 1024
         result = fn()
         return result, Memory(max(0, _status_kib("VmHWM") * 1024 - base), CPU_KIND)
-    base, max_before = _rss_bytes(), _maxrss_bytes()
+    base, max_before = _rss_bytes(), (max_rss_bytes() or 0)
     sampler = _Sampler()
     sampler.start()
     try:
@@ -227,11 +219,11 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str = "cpu") ->
     finally:
         peak = sampler.stop()
     if base is None:  # no current-RSS source at all: ru_maxrss growth, exact only in a fresh process
-        return result, Memory(max(0, _maxrss_bytes() - max_before), CPU_KIND)
+        return result, Memory(max(0, (max_rss_bytes() or 0) - max_before), CPU_KIND)
     return result, Memory(max(0, peak - base), CPU_KIND)
 
 
-def synthetic_batch(cfg: ModelConfig, images: int = 2, size: tuple[int, int] = (1333, 800),
+def synthetic_batch(cfg: ModelConfig, images: int = 2, size: tuple[int, int] = TEST_SCALE,
                     boxes_per_image: int = 8, device: torch.device | str = "cpu", seed: int = 0):
     """(images, gt_boxes, gt_labels, img_shapes) as the training pipeline delivers a batch: `images` W x H
     images normalised and padded to a multiple of 32, with random ground-truth boxes inside them."""
@@ -250,7 +242,7 @@ def synthetic_batch(cfg: ModelConfig, images: int = 2, size: tuple[int, int] = (
 
 
 def train_iterations(cfg: ModelConfig, device: torch.device | str, images: int = 2,
-                     size: tuple[int, int] = (1333, 800), iterations: int = 3) -> None:
+                     size: tuple[int, int] = TEST_SCALE, iterations: int = 3) -> None:
     """Build the model and run `iterations` reference training iterations on a synthetic batch."""
     from retinanet.model.losses import retina_loss  # the training code's loss: same assigner, focal and L1 losses
     from retinanet.model.retinanet import RetinaNet
@@ -260,7 +252,7 @@ def train_iterations(cfg: ModelConfig, device: torch.device | str, images: int =
     model.init_weights()
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=cfg.base_lr, momentum=0.9, weight_decay=1e-4)
+    optimizer = torch.optim.SGD(params, lr=cfg.base_lr, momentum=SGD_MOMENTUM, weight_decay=SGD_WEIGHT_DECAY)
     batch, gt_boxes, gt_labels, shapes = synthetic_batch(cfg, images, size, device=device)
     for _ in range(iterations):
         losses = retina_loss(model, batch, gt_boxes, gt_labels, shapes)
@@ -280,7 +272,7 @@ def _child_training_peak(cfg: ModelConfig, device: str, images: int, size, itera
 
 
 def training_memory(cfg: ModelConfig, device: torch.device | str = "cpu", images: int = 2,
-                    size: tuple[int, int] = (1333, 800), iterations: int = 3, isolate: bool = True) -> Memory:
+                    size: tuple[int, int] = TEST_SCALE, iterations: int = 3, isolate: bool = True) -> Memory:
     """Peak memory of training iterations at the reference setting, in a fresh child process by default
     (a clean baseline, and an out-of-memory failure cannot leave this process in a bad state)."""
     device = str(torch.device(device))

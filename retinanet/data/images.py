@@ -18,8 +18,6 @@ from retinanet.errors import ImageError
 
 MAX_PIXELS = 16384 * 16384 // 2  # about 134 MP: larger images are treated as decompression bombs
 
-ImageInput = "str | os.PathLike | np.ndarray | Image.Image"
-
 
 def _check_header(data: bytes, name: str) -> None:
     if not data:
@@ -82,9 +80,3 @@ def to_bgr(image) -> np.ndarray:
                 raise ImageError(f"an image array must be uint8, not {image.dtype}")
         return np.ascontiguousarray(image[:, :, 2::-1])  # RGB(A) -> BGR
     raise ImageError(f"cannot read an image from a {type(image).__name__}")
-
-
-def image_name(image, index: int) -> str:
-    if isinstance(image, (str, os.PathLike)):
-        return str(image)
-    return f"<image {index}>"

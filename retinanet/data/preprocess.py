@@ -10,18 +10,18 @@ import cv2
 import numpy as np
 import torch
 
-from retinanet.config import ModelConfig
-from retinanet.inference.postprocess import ImageMeta
+from retinanet.config import TEST_SCALE, ModelConfig
+from retinanet.data.image_meta import ImageMeta
 
 
-def rescale_size(w: int, h: int, scale=(1333, 800)) -> tuple[int, int]:
+def rescale_size(w: int, h: int, scale=TEST_SCALE) -> tuple[int, int]:
     """(new_w, new_h) of a keep-ratio resize that fits the long edge in max(scale), the short in min(scale)."""
     long_edge, short_edge = max(scale), min(scale)
     factor = min(long_edge / max(h, w), short_edge / min(h, w))
     return int(w * float(factor) + 0.5), int(h * float(factor) + 0.5)
 
 
-def resize(img: np.ndarray, scale=(1333, 800)) -> tuple[np.ndarray, tuple[float, float]]:
+def resize(img: np.ndarray, scale=TEST_SCALE) -> tuple[np.ndarray, tuple[float, float]]:
     h, w = img.shape[:2]
     new_w, new_h = rescale_size(w, h, scale)
     out = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+from retinanet.atomic_write import write_text_atomically
 from retinanet.data.coco import CocoSet
 from retinanet.errors import DatasetError, ImageError
 
@@ -182,9 +183,7 @@ def save_results(path: str | os.PathLike, results: list[dict]) -> None:
     path = Path(path)
     if path.parent != Path():
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results))
-    tmp.replace(path)
+    write_text_atomically(path, json.dumps(results))
 
 
 def _valid_result(r) -> bool:

@@ -17,7 +17,9 @@ from retinanet.inference.fast import compile_model, optimize_for_inference
 from retinanet.data.images import read_bgr, to_bgr
 from retinanet.errors import ImageError
 from retinanet.model.retinanet import RetinaNet
-from retinanet.inference.postprocess import ImageMeta, detect_single
+from retinanet.data.image_meta import ImageMeta
+from retinanet.inference.postprocess import detect_single
+from retinanet.inference.torch_switches import inference_switches
 from retinanet.data.preprocess import collate, prepare
 
 
@@ -112,10 +114,6 @@ class Detector:
         if self.channels_last:
             # fused oneDNN ops have no autocast or torch.compile rules: plain fp32 eager only
             optimize_for_inference(self.model, self.device, fuse=precision == "fp32" and not compile)
-        if self.device.type == "cuda" and precision == "fp32":
-            # TF32 convolutions (Ampere and later) move scores by ~1e-3: keep true fp32 for parity
-            torch.backends.cudnn.allow_tf32 = False
-            torch.backends.cuda.matmul.allow_tf32 = False
         self._compile = compile
         self.compile_seconds = 0.0
         self.class_names = cfg.names
@@ -124,6 +122,10 @@ class Detector:
     @torch.inference_mode()
     def detect_tensors(self, batch: torch.Tensor, metas: list[ImageMeta], score_thr: float | None = None):
         """Padded normalised batch (B, 3, H, W) on self.device -> [(boxes, scores, labels)] per image."""
+        with inference_switches(self.device, self.precision):
+            return self._detect_tensors(batch, metas, score_thr)
+
+    def _detect_tensors(self, batch, metas, score_thr):
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         if self._compile:

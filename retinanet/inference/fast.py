@@ -19,6 +19,11 @@ from retinanet.errors import RetinaNetError
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def amp_precision(device: torch.device, amp: bool) -> str:
+    """What `--amp` means: fp16 on CUDA, bf16 on the CPU; fp32 without it."""
+    return ("fp16" if device.type == "cuda" else "bf16") if amp else "fp32"
+
+
 def fold_batchnorm(module: nn.Module) -> int:
     """Fold every eval-mode BatchNorm that directly follows a conv (torchvision ResNet naming: convN -> bnN,
     downsample.0 -> downsample.1) into that conv, in place. Returns how many were folded."""

@@ -8,22 +8,12 @@ the best max_per_img. Zero-size boxes (anchors clipped away at the border) are d
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torchvision.ops import nms
 
+from retinanet.data.image_meta import ImageMeta
 from retinanet.model import box_coder
-
-
-@dataclass
-class ImageMeta:
-    """Geometry of one preprocessed image: (h, w) of the original, the resized image and its padded size."""
-
-    ori_shape: tuple[int, int]
-    img_shape: tuple[int, int]
-    pad_shape: tuple[int, int]
-    scale_factor: tuple[float, float]  # (w_scale, h_scale) = new_w / w, new_h / h
+from retinanet.model.head import flatten_anchors
 
 
 def select_level(scores: torch.Tensor, deltas: torch.Tensor, anchors: torch.Tensor, nms_pre: int):
@@ -51,8 +41,8 @@ def detect_single(cls_scores: list[torch.Tensor], bbox_preds: list[torch.Tensor]
     scores, deltas, kept_anchors = [], [], []
     for cls, reg, anc in zip(cls_scores, bbox_preds, anchors):  # the top-k is per level: a loop of 5
         k = num_classes or cls.shape[0] * 4 // reg.shape[0]
-        s = cls.permute(1, 2, 0).reshape(-1, k).sigmoid()
-        d = reg.permute(1, 2, 0).reshape(-1, 4)
+        s = flatten_anchors(cls, k).sigmoid()
+        d = flatten_anchors(reg, 4)
         s, d, a = select_level(s, d, anc, nms_pre)
         scores.append(s)
         deltas.append(d)

@@ -12,6 +12,19 @@ from torch import nn
 from retinanet.model.neck import ConvUnit
 
 
+PRIOR_PROB = 0.01  # the classifier starts predicting every anchor as this likely foreground
+
+
+def prior_bias(prior_prob: float = PRIOR_PROB) -> float:
+    """The classification bias whose sigmoid is `prior_prob` (the focal-loss paper's initialisation)."""
+    return -math.log((1 - prior_prob) / prior_prob)
+
+
+def flatten_anchors(m: torch.Tensor, channels: int) -> torch.Tensor:
+    """A head output (..., A*C, h, w) -> (..., h*w*A, C): rows in anchor order ((y*w + x)*A + a)."""
+    return m.movedim(-3, -1).reshape(*m.shape[:-3], -1, channels)
+
+
 class RetinaHead(nn.Module):
     def __init__(self, num_classes: int, in_channels: int = 256, num_anchors: int = 9, stacked_convs: int = 4):
         super().__init__()
@@ -35,9 +48,9 @@ class RetinaHead(nn.Module):
         outs = [self.forward_single(f) for f in feats]
         return [o[0] for o in outs], [o[1] for o in outs]
 
-    def init_weights(self, prior_prob: float = 0.01):
+    def init_weights(self, prior_prob: float = PRIOR_PROB):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, std=0.01)
                 nn.init.zeros_(m.bias)
-        nn.init.constant_(self.retina_cls.bias, -math.log((1 - prior_prob) / prior_prob))
+        nn.init.constant_(self.retina_cls.bias, prior_bias(prior_prob))

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from retinanet.model import box_coder
 from retinanet.model.assigner import assign
+from retinanet.model.head import flatten_anchors
 from retinanet.data.preprocess import padded_size
 
 ALPHA, GAMMA = 0.25, 2.0
@@ -78,7 +79,7 @@ def weighted_focal_loss_sum(logits: torch.Tensor, labels: torch.Tensor, weights:
 
 def flatten_levels(maps: list[torch.Tensor], channels: int) -> torch.Tensor:
     """Per-level (B, A*C, h, w) maps -> (B, sum h*w*A, C), rows in anchor order ((y*w + x)*A + a), P3 first."""
-    return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels) for m in maps], dim=1)
+    return torch.cat([flatten_anchors(m, channels) for m in maps], dim=1)
 
 
 def anchor_targets(anchors: torch.Tensor, valid: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor,

@@ -10,7 +10,6 @@ The classifier is dropped; every backbone tensor must then be present with the r
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from retinanet.model.checkpoint import class_names_from_meta, load_state, read_checkpoint
+from retinanet.model.head import PRIOR_PROB, prior_bias
 
 DETECTOR_PREFIXES = ("backbone.", "neck.", "bbox_head.")
 CLASSIFIER = ("fc.", "pred_", "classifier.", "head.")
@@ -75,10 +75,10 @@ def load_imagenet_backbone(model: nn.Module, path: str | os.PathLike, ckpt: dict
                prefix="backbone.")
 
 
-def init_classifier(conv: nn.Conv2d, prior_prob: float = 0.01) -> None:
+def init_classifier(conv: nn.Conv2d, prior_prob: float = PRIOR_PROB) -> None:
     """The reference's retina_cls initialisation: normal(0, 0.01) weights, bias at the 0.01 prior."""
     nn.init.normal_(conv.weight, std=0.01)
-    nn.init.constant_(conv.bias, -math.log((1 - prior_prob) / prior_prob))
+    nn.init.constant_(conv.bias, prior_bias(prior_prob))
 
 
 def load_detector_weights(model: nn.Module, path: str | os.PathLike, ckpt: dict | None = None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 WARMUP_ITERS, WARMUP_RATIO, GAMMA = 500, 0.001, 0.1
+SGD_MOMENTUM, SGD_WEIGHT_DECAY = 0.9, 1e-4  # the reference's optimizer, on every parameter
 
 
 def scaled_lr(base_lr: float, base_batch: int, global_batch: int) -> float:

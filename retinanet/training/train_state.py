@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from retinanet.atomic_write import atomic_path, replace_durably
 from retinanet.errors import CheckpointError
 
 LATEST = "latest.pth"
@@ -34,9 +35,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def write_atomically(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def point_latest(work_dir: Path, target: Path) -> None:
@@ -48,7 +48,7 @@ def point_latest(work_dir: Path, target: Path) -> None:
         os.symlink(target.name, tmp)
     except OSError:
         shutil.copyfile(target, tmp)
-    os.replace(tmp, link)
+    replace_durably(tmp, link)
 
 
 def read_resume_state(path: Path) -> dict:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +28,14 @@ from torch.nn.parallel import DistributedDataParallel
 from retinanet.config import ModelConfig
 from retinanet.distributed import DistInfo, barrier
 from retinanet.errors import CheckpointError, ImageError, RetinaNetError
+from retinanet.inference.fast import amp_precision
+from retinanet.memory import process_peak_bytes
 from retinanet.inference.fast import autocast as fast_autocast
 from retinanet.model.losses import retina_loss
 from retinanet.model.retinanet import RetinaNet
 from retinanet.model.pretrained import initialise
-from retinanet.training.schedule import WARMUP_ITERS, WARMUP_RATIO, StepSchedule, scaled_lr, set_lr
+from retinanet.training.schedule import (SGD_MOMENTUM, SGD_WEIGHT_DECAY, WARMUP_ITERS, WARMUP_RATIO, StepSchedule,
+                                         scaled_lr, set_lr)
 from retinanet.training.stop_request import StopRequest
 from retinanet.data.train_data import GroupedBatches, TrainSet, loader
 from retinanet.training.train_state import (
@@ -68,8 +70,8 @@ class TrainOptions:
     batch_size: int = 2  # images per device (the reference: 2 on each of 8 GPUs)
     lr: float | None = None  # None: cfg.base_lr scaled linearly from cfg.base_batch to the global batch
     lr_steps: tuple[int, ...] | None = None  # None: the config's
-    momentum: float = 0.9
-    weight_decay: float = 1e-4  # on every parameter, norm layers and biases included, as the reference
+    momentum: float = SGD_MOMENTUM
+    weight_decay: float = SGD_WEIGHT_DECAY  # on every parameter, norm layers and biases included, as the reference
     warmup_iters: int = WARMUP_ITERS
     warmup_ratio: float = WARMUP_RATIO
     amp: bool = False  # autocast: fp16 with loss scaling on CUDA, bf16 on CPUs that support it natively
@@ -107,15 +109,9 @@ class TrainResult:
 
 
 def peak_memory_mb(device: torch.device) -> float | None:
-    """mmcv's `memory`: the CUDA allocator's peak in MB; on the CPU the process's peak resident set."""
-    if device.type == "cuda":
-        return round(torch.cuda.max_memory_allocated(device) / 2**20)
-    try:
-        import resource
-    except ImportError:
-        return None
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return round(rss / (2**20 if sys.platform == "darwin" else 2**10))
+    """mmcv's `memory` in MB (see retinanet.memory)."""
+    peak = process_peak_bytes(device)
+    return None if peak is None else round(peak / 2**20)
 
 
 # --- the trainer ---------------------------------------------------------------------------------------------
@@ -136,7 +132,7 @@ class Trainer:
         self.dist = dist_info
         self.meta = dict(meta or {})
         self.reporter = reporter if (reporter is not None and dist_info.is_main) else TrainingEvents()
-        self.precision = ("fp16" if self.device.type == "cuda" else "bf16") if options.amp else "fp32"
+        self.precision = amp_precision(self.device, options.amp)
         fast_autocast(self.device, self.precision)  # an unsupported --amp fails here, in one line
         if options.batch_size < 1:
             raise RetinaNetError(f"the batch size must be at least 1, not {options.batch_size}")

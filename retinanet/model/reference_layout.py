@@ -1,5 +1,6 @@
-"""Checkpoints in the reference format, built from the facts sheet's key table (not from our model), so that
-loading them proves our module layout matches the published files."""
+"""Random checkpoints in the reference format, built from the published files' key table (not from our model), so
+that loading them proves our module layout matches the published files. Tests, tools/compare_reference.py and
+anyone trying the engine without a download use them."""
 from __future__ import annotations
 
 import math
