@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import gc
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.table import Table
 
 from retinanet.config import TEST_SCALE
 
-from .common import Fail, err, coco_files, fmt, load_zoo, out, parse_size, print_json
+from .common import Fail, WeightsSource, err, coco_files, fmt, load_zoo, out, parse_size, print_json
 from .options import Ann, CacheDir, DataRoot, Device, Json, Offline, Quiet, RandomWeights, Weights, ZooFile
 
 GPU_IMAGES, CPU_IMAGES = 2000, 20  # the published method times 2000 images; a CPU takes seconds per image
@@ -107,25 +108,15 @@ def bench(
         err.print("note: bench --images N is deprecated, use --num-images N", highlight=False)
     images = num_images if num_images is not None else old_images
     do_fps, do_mem = (fps or not mem), (mem or not fps)
-    if plot is not None and not do_fps:
-        raise Fail("--plot draws the measured fps: add --fps (or drop --mem)")
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise Fail(f"--plot writes a PNG: give a file name ending in .png, not '{plot}'")
-    if weights is not None and random_weights:
-        raise Fail("--weights and --random-weights exclude each other")
+    _check_options(plot, do_fps, weights, random_weights, images, warmup, batch_size)
     scale = parse_size(size)
-    overrides = {"scale": scale} if scale else {}
-    train_size = scale or TEST_SCALE
     dataset = coco_files(data_root, ann, images_dir, "val", images_flag="--images-dir") if do_fps else None
-    if do_fps and images is not None and images <= warmup * batch_size:
-        raise Fail(f"--num-images {images} leaves nothing to time after --warmup {warmup} of --batch-size "
-                   f"{batch_size}")
     zoo = load_zoo(zoo_file)
     entries = list(zoo) if all_models or not names else list(dict.fromkeys(zoo.get(n) for n in names))
     if weights is not None and len(entries) != 1:
         raise Fail("--weights belongs to one model: name exactly one")
 
-    from retinanet.benchmark.measure import device_name, one_line, training_memory  # imports torch
+    from retinanet.benchmark.measure import device_name  # imports torch
     from retinanet.inference.detector import resolve_device
     from retinanet.inference.fast import amp_precision
 
@@ -135,135 +126,202 @@ def bench(
         if do_fps and images <= warmup * batch_size:
             raise Fail(f"the default --num-images {images} leaves nothing to time after --warmup {warmup} of "
                        f"--batch-size {batch_size}; give --num-images")
-    paths = _dataset_paths(dataset)
-    precision = amp_precision(dev, amp)
-    dev_name = device_name(dev)
-
-    rows, errors, files = [], {}, {}
-    for e in entries:
-        rows.append({"model": e.name, "fps": None, "ms_per_image": None, "mem_gb": None,
-                     "published_fps": e.fps, "published_mem_gb": e.mem_gb})
+    plan = _Plan(dev, amp_precision(dev, amp), do_fps, do_mem, scale, _dataset_paths(dataset), images, warmup,
+                 batch_size, WeightsSource(zoo_file, cache_dir, offline, weights, random_weights))
+    rows = [_Row(e.name, e.fps, e.mem_gb) for e in entries]
     # Downloads first, with their own progress output, so they never interleave with the bench's bar.
-    for e in entries:
-        if do_fps and weights is None and not random_weights:
+    files = _weights_files(entries, rows, plan, quiet or as_json)
+    _measure_all(entries, rows, files, plan, quiet)
+    dev_name = device_name(dev)
+    if plot is not None:
+        from .plot import speed_accuracy_chart
+
+        points = [(r.model, r.fps, e.box_ap) for e, r in zip(entries, rows)
+                  if r.fps is not None and e.box_ap is not None]
+        speed_accuracy_chart(points, plot, title=f"RetinaNet: published box AP vs speed on {dev_name}")
+    if as_json:
+        print_json({"device": dev_name, "results": [r.to_json() for r in rows]})
+    else:
+        _table(rows, dev_name, plan)
+    if plot is not None:
+        (err if as_json else out).print(f"speed/accuracy chart written to {plot}", highlight=False)
+    if any(r.error is not None for r in rows):
+        raise typer.Exit(1)
+
+
+def _check_options(plot, do_fps, weights, random_weights, images, warmup, batch_size) -> None:
+    if plot is not None and not do_fps:
+        raise Fail("--plot draws the measured fps: add --fps (or drop --mem)")
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise Fail(f"--plot writes a PNG: give a file name ending in .png, not '{plot}'")
+    if weights is not None and random_weights:
+        raise Fail("--weights and --random-weights exclude each other")
+    if do_fps and images is not None and images <= warmup * batch_size:
+        raise Fail(f"--num-images {images} leaves nothing to time after --warmup {warmup} of --batch-size "
+                   f"{batch_size}")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What to measure, where and how: the same for every model of one `rdet bench`."""
+
+    device: Any  # torch.device
+    precision: str
+    fps: bool
+    mem: bool
+    scale: Optional[tuple[int, int]]  # the hidden --size, else the reference's
+    paths: Optional[list]  # dataset images to time, None for the bundled photo
+    images: int
+    warmup: int
+    batch_size: int
+    source: WeightsSource
+
+    @property
+    def overrides(self) -> dict:
+        return {"scale": self.scale} if self.scale else {}
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.scale or TEST_SCALE
+
+
+@dataclass
+class _Row:
+    """One model's line of the table (and of --json's results)."""
+
+    model: str
+    published_fps: Optional[float]
+    published_mem_gb: Optional[float]
+    fps: Optional[float] = None
+    ms_per_image: Optional[float] = None
+    mem_gb: Optional[float] = None
+    error: Optional[str] = None
+
+    def to_json(self) -> dict:
+        doc = {"model": self.model, "fps": self.fps, "ms_per_image": self.ms_per_image, "mem_gb": self.mem_gb,
+               "published_fps": self.published_fps, "published_mem_gb": self.published_mem_gb}
+        return doc if self.error is None else {**doc, "error": self.error}
+
+
+def _weights_files(entries, rows, plan: _Plan, quiet: bool) -> dict:
+    """{model: checkpoint} for the models to time; a failed download becomes its row's error."""
+    from retinanet.benchmark.measure import one_line
+
+    files = {}
+    for e, row in zip(entries, rows):
+        if plan.fps and plan.source.weights is None and not plan.source.random_weights:
             from zoo.cache import Cache
             from zoo.weights import ensure_weights
 
             try:
-                files[e.name] = ensure_weights(e, Cache(cache_dir), offline=offline or None,
-                                               quiet=quiet or as_json)
+                files[e.name] = ensure_weights(e, Cache(plan.source.cache_dir), offline=plan.source.offline or None,
+                                               quiet=quiet)
             except Exception as exc:  # noqa: BLE001 - one model's failure is its row's, the others go on
-                errors[e.name] = one_line(exc)
-        elif weights is not None:
-            files[e.name] = weights
+                row.error = one_line(exc)
+        elif plan.source.weights is not None:
+            files[e.name] = plan.source.weights
+    return files
 
+
+def _measure_all(entries, rows, files, plan: _Plan, quiet: bool) -> None:
+    """Each model's speed and memory into its row, under one progress bar; a failure is its row's error."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    per_model = (images if do_fps else 0) + (1 if do_mem else 0)
+    from retinanet.benchmark.measure import one_line, training_memory
+
+    per_model = (plan.images if plan.fps else 0) + (1 if plan.mem else 0)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err, disable=quiet, transient=False)
     with progress:
         task = progress.add_task("bench", total=per_model * len(entries))
         for e, row in zip(entries, rows):
             start = progress.tasks[0].completed
-            problems = [errors[e.name]] if e.name in errors else []
-            if do_fps and not problems:
+            problems = [row.error] if row.error is not None else []
+            if plan.fps and not problems:
                 progress.update(task, description=f"{e.name}: speed")
                 try:
-                    row.update(_measure_speed(e, files.get(e.name), dev, precision, overrides, paths, images,
-                                              warmup, batch_size, lambda n: progress.advance(task, n),
-                                              zoo_file, random_weights))
+                    row.fps, row.ms_per_image = _measure_speed(e, files.get(e.name), plan,
+                                                               lambda n: progress.advance(task, n))
                 except Exception as exc:  # noqa: BLE001
                     problems.append(f"speed: {one_line(exc)}")
-                _release(dev)
-            if do_mem:
+                _release(plan.device)
+            if plan.mem:
                 progress.update(task, description=f"{e.name}: memory")
                 try:
-                    cfg = _class_config(e, files.get(e.name) if not random_weights else None, overrides)
-                    row["mem_gb"] = round(training_memory(cfg, dev, images=2, size=train_size).gb, 2)
+                    weights = files.get(e.name) if not plan.source.random_weights else None
+                    cfg = _class_config(e, weights, plan.overrides)
+                    row.mem_gb = round(training_memory(cfg, plan.device, images=2, size=plan.size).gb, 2)
                 except Exception as exc:  # noqa: BLE001
                     problems.append(f"memory: {one_line(exc)}")
-                _release(dev)
+                _release(plan.device)
             if problems:
-                row["error"] = "; ".join(dict.fromkeys(problems))
+                row.error = "; ".join(dict.fromkeys(problems))
             progress.update(task, completed=start + per_model)
         progress.update(task, description="done")
 
-    if plot is not None:
-        from .plot import speed_accuracy_chart
 
-        by_name = {e.name: e for e in entries}
-        points = [(r["model"], r["fps"], by_name[r["model"]].box_ap) for r in rows
-                  if r["fps"] is not None and by_name[r["model"]].box_ap is not None]
-        speed_accuracy_chart(points, plot, title=f"RetinaNet: published box AP vs speed on {dev_name}")
-    if as_json:
-        print_json({"device": dev_name, "results": rows})
-    else:
-        source = "the bundled photo" if paths is None else f"{len(paths)} dataset images"
-        scale_text = "x".join(map(str, train_size))
-        measured = (f"measured fps: {images} images ({warmup} warm-up iterations) of {source} at {scale_text}, "
-                    f"batch {batch_size}, {precision}")
-        _table(rows, dev_name, dev.type == "cuda", do_fps, do_mem, precision, measured)
-    if plot is not None:
-        (err if as_json else out).print(f"speed/accuracy chart written to {plot}", highlight=False)
-    if any("error" in r for r in rows):
-        raise typer.Exit(1)
-
-
-def _measure_speed(entry, weights_file, dev, precision, overrides, paths, images, warmup, batch_size, advance,
-                   zoo_file, random_weights) -> dict:
+def _measure_speed(entry, weights_file, plan: _Plan, advance) -> tuple[float, float]:
+    """(fps, ms per image), rounded as the table shows them."""
     import zoo
     from retinanet.benchmark.inputs import host_loader
     from retinanet.benchmark.measure import time_inference
 
-    det = zoo.load(entry.name, weights=weights_file, device=str(dev), zoo_file=zoo_file,
-                   random_weights=random_weights, precision=precision, quiet=True, **overrides)
+    det = zoo.load(entry.name, weights=weights_file, device=str(plan.device), zoo_file=plan.source.zoo_file,
+                   random_weights=plan.source.random_weights, precision=plan.precision, quiet=True,
+                   **plan.overrides)
     try:
-        speed = time_inference(det, host_loader(det.cfg, paths), images=images, warmup=warmup, batch_size=batch_size,
-                               progress=advance)
+        speed = time_inference(det, host_loader(det.cfg, plan.paths), images=plan.images, warmup=plan.warmup,
+                               batch_size=plan.batch_size, progress=advance)
     finally:
         del det
-    return {"fps": round(speed.fps, 3), "ms_per_image": round(speed.ms_per_image, 2)}
+    return round(speed.fps, 3), round(speed.ms_per_image, 2)
 
 
 def _ratio(measured, published) -> str:
     return "-" if measured is None or not published else f"{measured / published:.2f}x"
 
 
-def _table(rows, dev_name, on_gpu, do_fps, do_mem, precision, measured) -> None:
+def _table(rows: list[_Row], dev_name: str, plan: _Plan) -> None:
+    on_gpu, precision = plan.device.type == "cuda", plan.precision
     table = Table(title=f"rdet bench on {dev_name}" + ("" if precision == "fp32" else f" ({precision} autocast)"),
                   title_justify="left")
     table.add_column("model", no_wrap=True)
-    if do_fps:
+    if plan.fps:
         for col in ("fps", "published fps", "ratio", "ms/image"):
             table.add_column(col, justify="right")
-    if do_mem:
+    if plan.mem:
         table.add_column("mem GB" if on_gpu else "mem GB (RSS)", justify="right")
         table.add_column("published mem GB", justify="right")
     table.add_column("status")
     for r in rows:
-        cells = [r["model"]]
-        if do_fps:
-            cells += [fmt(r["fps"], ".2f"), fmt(r["published_fps"]), _ratio(r["fps"], r["published_fps"]),
-                      fmt(r["ms_per_image"], ".1f")]
-        if do_mem:
-            cells += [fmt(r["mem_gb"], ".2f"), fmt(r["published_mem_gb"])]
-        cells.append(f"[red]{r['error']}[/red]" if "error" in r else "[green]ok[/green]")
+        cells = [r.model]
+        if plan.fps:
+            cells += [fmt(r.fps, ".2f"), fmt(r.published_fps), _ratio(r.fps, r.published_fps),
+                      fmt(r.ms_per_image, ".1f")]
+        if plan.mem:
+            cells += [fmt(r.mem_gb, ".2f"), fmt(r.published_mem_gb)]
+        cells.append(f"[red]{r.error}[/red]" if r.error is not None else "[green]ok[/green]")
         table.add_row(*cells)
     out.print(table)
-    notes = []
-    if do_fps:
-        notes += [measured, PUBLISHED_FPS]
-        if precision != "fp32":
-            notes.append(f"{precision} autocast changes the detections slightly: measure its box AP against fp32 "
-                         f"with `rdet eval NAME --precision {precision}` before relying on these speeds")
-    if do_mem:
-        notes.append("measured mem: torch.cuda.max_memory_allocated while training 2 images in a fresh process"
-                     if on_gpu else "measured mem: peak resident-memory growth of a fresh CPU process training 2 "
-                     "images: a host figure, not comparable with the GPU allocator's")
-        notes.append(PUBLISHED_MEM)
-    for note in notes:
+    for note in _notes(plan):
         out.print(f"[dim]{note}.[/dim]", highlight=False)
+
+
+def _notes(plan: _Plan) -> list[str]:
+    notes = []
+    if plan.fps:
+        source = "the bundled photo" if plan.paths is None else f"{len(plan.paths)} dataset images"
+        notes += [f"measured fps: {plan.images} images ({plan.warmup} warm-up iterations) of {source} at "
+                  f"{'x'.join(map(str, plan.size))}, batch {plan.batch_size}, {plan.precision}", PUBLISHED_FPS]
+        if plan.precision != "fp32":
+            notes.append(f"{plan.precision} autocast changes the detections slightly: measure its box AP against "
+                         f"fp32 with `rdet eval NAME --precision {plan.precision}` before relying on these speeds")
+    if plan.mem:
+        notes.append("measured mem: torch.cuda.max_memory_allocated while training 2 images in a fresh process"
+                     if plan.device.type == "cuda" else "measured mem: peak resident-memory growth of a fresh CPU "
+                     "process training 2 images: a host figure, not comparable with the GPU allocator's")
+        notes.append(PUBLISHED_MEM)
+    return notes
 
 
 def register(app: typer.Typer) -> None:

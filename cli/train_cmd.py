@@ -53,7 +53,8 @@ def train(
     clip_grad: Optional[float] = typer.Option(None, "--clip-grad", min=0.0, help="Clip the gradients' total L2 "
                                               "norm to this (the reference does not clip).", show_default=False),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and of each epoch's order and flips."),
-    warmup_iters: int = typer.Option(WARMUP_ITERS, "--warmup-iters", min=0, help="Linear warm-up iterations (ratio 0.001)."),
+    warmup_iters: int = typer.Option(WARMUP_ITERS, "--warmup-iters", min=0, help="Linear warm-up iterations "
+                                     "(ratio 0.001)."),
     size: Optional[str] = typer.Option(None, "--size", hidden=True, help="Train at WxH instead of 1333x800 (quick "
                                        "checks; the checkpoint is still used at 1333x800 by predict/eval)."),
     zoo_file: ZooFile = None,

@@ -85,7 +85,8 @@ class TrainOptions:
 
 
 class TrainingEvents:
-    """What a front end hears about while training (a no-op sink by default); the CLI draws a progress bar and tables from it. Called on rank 0 only."""
+    """What a front end hears about while training (this base ignores it all); the CLI draws a progress bar and
+    tables from it. Called on rank 0 only."""
 
     def start(self, total_iters: int, done_iters: int, info: dict) -> None: ...
 
@@ -137,24 +138,8 @@ class Trainer:
         if options.batch_size < 1:
             raise RetinaNetError(f"the batch size must be at least 1, not {options.batch_size}")
 
-        self.data = TrainSet(train_set, cfg)
-        self.batches = GroupedBatches(self.data.aspect_groups(), options.batch_size, dist_info.rank,
-                                      dist_info.world_size, options.seed)
-        self.global_batch = options.batch_size * dist_info.world_size
-        self.scaled_lr = scaled_lr(cfg.base_lr, cfg.base_batch, self.global_batch)
-        lr = options.lr if options.lr is not None else self.scaled_lr
-        self.epochs = options.epochs or cfg.epochs
-        self.schedule = StepSchedule(lr, self.batches.steps_per_epoch, tuple(options.lr_steps or cfg.lr_steps),
-                                     warmup_iters=options.warmup_iters, warmup_ratio=options.warmup_ratio)
-
-        torch.manual_seed(options.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-        self.net = RetinaNet(cfg)
-        self.init_message = initialise(self.net, init) if not options.resume else ""
-        self.net.to(self.device).train()
-        self.params = [p for p in self.net.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(self.params, lr=lr, momentum=options.momentum,
-                                         weight_decay=options.weight_decay)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=options.amp and self.device.type == "cuda")
+        self._build_data_and_schedule(train_set)
+        self._build_model(init)
         self.epoch = self.iter_in_epoch = self.iter = 0
         self.metrics: dict | None = None
         if options.resume:
@@ -165,6 +150,31 @@ class Trainer:
             self.model = DistributedDataParallel(self.net, device_ids=ids)
         self.stop = StopRequest()
         self._log = None
+
+    def _build_data_and_schedule(self, train_set) -> None:
+        """This rank's aspect-grouped batches, and the lr schedule for the global batch they make."""
+        cfg, options, dist_info = self.cfg, self.options, self.dist
+        self.data = TrainSet(train_set, cfg)
+        self.batches = GroupedBatches(self.data.aspect_groups(), options.batch_size, dist_info.rank,
+                                      dist_info.world_size, options.seed)
+        self.global_batch = options.batch_size * dist_info.world_size
+        self.scaled_lr = scaled_lr(cfg.base_lr, cfg.base_batch, self.global_batch)
+        self.epochs = options.epochs or cfg.epochs
+        lr = options.lr if options.lr is not None else self.scaled_lr
+        self.schedule = StepSchedule(lr, self.batches.steps_per_epoch, tuple(options.lr_steps or cfg.lr_steps),
+                                     warmup_iters=options.warmup_iters, warmup_ratio=options.warmup_ratio)
+
+    def _build_model(self, init) -> None:
+        """The network with its initial weights, the optimizer over its trainable parameters, the AMP scaler."""
+        options = self.options
+        torch.manual_seed(options.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+        self.net = RetinaNet(self.cfg)
+        self.init_message = initialise(self.net, init) if not options.resume else ""
+        self.net.to(self.device).train()
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(self.params, lr=self.schedule.lr, momentum=options.momentum,
+                                         weight_decay=options.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=options.amp and self.device.type == "cuda")
 
     # -- state ---------------------------------------------------------------------------------------------
 
@@ -279,24 +289,9 @@ class Trainer:
             data_time = time.perf_counter() - tick
             if batch.error:
                 raise ImageError(batch.error)
-            batch = batch.to(self.device)
             lr = self.schedule(self.iter, self.epoch)
             set_lr(self.optimizer, lr)
-            with fast_autocast(self.device, self.precision):
-                losses = retina_loss(self.model, batch.images, batch.boxes, batch.labels, batch.img_shapes)
-            loss = losses["loss_cls"] + losses["loss_bbox"]
-            loss_cls, loss_bbox, stop = self._agree(losses)
-            if stop:
-                self._stopped()
-            if not (math.isfinite(loss_cls) and math.isfinite(loss_bbox)):
-                self._diverged(loss_cls, loss_bbox)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if self.options.clip_grad:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.params, self.options.clip_grad)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            loss_cls, loss_bbox = self._step(batch.to(self.device))
             self.iter += 1
             self.iter_in_epoch += 1
             now = time.perf_counter()
@@ -308,6 +303,25 @@ class Trainer:
             self.log(record)
             self.reporter.iteration(record)
             tick = time.perf_counter()
+
+    def _step(self, batch) -> tuple[float, float]:
+        """Forward, the processes' agreement (stop? finite?), backward and the optimizer step: the losses."""
+        with fast_autocast(self.device, self.precision):
+            losses = retina_loss(self.model, batch.images, batch.boxes, batch.labels, batch.img_shapes)
+        loss = losses["loss_cls"] + losses["loss_bbox"]
+        loss_cls, loss_bbox, stop = self._agree(losses)
+        if stop:
+            self._stopped()
+        if not (math.isfinite(loss_cls) and math.isfinite(loss_bbox)):
+            self._diverged(loss_cls, loss_bbox)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.options.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, self.options.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss_cls, loss_bbox
 
     def _agree(self, losses: dict) -> tuple[float, float, bool]:
         """The loss values averaged over processes (as the reference logs them) and whether any process was asked
@@ -342,7 +356,6 @@ class Trainer:
         from retinanet.inference.detector import Detector
         from retinanet.evaluation.coco_eval import coco_metrics, run_detection
 
-        flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
         try:
             detector = Detector(self.cfg, model=self.net, device=self.device)
             progress = self.reporter.evaluating(self.epoch, -(-len(self.val_set) // self.dist.world_size))
@@ -350,7 +363,6 @@ class Trainer:
                                     progress=progress, dist=self.dist)
             metrics = coco_metrics(self.val_set, results) if self.dist.is_main else None
         finally:
-            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
             self.net.train()
         if metrics is not None:
             self.metrics = metrics
