@@ -12,7 +12,7 @@ from rich.table import Table
 from retinanet.config import TEST_SCALE
 
 from .common import Fail, WeightsSource, err, coco_files, fmt, load_zoo, out, parse_size, print_json
-from .options import Ann, CacheDir, DataRoot, Device, Json, Offline, Quiet, RandomWeights, Weights, ZooFile
+from .options import shared_options
 
 GPU_IMAGES, CPU_IMAGES = 2000, 20  # the published method times 2000 images; a CPU takes seconds per image
 PUBLISHED_FPS = ("published fps: NVIDIA V100, fp32, batch 1, 5 warm-up iterations then 1995 val2017 images timed "
@@ -49,13 +49,13 @@ def _release(device) -> None:
         torch.cuda.empty_cache()
 
 
+@shared_options
 def bench(
     names: Optional[List[str]] = typer.Argument(None, help="Zoo model names (default: every model).",
                                                 show_default=False),
     all_models: bool = typer.Option(False, "--all", help="Every model of the zoo (the default without names)."),
     fps: bool = typer.Option(False, "--fps", help="Measure inference speed (with neither flag: both)."),
     mem: bool = typer.Option(False, "--mem", help="Measure training memory (with neither flag: both)."),
-    device: Device = "auto",
     num_images: Optional[int] = typer.Option(None, "--num-images", min=1, help="Images per model, warm-up "
                                              f"included (default: {GPU_IMAGES} on a GPU as the published figures, "
                                              f"{CPU_IMAGES} on the CPU).", show_default=False),
@@ -65,21 +65,13 @@ def bench(
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass (published: 1)."),
     amp: bool = typer.Option(False, "--amp", help="Time inference under autocast (fp16 on CUDA, bf16 on the "
                              "CPU); the published figures are fp32."),
-    data_root: DataRoot = None,
-    ann: Ann = None,
     images_dir: Optional[Path] = typer.Option(None, "--images-dir", help="The images of --ann.",
                                               show_default=False),
-    weights: Weights = None,
-    random_weights: RandomWeights = False,
-    as_json: Json = False,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw published box AP against measured fps "
                                         "into this PNG file.", show_default=False),
     size: Optional[str] = typer.Option(None, "--size", hidden=True, help="Test scale WxH instead of 1333x800 "
                                        "(inference resize and training batch), for quick checks."),
-    zoo_file: ZooFile = None,
-    cache_dir: CacheDir = None,
-    offline: Offline = False,
-    quiet: Quiet = False,
+    *, device, data_root, ann, weights, random_weights, as_json, zoo_file, cache_dir, offline, quiet,
 ):
     """Measure each model's speed (fps) and training memory here, beside the published figures.
 

@@ -12,34 +12,24 @@ from rich.text import Text
 from .common import (Fail, WeightsSource, coco_files, err, errors_said_by_rank_0, is_rank_0, load_detector, out,
                      print_json)
 from .metrics_table import metrics_table
-from .options import (Ann, CacheDir, DataRoot, Device, Images, Json, Offline, Precision, Quiet, RandomWeights, Weights,
-                      ZooFile)
+from .options import shared_options
 
 
 
+@shared_options
 def evaluate(
     name: Optional[str] = typer.Argument(None, help="Zoo model name (optional with --results).", show_default=False),
-    data_root: DataRoot = None,
-    ann: Ann = None,
-    images: Images = None,
-    weights: Weights = None,
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass (the published "
                                    "figures use 1; images are only batched with others of the same padded size)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Data-loading processes (decode and resize)."),
-    device: Device = "auto",
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N images (by "
                                         "image id).", show_default=False),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Save the detections as a COCO results file.",
                                             show_default=False),
     results_file: Optional[Path] = typer.Option(None, "--results", help="Re-score a COCO results file (e.g. "
                                                 "from --out) instead of running a model.", show_default=False),
-    random_weights: RandomWeights = False,
-    precision: Precision = "fp32",
-    as_json: Json = False,
-    zoo_file: ZooFile = None,
-    cache_dir: CacheDir = None,
-    offline: Offline = False,
-    quiet: Quiet = False,
+    *, data_root, ann, images, weights, device, random_weights, precision, as_json, zoo_file, cache_dir, offline,
+    quiet,
 ):
     """Measure a zoo model's COCO box AP and compare it with the published one.
 

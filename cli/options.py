@@ -1,6 +1,9 @@
-"""The options several commands share, declared once: `name: Weights = None` in a command's signature."""
+"""The options several commands share, declared once: a command names them after a `*` in its signature and is
+decorated with `shared_options`, e.g. `def predict(images, *, weights, quiet)`."""
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -34,3 +37,30 @@ Ann = Annotated[Optional[Path], typer.Option(
     "--ann", help="A COCO-format annotation file (any set; instead of --data-root).", show_default=False)]
 Images = Annotated[Optional[Path], typer.Option(
     "--images", help="The directory holding --ann's images.", show_default=False)]
+
+SHARED = {"zoo_file": (ZooFile, None), "cache_dir": (CacheDir, None), "offline": (Offline, False),
+          "quiet": (Quiet, False), "as_json": (Json, False), "precision": (Precision, "fp32"),
+          "device": (Device, "auto"), "weights": (Weights, None), "random_weights": (RandomWeights, False),
+          "data_root": (DataRoot, None), "ann": (Ann, None), "images": (Images, None)}
+
+
+def shared_options(command):
+    """Lets a command name its shared options after a `*` (`*, weights, quiet`): their declarations and
+    defaults come from SHARED, so no command repeats them."""
+    signature = inspect.signature(command, eval_str=True)
+    params = []
+    for p in signature.parameters.values():
+        if p.kind is p.KEYWORD_ONLY:
+            if p.name not in SHARED:
+                raise TypeError(f"{command.__name__}: no shared option is named {p.name!r}")
+            annotation, default = SHARED[p.name]
+            p = p.replace(annotation=annotation, default=default)
+        params.append(p)
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        return command(*args, **kwargs)
+
+    run.__signature__ = signature.replace(parameters=params)
+    run.__annotations__ = {p.name: p.annotation for p in params}
+    return run

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from .common import Fail, WeightsSource, err, load_detector, out, print_json
-from .options import CacheDir, Device, Json, Offline, Precision, Quiet, RandomWeights, Weights, ZooFile
+from .options import shared_options
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"}
 
@@ -44,25 +44,18 @@ def _unique_name(path: str, used: set) -> str:
     return name
 
 
+@shared_options
 def predict(
     images: Optional[List[str]] = typer.Argument(None, help="Image files, directories or globs (default: the "
                                                  "bundled sample photo).", show_default=False),
     model: str = typer.Option("r50_fpn_1x", "--model", "-m", help="Zoo model name or reference config name."),
-    weights: Weights = None,
     score_thr: float = typer.Option(0.3, "--score-thr", help="Keep detections scoring above this."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Write annotated copies and detections.json here.",
                                            show_default=False),
-    device: Device = "auto",
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass."),
-    random_weights: RandomWeights = False,
-    precision: Precision = "fp32",
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model first (pays off over many "
                                  "images; its compile time is reported apart from the time per image)."),
-    as_json: Json = False,
-    zoo_file: ZooFile = None,
-    cache_dir: CacheDir = None,
-    offline: Offline = False,
-    quiet: Quiet = False,
+    *, weights, device, random_weights, precision, as_json, zoo_file, cache_dir, offline, quiet,
 ):
     """Detect objects in images with a zoo model.
 

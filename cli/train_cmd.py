@@ -14,7 +14,7 @@ from retinanet.training.schedule import WARMUP_ITERS
 from .common import (Fail, WeightsSource, coco_files, coco_split, err, errors_said_by_rank_0, out, package_version,
                      parse_size)
 from .metrics_table import metrics_table
-from .options import ZooFile, CacheDir, Offline, Quiet, Device, DataRoot, Ann, Images
+from .options import shared_options
 
 INIT_HELP = ("imagenet: the ImageNet backbone the published model started from (downloaded and verified); "
              "zoo: this model's published COCO checkpoint (fine-tuning); none: random; or a FILE: a detector "
@@ -22,11 +22,9 @@ INIT_HELP = ("imagenet: the ImageNet backbone the published model started from (
              "ImageNet backbone.")
 
 
+@shared_options
 def train(
     name: str = typer.Argument(..., help="Zoo model whose architecture and recipe to train (see `rdet list`)."),
-    data_root: DataRoot = None,
-    ann: Ann = None,
-    images: Images = None,
     val_ann: Optional[Path] = typer.Option(None, "--val-ann", help="A COCO-format validation set (with "
                                            "--val-images).", show_default=False),
     val_images: Optional[Path] = typer.Option(None, "--val-images", help="The directory holding --val-ann's "
@@ -47,7 +45,6 @@ def train(
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Also evaluate every N epochs (the last epoch "
                                    "always is, when there is a validation set)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Data-loading processes per device."),
-    device: Device = "auto",
     json_log: bool = typer.Option(False, "--json-log", help="Print the log records (one JSON object per "
                                   "iteration and evaluation) on stdout instead of the progress bar."),
     clip_grad: Optional[float] = typer.Option(None, "--clip-grad", min=0.0, help="Clip the gradients' total L2 "
@@ -57,10 +54,7 @@ def train(
                                      "(ratio 0.001)."),
     size: Optional[str] = typer.Option(None, "--size", hidden=True, help="Train at WxH instead of 1333x800 (quick "
                                        "checks; the checkpoint is still used at 1333x800 by predict/eval)."),
-    zoo_file: ZooFile = None,
-    cache_dir: CacheDir = None,
-    offline: Offline = False,
-    quiet: Quiet = False,
+    *, data_root, ann, images, device, zoo_file, cache_dir, offline, quiet,
 ):
     """Train a zoo model with its published recipe, on COCO or your own COCO-format data.
 

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .common import Fail, err, load_zoo, out, print_json
-from .options import ZooFile, CacheDir, Offline, Quiet, Json
+from .options import shared_options
 
 NamesArgument = typer.Argument(None, help="Model names or aliases.", show_default=False)
 AllOption = typer.Option(False, "--all", help="Every model of the zoo.")
@@ -71,16 +71,13 @@ def _download_table(rows: list[dict]) -> Table:
     return table
 
 
+@shared_options
 def download(
     names: Optional[List[str]] = NamesArgument,
     all_models: bool = AllOption,
     pretrained: bool = typer.Option(False, "--pretrained", help="Also fetch each model's ImageNet backbone file "
                                     "(needed by `rdet train`)."),
-    zoo_file: ZooFile = None,
-    cache_dir: CacheDir = None,
-    offline: Offline = False,
-    quiet: Quiet = False,
-    as_json: Json = False,
+    *, zoo_file, cache_dir, offline, quiet, as_json,
 ):
     """Download checkpoints into the cache, verified against the manifest's SHA-256.
 
@@ -118,14 +115,12 @@ def download(
         raise typer.Exit(1)
 
 
+@shared_options
 def import_checkpoint(
     name: str = typer.Argument(..., help="The model the file belongs to (name or alias)."),
     file: Path = typer.Argument(..., help="The file, downloaded by other means.", show_default=False),
     pretrained: bool = PretrainedOption,
-    zoo_file: ZooFile = None,
-    cache_dir: CacheDir = None,
-    quiet: Quiet = False,
-    as_json: Json = False,
+    *, zoo_file, cache_dir, quiet, as_json,
 ):
     """Put a checkpoint downloaded by other means into the cache, once its SHA-256 matches the manifest.
 
@@ -158,11 +153,10 @@ def _label(item) -> str:
 
 
 @cache_app.command("list")
+@shared_options
 def cache_list(
-    zoo_file: ZooFile = None,
-    cache_dir: CacheDir = None,
-    quiet: Quiet = False,
-    as_json: Json = False,
+
+    *, zoo_file, cache_dir, quiet, as_json,
 ):
     """List the cached files: model, file, size, and whether each is verified.
 
@@ -192,13 +186,11 @@ def cache_list(
 
 
 @cache_app.command("verify")
+@shared_options
 def cache_verify(
     names: Optional[List[str]] = typer.Argument(None, help="Only these models' files (default: everything).",
                                                 show_default=False),
-    zoo_file: ZooFile = None,
-    cache_dir: CacheDir = None,
-    quiet: Quiet = False,
-    as_json: Json = False,
+    *, zoo_file, cache_dir, quiet, as_json,
 ):
     """Re-hash the cached files and compare with the manifest; exits 1 when any file is bad.
 
@@ -238,16 +230,14 @@ def cache_verify(
 
 
 @cache_app.command("rm")
+@shared_options
 def cache_rm(
     names: Optional[List[str]] = NamesArgument,
     all_models: bool = typer.Option(False, "--all", help="Every zoo file in the cache, partial downloads included "
                                     "(files the zoo does not name are left alone)."),
     pretrained: bool = typer.Option(False, "--pretrained", help="Also remove the models' ImageNet backbone "
                                     "files (shared between models)."),
-    zoo_file: ZooFile = None,
-    cache_dir: CacheDir = None,
-    quiet: Quiet = False,
-    as_json: Json = False,
+    *, zoo_file, cache_dir, quiet, as_json,
 ):
     """Delete models' files from the cache, with their partial downloads.
 

@@ -7,7 +7,7 @@ import typer
 from rich.table import Table
 
 from .common import fmt, load_zoo, out, print_json
-from .options import ZooFile, CacheDir, Json
+from .options import shared_options
 
 
 def _cache(cache_dir):
@@ -16,12 +16,11 @@ def _cache(cache_dir):
     return Cache(cache_dir)
 
 
+@shared_options
 def list_models(
     pattern: Optional[str] = typer.Argument(None, help="Only models whose name or alias matches this glob or "
                                             "substring."),
-    zoo_file: ZooFile = None,
-    cache_dir: CacheDir = None,
-    as_json: Json = False,
+    *, zoo_file, cache_dir, as_json,
 ):
     """List the zoo's models with their published figures and whether their weights are cached.
 
@@ -52,11 +51,10 @@ def list_models(
         out.print(f"no model matches '{pattern}'")
 
 
+@shared_options
 def info(
     name: str = typer.Argument(..., help="A model name or its reference config name."),
-    zoo_file: ZooFile = None,
-    cache_dir: CacheDir = None,
-    as_json: Json = False,
+    *, zoo_file, cache_dir, as_json,
 ):
     """Everything about one model: architecture, normalisation, schedule, published figures, weights.
 
