@@ -8,7 +8,6 @@ sums in the last bit, and 1-process and 2-process runs are compared for exact eq
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -19,7 +18,7 @@ from coco_data import CAT_IDS, IMAGES, boxes_from_results, write_annotations, wr
 from retinanet.data.coco import CocoSet
 from retinanet.evaluation.coco_eval import METRIC_NAMES, coco_metrics, load_results, run_detection, save_results
 from retinanet.errors import DatasetError
-from tiny_zoo import NAME, rdet_command, run_rdet, write_tiny_zoo
+from tiny_zoo import NAME, free_port, rdet_command, run_rdet, write_tiny_zoo
 
 SORTED_IDS = sorted(i for i, *_ in IMAGES)
 
@@ -191,18 +190,12 @@ def test_rescoring_saved_results_equals_the_direct_run_and_limit_is_said(data, c
     assert "100.0" in row and "12.5" in row and "+87.5" in row  # measured, published, difference
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_torchrun_processes_give_exactly_the_ap_of_one(data, cli_run):
     r, out = cli_run
     out2 = data["root"] / "r2.json"
     rdet = rdet_command()
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-              str(_free_port())]
+              str(free_port())]
     launch += ["-m", "cli.main"] if rdet[0] == sys.executable else [rdet[0]]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RDET_")} | data["env"]
     two = subprocess.run(launch + [str(a) for a in _eval_args(data)] + ["--json", "--out", str(out2)],

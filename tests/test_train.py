@@ -5,7 +5,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from retinanet.data.train_data import GroupedBatches, TrainSet, trainable_ids
 from retinanet.training.trainer import Trainer, TrainingDiverged, TrainingEvents, TrainOptions
 from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint
 from shapes_data import CLASSES, write_shapes
-from tiny_zoo import NAME, rdet_command, run_rdet, write_tiny_zoo
+from tiny_zoo import NAME, free_port, rdet_command, run_rdet, write_tiny_zoo
 
 # A network small enough to train on two CPU cores in seconds: ResNet-18, 64-channel FPN, 2-conv head towers.
 # Nothing is frozen: the recipe's frozen stem would stay random without an ImageNet backbone.
@@ -545,19 +544,13 @@ def test_data_root_means_the_coco_layout_with_val2017_when_present(tmp_path):
         _dataset_files(None, tmp_path / "a.json", tmp_path, tmp_path / "v.json", None)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_two_processes_with_gloo_rank_0_alone_writes(tmp_path, zoo_env):
     env, _ = zoo_env
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RDET_")}, **env, "OMP_NUM_THREADS": "1"}
     data = write_shapes(tmp_path / "data", images=8)  # 6 landscape + 2 portrait: 3 + 1 steps of 2 x 1 images
     work = tmp_path / "w"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "cli.main",
+           "--master_port", str(free_port()), "-m", "cli.main",
            *[str(a) for a in _train_args(data, work, "--init", "none", "--epochs", "1", "--batch-size", "1",
                                          "--size", "64x64", "--workers", "0", "--json-log")]]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,10 @@ def run_rdet(*args, env_extra: dict | None = None, cwd=None, timeout=300) -> sub
     env.update(env_extra or {})
     return subprocess.run(rdet_command() + [str(a) for a in args], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=timeout)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for torchrun's rendezvous in the multi-process tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
