@@ -183,3 +183,14 @@ def test_table_output_without_json(zoo_dir):
     assert r.returncode == 0, r.stderr
     assert NAME in r.stdout and "published fps" in r.stdout and "100" in r.stdout and "ok" in r.stdout
 
+
+
+def test_num_images_is_the_count_and_the_old_images_spelling_still_works_with_a_note(zoo_dir):
+    _, manifest = zoo_dir
+    base = ["bench", NAME, "--zoo", manifest, "--random-weights", "--device", "cpu", "--warmup", "3"]
+    new = run_rdet(*base, "--num-images", "3", env_extra=ENV)
+    assert new.returncode == 2 and "--num-images 3 leaves nothing to time" in new.stderr
+    assert "deprecated" not in new.stderr
+    old = run_rdet(*base, "--images", "3", env_extra=ENV)
+    assert old.returncode == 2 and "--num-images 3 leaves nothing to time" in old.stderr
+    assert "bench --images N is deprecated, use --num-images N" in old.stderr

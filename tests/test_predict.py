@@ -175,3 +175,21 @@ def test_predict_bundled_photo_with_random_weights(tmp_path):
     doc = json.loads(r.stdout)
     assert doc["images"][0]["path"].endswith("astronaut.jpg")
     assert (tmp_path / "o" / "astronaut.jpg").is_file()
+
+
+def test_predict_files_yields_detections_or_a_one_line_error_with_the_decoded_rgb_image(tmp_path):
+    from retinanet import Detector
+
+    det = Detector(ModelConfig(depth=18, num_classes=3, scale=(64, 64)), device="cpu")
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[..., 0] = 200  # red: a BGR mix-up would show
+    Image.fromarray(rgb).save(tmp_path / "red.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    results = list(det.predict_files([tmp_path / "bad.png", tmp_path / "red.png"], score_thr=0.0, batch_size=2))
+    assert [r.path for r in results] == [str(tmp_path / "bad.png"), str(tmp_path / "red.png")]
+    bad, good = results
+    assert bad.detections is None and "bad.png" in bad.error and "\n" not in bad.error
+    assert good.error is None and np.array_equal(good.image, rgb) and good.seconds > 0
+    (direct,) = det.predict(str(tmp_path / "red.png"), score_thr=0.0)
+    assert np.array_equal(good.detections.boxes, direct.boxes)
+    assert (good.detections.width, good.detections.height) == (30, 20)
