@@ -15,7 +15,6 @@ from .metrics_table import metrics_table
 from .options import shared_options
 
 
-
 @shared_options
 def evaluate(
     name: Optional[str] = typer.Argument(None, help="Zoo model name (optional with --results).", show_default=False),
