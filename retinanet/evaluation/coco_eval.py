@@ -1,4 +1,4 @@
-"""COCO box AP: a detector over a CocoSet (one shard per process under torchrun), scored by pycocotools' COCOeval.
+"""COCO box AP: a detector over a CocoSet (one shard per process under torchrun), scored by COCOeval (scorer.py).
 
     coco_set = CocoSet.load("coco/annotations/instances_val2017.json", "coco/val2017")
     results = run_detection(detector, coco_set, batch_size=1, workers=2)
@@ -10,9 +10,6 @@ saved detections starts fast); detection imports it on first use.
 """
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
 import json
 import math
 import os
@@ -23,23 +20,7 @@ from typing import Callable
 from retinanet.atomic_write import write_text_atomically
 from retinanet.data.coco import CocoSet
 from retinanet.errors import DatasetError, ImageError
-
-# COCOeval.stats in order: (name, what, IoU, area, max detections)
-METRICS = (
-    ("bbox_mAP", "AP", "0.50:0.95", "all", 100),
-    ("bbox_mAP_50", "AP", "0.50", "all", 100),
-    ("bbox_mAP_75", "AP", "0.75", "all", 100),
-    ("bbox_mAP_s", "AP", "0.50:0.95", "small", 100),
-    ("bbox_mAP_m", "AP", "0.50:0.95", "medium", 100),
-    ("bbox_mAP_l", "AP", "0.50:0.95", "large", 100),
-    ("AR_1", "AR", "0.50:0.95", "all", 1),
-    ("AR_10", "AR", "0.50:0.95", "all", 10),
-    ("AR_100", "AR", "0.50:0.95", "all", 100),
-    ("AR_s", "AR", "0.50:0.95", "small", 100),
-    ("AR_m", "AR", "0.50:0.95", "medium", 100),
-    ("AR_l", "AR", "0.50:0.95", "large", 100),
-)
-METRIC_NAMES = tuple(m[0] for m in METRICS)
+from retinanet.evaluation.scorer import METRIC_NAMES, METRICS, score_coco  # noqa: F401 (re-exported)
 
 
 # --- detection ---------------------------------------------------------------------------------------------
@@ -130,20 +111,6 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
 # --- scoring -----------------------------------------------------------------------------------------------
 
 
-def _results_as_coco(gt, results: list[dict]):
-    """The detections as a COCO object for COCOeval. COCO.loadRes fails on an empty list (it reads
-    results[0]), so no detections at all become an empty results set: AP 0 wherever there is ground truth."""
-    from pycocotools.coco import COCO
-
-    if results:
-        return gt.loadRes([dict(r) for r in results])  # copies: loadRes adds id, area and iscrowd in place
-    empty = COCO()
-    empty.dataset = {"images": list(gt.dataset["images"]), "categories": copy.deepcopy(gt.dataset["categories"]),
-                     "annotations": []}
-    empty.createIndex()
-    return empty
-
-
 def _check_ids(coco_set: CocoSet, results: list[dict]) -> None:
     """Detections on images or categories the set lacks mean they were made on another set (COCOeval would
     fail on the first and silently drop the second)."""
@@ -156,23 +123,21 @@ def _check_ids(coco_set: CocoSet, results: list[dict]) -> None:
                                f"lacks: {shown} (were they made on another set?)")
 
 
-def coco_metrics(coco_set: CocoSet, results: list[dict], image_ids: list[int] | None = None) -> dict[str, float]:
+def coco_metrics(coco_set: CocoSet, results: list[dict], image_ids: list[int] | None = None,
+                 backend: str = "auto") -> dict[str, float]:
     """The 12 COCOeval bbox figures as fractions, by name (METRIC_NAMES), over `image_ids` (default: the set's,
     i.e. the first N under a limit). A figure is -1 where the images hold no ground truth of that size, as
-    COCOeval (and the reference's log) gives it. COCOeval's prints are silenced."""
-    from pycocotools.cocoeval import COCOeval
+    COCOeval (and the reference's log) gives it. `backend`: see scorer.score_coco."""
+    return score_set(coco_set, results, image_ids, backend).stats
 
+
+def score_set(coco_set: CocoSet, results: list[dict], image_ids: list[int] | None = None,
+              backend: str = "auto"):
+    """scorer.CocoScores of `results` on a CocoSet (figures, per-class precision and recall arrays), the ids
+    checked first."""
     _check_ids(coco_set, results)
-    ids = sorted(coco_set.image_ids if image_ids is None else image_ids)
-    with contextlib.redirect_stdout(io.StringIO()):
-        dt = _results_as_coco(coco_set.coco, results)
-        ev = COCOeval(coco_set.coco, dt, "bbox")
-        ev.params.imgIds = ids
-        ev.params.catIds = list(coco_set.cat_ids)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return {name: float(v) for name, v in zip(METRIC_NAMES, ev.stats)}
+    ids = coco_set.image_ids if image_ids is None else image_ids
+    return score_coco(coco_set.coco.dataset, results, ids, coco_set.cat_ids, backend=backend)
 
 
 # --- results files -----------------------------------------------------------------------------------------
