@@ -11,12 +11,17 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from coco_data import CAT_IDS, IMAGES, boxes_from_results, write_annotations, write_calm_weights, write_images
 from retinanet.data.coco import CocoSet
-from retinanet.evaluation.coco_eval import METRIC_NAMES, coco_metrics, load_results, run_detection, save_results
+from retinanet.evaluation.analysis import class_figures
+from retinanet.evaluation.coco_eval import (METRIC_NAMES, coco_metrics, load_results, run_detection, save_results,
+                                          score_set)
+from retinanet.evaluation.per_class import class_mean
+from retinanet.evaluation.scorer import available_backends
 from retinanet.errors import DatasetError
 from tiny_zoo import NAME, free_port, rdet_command, run_rdet, write_tiny_zoo
 
@@ -144,6 +149,36 @@ def test_results_files_round_trip_and_bad_ones_are_one_line_errors(hand_set, tmp
     for wrong in ({"image_id": 5}, {"category_id": 1}):  # made on another set
         with pytest.raises(DatasetError, match="lacks"):
             coco_metrics(hand_set, [{**dets[0], **wrong}])
+
+
+# --- the test sets: per-class figures against the overall ones, and the two scorers --------------------------
+
+BACKENDS = available_backends()
+
+
+@pytest.mark.parametrize("ann", ["all.json", "half.json"])
+def test_per_class_figures_average_to_the_overall_ones_exactly(data, ann):
+    coco_set = _set(data, ann)
+    for backend in BACKENDS:
+        scores = score_set(coco_set, data["results"], backend=backend)
+        rows = class_figures(coco_set, scores)
+        assert sum(r.gt for r in rows) == len(coco_set.coco.anns)
+        for field, metric in (("ap", "bbox_mAP"), ("ap50", "bbox_mAP_50"), ("ap75", "bbox_mAP_75"),
+                              ("ar100", "AR_100")):
+            assert class_mean(rows, field) == scores.stats[metric], (backend, field)
+
+
+@pytest.mark.skipif(len(BACKENDS) < 2, reason="faster-coco-eval is not installed")
+def test_faster_coco_eval_and_pycocotools_agree_on_the_test_sets(data, hand_set):
+    sets = [(_set(data, "all.json"), data["results"]), (_set(data, "half.json"), data["results"]),
+            (hand_set, _dets(HAND_GT, dx=6)), (hand_set, _dets(HAND_GT[:3])), (hand_set, [])]
+    for coco_set, results in sets:
+        fast, slow = (score_set(coco_set, results, backend=b) for b in ("faster-coco-eval", "pycocotools"))
+        assert list(fast.stats) == list(METRIC_NAMES)
+        for name in METRIC_NAMES:
+            assert fast.stats[name] == pytest.approx(slow.stats[name], abs=1e-12), name
+        assert np.allclose(fast.precision, slow.precision, atol=1e-12, rtol=0)
+        assert np.allclose(fast.recall, slow.recall, atol=1e-12, rtol=0)
 
 
 # --- rdet eval, as a user runs it ----------------------------------------------------------------------------

@@ -77,15 +77,6 @@ def available_backends() -> tuple[str, ...]:
     return tuple(b for b, module in ((FASTER, "faster_coco_eval"), (PYCOCOTOOLS, "pycocotools")) if find_spec(module))
 
 
-def backend_version(backend: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(backend)
-    except PackageNotFoundError:  # pragma: no cover - imported but not installed as a distribution
-        return "unknown"
-
-
 def choose_backend(backend: str = "auto") -> str:
     if backend == "auto":
         return available_backends()[0]
