@@ -12,10 +12,11 @@ the others go on.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
+
+from retinanet.atomic_write import write_text_atomically
 
 from .download import sha256_file
 from .errors import ZooError
@@ -60,9 +61,7 @@ def _row_file(report_dir: Path, name: str) -> Path:
 def _write_json(path: Path, data) -> None:
     """Atomically: a crash never leaves half a row that a resume would trust."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 def _scored_before(report_dir: Path, name: str, key: dict) -> dict | None:
@@ -121,8 +120,8 @@ def reproduce(entries: list[Entry], evaluate: Callable[[Entry, Path], tuple[dict
 
 
 def failures(rows: list[RowResult]) -> list[RowResult]:
-    """Rows that did not reproduce: off by more than the tolerance, or not scored at all."""
-    return [r for r in rows if r.status in (OFF, UNAVAILABLE)]
+    """Rows scored and off by more than the tolerance (rows not scored are reported apart, not failed)."""
+    return [r for r in rows if r.status == OFF]
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -139,21 +138,23 @@ def markdown(rows: list[RowResult], tolerance: float, annotations: str, images: 
         status = r.status + (" (resumed)" if r.resumed else "") + (f": {r.message}" if r.message else "")
         lines.append(f"| {r.name} | {_fmt(r.published, '.1f')} | {_fmt(r.measured, '.2f')} | "
                      f"{_fmt(r.difference, '+.2f')} | {status} | {r.weights_sha256 or '-'} |")
-    bad = failures(rows)
-    lines += ["", f"{len(rows) - len(bad)} of {len(rows)} rows reproduced." if not bad else
-              f"Not reproduced: {', '.join(r.name for r in bad)}."]
+    bad, unscored = failures(rows), [r.name for r in rows if r.status == UNAVAILABLE]
+    lines.append("")
+    lines.append(f"Not reproduced: {', '.join(r.name for r in bad)}." if bad else "Every row scored reproduced.")
+    if unscored:
+        lines.append(f"Not scored (weights unavailable): {', '.join(unscored)}.")
     return "\n".join(lines) + "\n"
 
 
 def write_report(report_dir: Path, rows: list[RowResult], tolerance: float, annotations: str, ann_sha256: str,
-                 images: int) -> tuple[Path, Path]:
-    """report.md and report.json in `report_dir`; returns their paths."""
+                 images: int, provenance: dict | None = None) -> tuple[Path, Path]:
+    """report.md and report.json in `report_dir` (`provenance`: what ran the check; each row has its own);
+    returns their paths."""
     report_dir = Path(report_dir)
     md, js = report_dir / "report.md", report_dir / "report.json"
     report_dir.mkdir(parents=True, exist_ok=True)
-    tmp = md.with_name(md.name + ".tmp")
-    tmp.write_text(markdown(rows, tolerance, annotations, images))
-    os.replace(tmp, md)
+    write_text_atomically(md, markdown(rows, tolerance, annotations, images))
     _write_json(js, {"tolerance": tolerance, "annotations": annotations, "annotations_sha256": ann_sha256,
-                     "images": images, "reproduced": not failures(rows), "rows": [r.to_dict() for r in rows]})
+                     "images": images, "reproduced": not failures(rows), "rows": [r.to_dict() for r in rows],
+                     "provenance": provenance})
     return md, js

@@ -43,8 +43,8 @@ class Analysis:
     errors: ErrorBreakdown
 
     def to_dict(self) -> dict:
-        """The JSON form (curves left out: they are 101 points each and drawn in the PNGs)."""
-        return {"per_class": [r.to_dict() for r in self.per_class], "confusion_matrix": self.confusion.to_dict(),
+        """The JSON form (per_class apart, as --per-class gives it; curves left out: they are drawn)."""
+        return {"confusion_matrix": self.confusion.to_dict(),
                 "score_histogram": self.histogram.to_dict(), "error_breakdown": self.errors.to_dict()}
 
 

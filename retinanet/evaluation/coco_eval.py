@@ -69,30 +69,82 @@ def check_classes(num_classes: int, coco_set: CocoSet) -> None:
                            f"{len(coco_set.cat_ids)} categories: evaluate it on a set with the same classes")
 
 
+def _loader(coco_set: CocoSet, ids: list[int], cfg, batch_size: int, workers: int, pin: bool):
+    """Batches of (tensor, ImageMeta, image_id) decoded and pre-processed by DataLoader workers."""
+    from torch.utils.data import DataLoader
+
+    dataset = CocoImages([coco_set.path(i) for i in ids], ids, cfg)
+    return DataLoader(dataset, batch_size=max(1, batch_size), shuffle=False, num_workers=workers,
+                      collate_fn=_keep_as_list, worker_init_fn=_worker_init if workers else None, pin_memory=pin)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux's MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class DecodedImages:
+    """Pre-processed images kept in memory across runs of one model configuration (the checkpoints of a training
+    run): each is decoded once while they fit in `budget` bytes (default: half the memory available), the rest
+    again on every run. Detections do not depend on which images share a batch, so the order is free."""
+
+    def __init__(self, budget: int | None = None):
+        self.budget = budget if budget is not None else (available_memory() or 4 << 30) // 2
+        self.kept: dict[int, tuple] = {}
+        self.used = 0
+        self.key = None
+
+    def batches(self, coco_set: CocoSet, ids: list[int], cfg, batch_size: int, workers: int, pin: bool):
+        key = (cfg.mean, cfg.std, cfg.to_rgb, cfg.scale, cfg.size_divisor)
+        if key != self.key:  # another pre-processing: nothing kept applies
+            self.kept, self.used, self.key = {}, 0, key
+        kept = [i for i in ids if i in self.kept]
+        step = max(1, batch_size)
+        for start in range(0, len(kept), step):
+            yield [(*self.kept[i], i) for i in kept[start:start + step]]
+        rest = [i for i in ids if i not in self.kept]
+        if not rest:
+            return
+        for batch in _loader(coco_set, rest, cfg, batch_size, workers, pin):
+            for tensor, meta, image_id in batch:
+                size = tensor.numel() * tensor.element_size() if tensor is not None else 0
+                if tensor is not None and self.used + size <= self.budget:
+                    self.kept[image_id] = (tensor, meta)
+                    self.used += size
+            yield batch
+
+
 def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int = 2,
                   progress: Callable[[int], None] | None = None, dist=None,
-                  image_ids: list[int] | None = None) -> list[dict]:
+                  image_ids: list[int] | None = None, decoded: DecodedImages | None = None) -> list[dict]:
     """COCO results for `image_ids` (default: the set's), at the model's own score threshold (0.05).
 
     Under torchrun each process detects its shard of the images and rank 0 returns every result, in image order
     (the order a single process gives, so the AP is identical); other ranks return []. `progress(n)` is called
     after each batch with the number of images this process finished. `dist`: a DistInfo (default: one process).
+    `decoded`: keep pre-processed images in memory for the next run (many checkpoints of one model).
     """
-    from torch.utils.data import DataLoader
-
     from retinanet.distributed import DistInfo, gather_to_main, shard
 
     dist = dist or DistInfo()
     check_classes(detector.cfg.num_classes, coco_set)
     ids = list(coco_set.image_ids if image_ids is None else image_ids)
     mine = shard(ids, dist)
-    dataset = CocoImages([coco_set.path(i) for i in mine], mine, detector.cfg)
-    loader = DataLoader(dataset, batch_size=max(1, batch_size), shuffle=False, num_workers=workers,
-                        collate_fn=_keep_as_list, worker_init_fn=_worker_init if workers else None,
-                        pin_memory=detector.device.type == "cuda")
+    pin = detector.device.type == "cuda"
+    if decoded is not None:
+        batches = decoded.batches(coco_set, mine, detector.cfg, batch_size, workers, pin)
+    else:
+        batches = _loader(coco_set, mine, detector.cfg, batch_size, workers, pin)
     cat_ids = tuple(coco_set.cat_ids)
     per_image: dict[int, list[dict]] = {}
-    for batch in loader:
+    for batch in batches:
         for tensor, meta, _ in batch:
             if tensor is None:
                 raise DatasetError(meta)  # the ImageError's one line
