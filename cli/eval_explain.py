@@ -51,18 +51,17 @@ def explain(coco_set, results, scores, *, per_class: bool, csv_file: Path | None
     from retinanet.evaluation.analysis import analyse, class_figures, write_plots
     from retinanet.evaluation.per_class import by_ap, csv_text
 
-    doc: dict = {}
     if not (per_class or csv_file or plots):
-        return doc
+        return {}
     if plots is not None:
         found = analyse(coco_set, results, scores, backend=scores.backend)
         rows = found.per_class
         paths = write_plots(found, plots, heading)
-        doc["analysis"] = found.to_dict()
-        doc["plots"] = [str(p) for p in paths]
     else:
         rows = class_figures(coco_set, scores)
-    doc["per_class"] = [r.to_dict() for r in by_ap(rows)]
+    doc: dict = {"per_class": [r.to_dict() for r in by_ap(rows)]}
+    if plots is not None:
+        doc.update(analysis=found.to_dict(), plots=[str(p) for p in paths])
     if csv_file is not None:
         csv_file.parent.mkdir(parents=True, exist_ok=True)
         csv_file.write_text(csv_text(by_ap(rows)))

@@ -6,6 +6,7 @@ known exactly (1.0); scoring is checked against figures worked out by hand on bo
 Every process here computes with one thread (torchrun's default): a different thread count changes convolution
 sums in the last bit, and 1-process and 2-process runs are compared for exact equality.
 """
+import hashlib
 import json
 import os
 import subprocess
@@ -14,16 +15,17 @@ import sys
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from coco_data import CAT_IDS, IMAGES, boxes_from_results, write_annotations, write_calm_weights, write_images
 from retinanet.data.coco import CocoSet
 from retinanet.evaluation.analysis import class_figures
-from retinanet.evaluation.coco_eval import (METRIC_NAMES, coco_metrics, load_results, run_detection, save_results,
-                                          score_set)
+from retinanet.evaluation.coco_eval import (METRIC_NAMES, DecodedImages, coco_metrics, load_results,
+                                          run_detection, save_results, score_set)
 from retinanet.evaluation.per_class import class_mean
 from retinanet.evaluation.scorer import available_backends
 from retinanet.errors import DatasetError
-from tiny_zoo import NAME, free_port, rdet_command, run_rdet, write_tiny_zoo
+from tiny_zoo import NAME, free_port, rdet_command, run_rdet, write_tiny_zoo, zoo_row
 
 SORTED_IDS = sorted(i for i, *_ in IMAGES)
 
@@ -202,10 +204,16 @@ def cli_run(data):
 def test_eval_json_is_exactly_the_documented_schema_and_matches_the_engine(data, cli_run):
     r, out = cli_run
     doc = json.loads(r.stdout)  # stdout holds the JSON document and nothing else
-    assert list(doc) == ["model", "images", "metrics", "published_box_ap"]
+    assert list(doc) == ["model", "images", "metrics", "published_box_ap", "provenance"]
     assert doc["model"] == NAME and doc["images"] == len(IMAGES) and doc["published_box_ap"] == 0.125
     assert list(doc["metrics"]) == list(METRIC_NAMES)
     assert doc["metrics"] == coco_metrics(_set(data, "half.json"), data["results"])
+    prov = doc["provenance"]  # what produced these figures
+    assert prov["model"] == NAME and prov["zoo_entry"]["name"] == NAME and prov["weights"] == str(data["weights"])
+    assert prov["weights_sha256"] == hashlib.sha256(data["weights"].read_bytes()).hexdigest()
+    assert prov["annotations_sha256"] == hashlib.sha256((data["root"] / "half.json").read_bytes()).hexdigest()
+    assert (prov["device"], prov["precision"], prov["test_scale"], prov["images"]) == ("cpu", "fp32", [1333, 800], 3)
+    assert set(prov["versions"]) >= {"torch", "torchvision", "opencv"} and prov["rdet_version"]
     assert load_results(out) == data["results"]  # --out: the COCO results, as detected in-process
 
 
@@ -238,6 +246,79 @@ def test_two_torchrun_processes_give_exactly_the_ap_of_one(data, cli_run):
     assert two.returncode == 0, two.stderr
     assert json.loads(two.stdout) == json.loads(r.stdout)  # one JSON document: rank 1 printed nothing
     assert load_results(out2) == load_results(out)  # rank 0 gathered every shard, in image order
+
+
+# --- many checkpoints, and the whole zoo against its published table -----------------------------------------
+
+
+def test_decoded_images_are_kept_between_runs_and_change_nothing(data):
+    one = _set(data, "bare.json", limit=1)
+    cache = DecodedImages()
+    first = run_detection(data["det"], one, workers=0, decoded=cache)  # no fork from this busy process
+    assert list(cache.kept) == one.image_ids  # decoded once, kept
+    again = run_detection(data["det"], one, workers=0, decoded=cache)
+    expected = [r for r in data["results"] if r["image_id"] == one.image_ids[0]]
+    assert first == again == expected
+    assert DecodedImages(budget=0).budget == 0  # nothing fits: every run decodes again (same path as no cache)
+
+
+def test_many_checkpoints_one_table_best_first_and_ap_by_epoch(data, tmp_path):
+    run_dir = tmp_path / "work_dir"
+    run_dir.mkdir()
+    calm = torch.load(data["weights"], weights_only=True)
+    for epoch, scale in ((1, 0.2), (2, 1.0)):  # epoch 2 is the calm weights: their AP is known
+        sd = dict(calm["state_dict"])
+        sd["bbox_head.retina_reg.weight"] = sd["bbox_head.retina_reg.weight"] * scale
+        torch.save({"meta": {**calm["meta"], "epoch": epoch}, "state_dict": sd}, run_dir / f"epoch_{epoch}.pth")
+    r = run_rdet("eval", NAME, "--ann", data["root"] / "half.json", "--images", data["root"] / "images", "--weights",
+                 str(run_dir / "epoch_*.pth"), "--limit", "1", "--workers", "0", "--json", env_extra=data["env"])
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    aps = [c["metrics"]["bbox_mAP"] for c in doc["checkpoints"]]
+    assert aps == sorted(aps, reverse=True)
+    by_epoch = {c["epoch"]: c for c in doc["checkpoints"]}
+    assert set(by_epoch) == {1, 2}
+    assert by_epoch[2]["metrics"] == coco_metrics(_set(data, "half.json", limit=1), data["results"])
+    assert by_epoch[1]["weights_sha256"] == hashlib.sha256((run_dir / "epoch_1.pth").read_bytes()).hexdigest()
+    assert doc["plot"] == str(run_dir / "ap_by_epoch.png") and "provenance" in doc
+    with Image.open(doc["plot"]) as img:
+        assert img.size == (900, 600)
+    nothing = run_rdet("eval", NAME, "--ann", data["root"] / "half.json", "--images", data["root"] / "images",
+                       "--weights", str(tmp_path / "none_*.pth"), env_extra=data["env"])
+    _one_line_error(nothing, "matches no file")
+
+
+def test_zoo_check_end_to_end_exit_status_names_the_row_and_resumes(data, tmp_path):
+    """A user manifest whose 'published' AP is what the row scores passes; 1 AP away fails naming the row (read
+    back from the report, not run again); a row whose weights cannot be obtained is reported, not fatal."""
+    one = _set(data, "half.json", limit=1)
+    ap = 100 * coco_metrics(one, data["results"])["bbox_mAP"]
+    manifest = tmp_path / "zoo.toml"
+    report = tmp_path / "report"
+
+    def check(published):
+        manifest.write_text("schema = 1\n" + zoo_row("calm18", data["weights"], box_ap=published)
+                            + zoo_row("gone18", tmp_path / "missing.pth", box_ap=30.0))
+        return run_rdet("eval", "--all", "--check", "--ann", data["root"] / "half.json", "--images",
+                        data["root"] / "images", "--limit", "1", "--workers", "0", "--report", report, "--offline",
+                        env_extra={**data["env"], "RDET_ZOO": str(manifest)})
+
+    ok = check(ap)
+    assert ok.returncode == 0, ok.stderr
+    doc = json.loads((report / "report.json").read_text())
+    rows = {row["name"]: row for row in doc["rows"]}
+    assert rows["calm18"]["status"] == "ok" and rows["calm18"]["measured"] == ap and not rows["calm18"]["resumed"]
+    assert rows["gone18"]["status"] == "unavailable" and "gone18" in ok.stderr
+    assert rows["r50_fpn_1x"]["status"] == "unavailable"  # --all: the bundled rows too (offline: not in the cache)
+    assert doc["reproduced"] and doc["provenance"]["annotations_sha256"] == rows["calm18"]["provenance"][
+        "annotations_sha256"]
+    assert "| calm18 |" in (report / "report.md").read_text()
+    off = check(ap - 1.0)
+    assert off.returncode == 1
+    assert "calm18" in off.stderr.strip().splitlines()[-1]  # named, with its figures
+    assert "(+1.00)" in off.stderr.strip().splitlines()[-1]
+    rows = {row["name"]: row for row in json.loads((report / "report.json").read_text())["rows"]}
+    assert rows["calm18"]["status"] == "off" and rows["calm18"]["resumed"]  # same weights digest: not run again
 
 
 # --- bad input: one line, exit 2, before any inference ---------------------------------------------------------

@@ -168,3 +168,47 @@ def test_a_set_without_ground_truth_still_plots(tmp_path):
     for p in write_plots(found, tmp_path / "plots"):
         with Image.open(p) as img:
             img.verify()
+
+
+# --- rdet eval --per-class / --csv / --plots, re-scoring saved detections ----------------------------------------
+
+
+def test_cli_per_class_csv_plots_and_json_with_provenance(hand_set, tmp_path):
+    import json
+
+    from tiny_zoo import run_rdet
+
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps(hand.DETECTIONS))
+    base = ["eval", "--results", dets, "--ann", hand_set.ann_file]
+    r = run_rdet(*base, "--per-class", "--csv", tmp_path / "pc.csv", "--plots", tmp_path / "plots", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert list(doc) == ["model", "images", "metrics", "published_box_ap", "per_class", "analysis", "plots",
+                         "provenance"]
+    assert [c["name"] for c in doc["per_class"]] == ["circle", "square", "triangle"]  # best AP first
+    assert doc["per_class"][1]["ap"] == pytest.approx(17 / 101, abs=1e-12) and doc["per_class"][1]["gt"] == 3
+    errors = {e["type"]: (e["count"], e["ap50_gain"]) for e in doc["analysis"]["error_breakdown"]["errors"]}
+    assert errors == {k: (n, pytest.approx(g, abs=1e-12)) for k, (n, g) in hand.ERRORS.items()}
+    assert doc["analysis"]["confusion_matrix"]["counts"] == hand.CONFUSION
+    assert [p.rsplit("/", 1)[-1] for p in doc["plots"]] == list(PLOT_FILES)
+    for p in doc["plots"]:
+        _looks_like_a_chart(p)
+    prov = doc["provenance"]
+    import hashlib
+
+    assert prov["annotations_sha256"] == hashlib.sha256(hand_set.ann_file.read_bytes()).hexdigest()
+    assert prov["weights"] is None and prov["rdet_version"] and prov["versions"]["torch"]
+    assert prov["scorer"].split()[0] in BACKENDS
+    assert (tmp_path / "pc.csv").read_text().splitlines()[1].startswith("3,circle,0.5,0.5,0.5,1.0,2")
+    # the tables, for people: per class best first, then the errors with their AP50 gains
+    table = run_rdet(*base, "--per-class", "--plots", tmp_path / "plots2")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    rows = [line for line in lines if line.startswith("│ circle") or line.startswith("│ square")]
+    assert "50.0" in rows[0] and "16.8" in rows[1]
+    assert any("localisation" in line and "+16.83" in line for line in lines)
+    # bad output paths: one line, before any work
+    (tmp_path / "afile").write_text("x")
+    bad = run_rdet(*base, "--plots", tmp_path / "afile")
+    assert bad.returncode == 2 and "is a file" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
