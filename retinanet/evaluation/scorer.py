@@ -118,8 +118,8 @@ def score_coco(gt_dataset: dict, results: list[dict], image_ids, cat_ids, *, iou
                backend: str = "auto") -> CocoScores:
     """COCOeval (bbox) of COCO `results` against a COCO-format ground-truth dict, over `image_ids` and `cat_ids`.
 
-    `iou_thrs` replaces COCO's ten thresholds (e.g. (0.5,) to re-score quickly at one); the 12 summary figures
-    are then None. The ground-truth dict's annotations gain COCOeval's `ignore` flag (= iscrowd), as with
+    `iou_thrs` replaces COCO's ten thresholds (e.g. (0.5,) to re-score quickly at one) and keeps only the "all"
+    area range; the 12 summary figures are then None. The ground-truth dict's annotations gain COCOeval's `ignore` flag (= iscrowd), as with
     pycocotools. Prints are silenced."""
     backend = choose_backend(backend)
     coco_class, eval_class = _api(backend)
@@ -129,8 +129,9 @@ def score_coco(gt_dataset: dict, results: list[dict], image_ids, cat_ids, *, iou
         ev = eval_class(gt, dt, "bbox")
         ev.params.imgIds = sorted(image_ids)
         ev.params.catIds = sorted(cat_ids)
-        if iou_thrs is not None:
+        if iou_thrs is not None:  # a quick re-score: these thresholds, and only the "all" area range
             ev.params.iouThrs = np.asarray(iou_thrs, dtype=np.float64)
+            ev.params.areaRng, ev.params.areaRngLbl = ev.params.areaRng[:1], ev.params.areaRngLbl[:1]
         ev.evaluate()
         ev.accumulate()
         stats = None
