@@ -46,12 +46,9 @@ def errors_said_by_rank_0():
 
 def package_version() -> str:
     """rdet's installed version, or why there is none."""
-    from importlib.metadata import PackageNotFoundError, version
+    from retinanet.evaluation.provenance import package_version as installed
 
-    try:
-        return version("rdet")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
+    return installed("rdet") or "unknown (not installed)"
 
 
 def load_zoo(zoo_file: Optional[Path]):
