@@ -295,10 +295,12 @@ def test_zoo_check_end_to_end_exit_status_names_the_row_and_resumes(data, tmp_pa
     ap = 100 * coco_metrics(one, data["results"])["bbox_mAP"]
     manifest = tmp_path / "zoo.toml"
     report = tmp_path / "report"
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")  # obtained (checksum right) but unusable
 
     def check(published):
         manifest.write_text("schema = 1\n" + zoo_row("calm18", data["weights"], box_ap=published)
-                            + zoo_row("gone18", tmp_path / "missing.pth", box_ap=30.0))
+                            + zoo_row("gone18", tmp_path / "missing.pth", box_ap=30.0)
+                            + zoo_row("bad18", tmp_path / "bad.pth", box_ap=30.0))
         return run_rdet("eval", "--all", "--check", "--ann", data["root"] / "half.json", "--images",
                         data["root"] / "images", "--limit", "1", "--workers", "0", "--report", report, "--offline",
                         env_extra={**data["env"], "RDET_ZOO": str(manifest)})
@@ -308,7 +310,8 @@ def test_zoo_check_end_to_end_exit_status_names_the_row_and_resumes(data, tmp_pa
     doc = json.loads((report / "report.json").read_text())
     rows = {row["name"]: row for row in doc["rows"]}
     assert rows["calm18"]["status"] == "ok" and rows["calm18"]["measured"] == ap and not rows["calm18"]["resumed"]
-    assert rows["gone18"]["status"] == "unavailable" and "gone18" in ok.stderr
+    assert rows["gone18"]["status"] == rows["bad18"]["status"] == "unavailable"
+    assert "gone18" in ok.stderr and "not a loadable checkpoint" in rows["bad18"]["message"]
     assert rows["r50_fpn_1x"]["status"] == "unavailable"  # --all: the bundled rows too (offline: not in the cache)
     assert doc["reproduced"] and doc["provenance"]["annotations_sha256"] == rows["calm18"]["provenance"][
         "annotations_sha256"]

@@ -86,7 +86,10 @@ def reproduce(entries: list[Entry], evaluate: Callable[[Entry, Path], tuple[dict
     """Score each entry (or read it back), compare it with its published AP and write its row file.
 
     `weights_for(entry)` gives the verified checkpoint path (default: the cache, downloading when needed); a
-    ZooError from it makes the row UNAVAILABLE. `on_row` is called as each row is decided."""
+    ZooError from it, or a CheckpointError from `evaluate` (a file that is not a usable checkpoint), makes the
+    row UNAVAILABLE. `on_row` is called as each row is decided."""
+    from retinanet.errors import CheckpointError
+
     if weights_for is None:
         from .weights import ensure_weights
 
@@ -102,21 +105,29 @@ def reproduce(entries: list[Entry], evaluate: Callable[[Entry, Path], tuple[dict
             row = RowResult(entry.name, entry.box_ap, None, UNAVAILABLE, message=str(e))
         else:
             key = {"weights_sha256": sha256_file(weights), "annotations_sha256": ann_sha256, "images": images}
-            saved = _scored_before(report_dir, entry.name, key)
-            if saved is not None:
-                metrics, provenance, resumed = saved["metrics"], saved.get("provenance"), True
-            else:
-                metrics, provenance = evaluate(entry, weights)
-                resumed = False
-                _write_json(_row_file(report_dir, entry.name), {**key, "model": entry.name, "metrics": metrics,
-                                                                 "provenance": provenance})
-            measured = 100 * metrics["bbox_mAP"]
-            row = RowResult(entry.name, entry.box_ap, measured, verdict(entry.box_ap, measured, tolerance),
-                            key["weights_sha256"], resumed, metrics=metrics, provenance=provenance)
+            try:
+                row = _scored_row(entry, weights, key, evaluate, report_dir, tolerance)
+            except CheckpointError as e:
+                row = RowResult(entry.name, entry.box_ap, None, UNAVAILABLE, key["weights_sha256"], message=str(e))
         rows.append(row)
         if on_row is not None:
             on_row(row)
     return rows
+
+
+def _scored_row(entry: Entry, weights: Path, key: dict, evaluate, report_dir: Path, tolerance: float) -> RowResult:
+    """The row read back from the report directory, or evaluated now and saved there."""
+    saved = _scored_before(report_dir, entry.name, key)
+    if saved is not None:
+        metrics, provenance, resumed = saved["metrics"], saved.get("provenance"), True
+    else:
+        metrics, provenance = evaluate(entry, weights)
+        resumed = False
+        _write_json(_row_file(report_dir, entry.name), {**key, "model": entry.name, "metrics": metrics,
+                                                         "provenance": provenance})
+    measured = 100 * metrics["bbox_mAP"]
+    return RowResult(entry.name, entry.box_ap, measured, verdict(entry.box_ap, measured, tolerance),
+                     key["weights_sha256"], resumed, metrics=metrics, provenance=provenance)
 
 
 def failures(rows: list[RowResult]) -> list[RowResult]:
