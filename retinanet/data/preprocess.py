@@ -28,9 +28,21 @@ def resize(img: np.ndarray, scale=TEST_SCALE) -> tuple[np.ndarray, tuple[float, 
     return out, (new_w / w, new_h / h)
 
 
-def normalize(img_bgr: np.ndarray, cfg: ModelConfig, device="cpu") -> torch.Tensor:
-    """uint8 HxWx3 BGR -> float32 3xHxW, colour-swapped when the model wants RGB, minus mean, over std."""
-    x = torch.from_numpy(img_bgr).to(device, non_blocking=True).permute(2, 0, 1).float()
+def upload(img: np.ndarray, device="cpu") -> torch.Tensor:
+    """A uint8 image onto `device` as uint8 (a quarter of float32's bytes). To a GPU it goes through pinned host
+    memory (PyTorch's caching host allocator keeps the block until the copy is done), so the copy is truly
+    asynchronous and the host goes on."""
+    x = torch.from_numpy(np.ascontiguousarray(img))
+    if torch.device(device).type == "cuda":
+        x = x.pin_memory()
+    return x.to(device, non_blocking=True)
+
+
+def normalize(img_bgr: np.ndarray | torch.Tensor, cfg: ModelConfig, device="cpu") -> torch.Tensor:
+    """uint8 HxWx3 BGR (an array, or a tensor already uploaded) -> float32 3xHxW, colour-swapped when the model
+    wants RGB, minus mean, over std; computed on `device` (the same IEEE operations on the CPU and a GPU)."""
+    x = img_bgr if isinstance(img_bgr, torch.Tensor) else upload(img_bgr, device)
+    x = x.permute(2, 0, 1).float()
     if cfg.to_rgb:
         x = x.flip(0)
     mean = torch.tensor(cfg.mean, dtype=torch.float32, device=x.device).view(3, 1, 1)

@@ -1,0 +1,87 @@
+"""A Detector's inference at the GPU's pace, with the same detections as Detector.predict.
+
+Per image: decode and resize on the host (OpenCV's bilinear, the reference's; a GPU resize would differ by a grey
+level), upload the uint8 result through pinned memory without waiting, normalise and pad on the device, run the
+forward as a CUDA graph (graphs.GraphedForward), post-process without host synchronisation (sync_free), and read
+the results only at the end, so the host prepares the next image while the GPU works. On the CPU the same code
+runs eagerly (no graphs, no pinning), which is how the tests check it.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from retinanet.data.images import to_bgr
+from retinanet.data.preprocess import collate, normalize, padded_size, resize, upload
+from retinanet.inference.graphs import GraphedForward
+from retinanet.inference.postprocess import ImageMeta
+from retinanet.inference.sync_free import Pending, detect_single_fixed
+
+
+class DevicePath:
+    def __init__(self, detector, graphs: bool = True, max_graphs: int = 4, capture_after: int = 2):
+        self.detector = detector
+        self.forward = GraphedForward(detector.model, detector.precision, max_graphs=max_graphs if graphs else 0,
+                                      capture_after=capture_after)
+
+    @property
+    def device(self) -> torch.device:
+        return self.detector.device
+
+    def resize(self, image) -> tuple[np.ndarray, ImageMeta]:
+        """Host part: a path, PIL image or RGB array -> (resized BGR uint8, geometry)."""
+        bgr = to_bgr(image)
+        cfg = self.detector.cfg
+        resized, scale_factor = resize(bgr, cfg.scale)
+        new_h, new_w = resized.shape[:2]
+        return resized, ImageMeta(bgr.shape[:2], (new_h, new_w), padded_size(new_h, new_w, cfg.size_divisor),
+                                  scale_factor)
+
+    def prepare(self, image) -> tuple[torch.Tensor, ImageMeta]:
+        """(normalised 3xHxW tensor on the device, geometry), as Detector.prepare gives, without a host wait."""
+        resized, meta = self.resize(image)
+        return normalize(upload(resized, self.device), self.detector.cfg), meta
+
+    @torch.inference_mode()
+    def launch(self, prepared: list[tuple[torch.Tensor, ImageMeta]], score_thr: float | None = None) -> list[Pending]:
+        """Queue forward and post-processing of images of one padded size as one batch; nothing waits."""
+        det, cfg = self.detector, self.detector.cfg
+        batch = collate([t for t, _ in prepared], cfg.size_divisor)
+        if det.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        cls_scores, bbox_preds = self.forward(batch)
+        if det.precision in ("fp16", "bf16"):  # post-processing always in float32
+            cls_scores, bbox_preds = [c.float() for c in cls_scores], [b.float() for b in bbox_preds]
+        anchors = det.model.anchor_generator.grid_anchors([tuple(c.shape[-2:]) for c in cls_scores], batch.device)
+        thr = cfg.score_thr if score_thr is None else score_thr
+        return [detect_single_fixed([c[i] for c in cls_scores], [r[i] for r in bbox_preds], anchors, meta,
+                                    nms_pre=cfg.nms_pre, score_thr=thr, nms_iou=cfg.nms_iou,
+                                    max_per_img=cfg.max_per_img, num_classes=cfg.num_classes)
+                for i, (_, meta) in enumerate(prepared)]
+
+    def finish(self, pending: list[Pending], metas: list[ImageMeta]):
+        """Read queued results: Detections in original pixels (the one host wait)."""
+        return [self.detector._wrap(*p.read(), meta) for p, meta in zip(pending, metas)]
+
+    def detect_prepared(self, prepared: list[tuple[torch.Tensor, ImageMeta]], score_thr=None, batch_size: int = 1):
+        """Detector.detect_prepared's contract: batches only of images with the same padded size, input order."""
+        results: list = [None] * len(prepared)
+        groups: dict[tuple, list[int]] = {}
+        for i, (_, meta) in enumerate(prepared):
+            groups.setdefault(meta.pad_shape, []).append(i)
+        queued = []
+        for idxs in groups.values():
+            for start in range(0, len(idxs), max(1, batch_size)):
+                chunk = idxs[start:start + max(1, batch_size)]
+                queued.append((chunk, self.launch([prepared[i] for i in chunk], score_thr)))
+        for chunk, pending in queued:
+            for i, dets in zip(chunk, self.finish(pending, [prepared[i][1] for i in chunk])):
+                results[i] = dets
+        return results
+
+    def predict(self, images, score_thr: float | None = None, batch_size: int = 1):
+        if isinstance(images, (str, os.PathLike, np.ndarray)) or hasattr(images, "getpixel"):
+            images = [images]
+        return self.detect_prepared([self.prepare(im) for im in images], score_thr, batch_size)
