@@ -74,3 +74,8 @@ def test_bf16_runs_where_the_cpu_has_it_and_fp16_is_refused_on_the_cpu(r50_ckpt)
     with pytest.raises(RetinaNetError, match="precision"):
         Detector(cfg, None, device="cpu", precision="int3")
 
+
+
+def test_tf32_is_refused_on_the_cpu_in_one_line():
+    with pytest.raises(RetinaNetError, match="tf32 .*not available on the CPU"):
+        Detector(ModelConfig(depth=18, scale=(160, 128)), None, device="cpu", precision="tf32")
