@@ -32,27 +32,36 @@ def _tower(x: torch.Tensor, convs: nn.ModuleList) -> torch.Tensor:
 
 
 @torch.no_grad()
-def calibrate_head(model: nn.Module, images: torch.Tensor, *, seed: int = 0, score_thr: float = 0.05,
-                   candidates: int = TRAINED_CANDIDATES, top_score: float = TRAINED_TOP_SCORE,
-                   delta_std: float = TRAINED_DELTA_STD) -> None:
-    """Redraw the head's final class and box convolutions (in place) so that on `images` (normalised, padded,
-    (B, 3, H, W), the first one is used) exactly `candidates` (anchor, class) pairs score at least `score_thr`,
-    the best scores `top_score`, and the box deltas have standard deviation `delta_std`. Deterministic in
-    `seed` and the image."""
-    head = model.bbox_head
-    feats = model.neck(model.backbone(images[:1]))
-    cls_in = [_tower(f, head.cls_convs) for f in feats]
-    reg_in = [_tower(f, head.reg_convs) for f in feats]
+def calibrate_final_convs(cls_conv: nn.Conv2d, reg_conv: nn.Conv2d, cls_inputs: list[torch.Tensor],
+                          reg_inputs: list[torch.Tensor], *, seed: int = 0, score_thr: float = 0.05,
+                          candidates: int = TRAINED_CANDIDATES, top_score: float = TRAINED_TOP_SCORE,
+                          delta_std: float = TRAINED_DELTA_STD) -> None:
+    """Redraw a RetinaNet head's final class and box convolutions (in place) so that, on the towers' outputs
+    `cls_inputs` / `reg_inputs` (one tensor per level, one image), exactly `candidates` (anchor, class) pairs
+    score at least `score_thr`, the best scores `top_score`, and the box deltas have std `delta_std`.
+    Deterministic in `seed` and the inputs; works for any head with this shape (rdet's, torchvision's)."""
+    device = cls_inputs[0].device
     g = torch.Generator().manual_seed(seed)
-    w_cls = torch.randn(head.retina_cls.weight.shape, generator=g).to(images.device)
-    w_reg = torch.randn(head.retina_reg.weight.shape, generator=g).to(images.device)
-    logits = torch.cat([F.conv2d(x, w_cls, padding=1).flatten() for x in cls_in])
+    w_cls = torch.randn(cls_conv.weight.shape, generator=g).to(device)
+    w_reg = torch.randn(reg_conv.weight.shape, generator=g).to(device)
+    pad_c, pad_r = cls_conv.padding, reg_conv.padding
+    logits = torch.cat([F.conv2d(x, w_cls, padding=pad_c).flatten() for x in cls_inputs])
     top = logits.topk(min(candidates, logits.numel())).values
     lo, hi = _logit(score_thr), _logit(top_score)
     spread = float(top[0] - top[-1]) or 1.0  # a constant feature map (a blank image) has no spread
     scale = (hi - lo) / spread
-    head.retina_cls.weight.copy_(w_cls * scale)
-    head.retina_cls.bias.fill_(lo - scale * float(top[-1]))
-    deltas = torch.cat([F.conv2d(x, w_reg, padding=1).flatten() for x in reg_in])
-    head.retina_reg.weight.copy_(w_reg * (delta_std / (float(deltas.std()) or 1.0)))
-    head.retina_reg.bias.zero_()
+    cls_conv.weight.copy_(w_cls * scale)
+    cls_conv.bias.fill_(lo - scale * float(top[-1]))
+    deltas = torch.cat([F.conv2d(x, w_reg, padding=pad_r).flatten() for x in reg_inputs])
+    reg_conv.weight.copy_(w_reg * (delta_std / (float(deltas.std()) or 1.0)))
+    reg_conv.bias.zero_()
+
+
+@torch.no_grad()
+def calibrate_head(model: nn.Module, images: torch.Tensor, **targets) -> None:
+    """calibrate_final_convs for an rdet RetinaNet on `images` (normalised, padded, (B, 3, H, W); the first one
+    is used). `targets`: seed, score_thr, candidates, top_score, delta_std."""
+    head = model.bbox_head
+    feats = model.neck(model.backbone(images[:1]))
+    calibrate_final_convs(head.retina_cls, head.retina_reg, [_tower(f, head.cls_convs) for f in feats],
+                          [_tower(f, head.reg_convs) for f in feats], **targets)
