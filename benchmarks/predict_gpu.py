@@ -119,8 +119,8 @@ def compare(device, precision, size, repeats, warmup) -> dict:
     result = time_calls(calls, repeats, warmup, device)
     same = graphed.predict(image)[0], eager.predict(image)[0]
     result["graphed equals eager"] = bool((same[0].boxes == same[1].boxes).all() and len(same[0]) == len(same[1]))
-    result["graph captures"] = graphed.forward.captures
-    result["graph failures"] = dict((str(k[0]), v) for k, v in graphed.forward.failed.items())
+    result["graph captures"] = graphed.forward_pass.captures
+    result["graph failures"] = dict((str(k[0]), v) for k, v in graphed.forward_pass.failed.items())
     tv_ms = result["torchvision"]["median_ms"]
     for name in ("rdet graphed", "rdet eager", "rdet Detector.predict"):
         result[name]["ratio_to_torchvision"] = round(result[name]["median_ms"] / tv_ms, 3)

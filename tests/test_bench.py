@@ -57,7 +57,7 @@ class _FakeDetector:
         self.calls.append(len(prepared))
         assert all(t.device.type == "cpu" for t, _ in prepared)
         time.sleep(0.02)
-        return [None] * len(prepared)
+        return [[0.9, 0.8]] * len(prepared)  # two "detections" per image
 
 
 def test_timing_skips_the_warmup_iterations_and_counts_images():
@@ -69,6 +69,7 @@ def test_timing_skips_the_warmup_iterations_and_counts_images():
     assert 0.02 * 2 <= speed.seconds < 0.5
     assert speed.ms_per_image == pytest.approx(1000 * speed.seconds / 3)
     assert speed.fps == pytest.approx(3 / speed.seconds)
+    assert speed.detections == 2  # per timed image: the post-processing load the figure includes
 
 
 def test_timing_needs_something_left_after_the_warmup():

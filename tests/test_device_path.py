@@ -11,6 +11,7 @@ from retinanet.data.preprocess import normalize, upload
 from retinanet.inference.device_path import DevicePath
 
 CFG = ModelConfig(depth=18, scale=(256, 192))
+CAPACITY = 1024
 
 
 def photo(seed: int, h: int, w: int) -> np.ndarray:
@@ -26,7 +27,9 @@ def photo(seed: int, h: int, w: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def r18_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "r18.pth"
-    sd = trained_like_state_dict(reference_state_dict(depth=18, seed=4), CFG, to_bgr(photo(0, 240, 300)))
+    # fewer candidates than a trained model's 2000, and a matching NMS capacity: the CPU is slow at N x N
+    sd = trained_like_state_dict(reference_state_dict(depth=18, seed=4), CFG, to_bgr(photo(0, 240, 300)),
+                                 candidates=400)
     save_reference_checkpoint(path, sd)
     return path
 
@@ -42,8 +45,24 @@ def test_device_path_gives_detector_predict_exactly(r18_ckpt):
     det = Detector(CFG, r18_ckpt, device="cpu")
     images = [photo(s, h, w) for s, (h, w) in enumerate([(180, 240), (240, 180), (180, 240)])]
     expected = det.predict(images, batch_size=2)
-    got = DevicePath(det).predict(images, batch_size=2)
+    got = DevicePath(det, capacity=CAPACITY).predict(images, batch_size=2)
     assert sum(len(d) for d in expected) > 100  # a trained-like load, not an empty comparison
     for a, b in zip(got, expected):
         assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.scores, b.scores)
         assert np.array_equal(a.labels, b.labels) and (a.width, a.height) == (b.width, b.height)
+
+
+def test_stage_timings_cover_every_stage_and_latency_percentiles_are_ordered(r18_ckpt):
+    import cv2
+
+    from retinanet.benchmark.stages import STAGES, percentile, time_stages
+
+    values = [5.0, 1.0, 3.0, 9.0, 7.0, 2.0]
+    assert [percentile(values, q) for q in (0, 50, 90, 100)] == list(np.percentile(values, [0, 50, 90, 100]))
+    det = Detector(CFG, r18_ckpt, device="cpu")
+    encoded = [cv2.imencode(".png", photo(s, 180, 240))[1].tobytes() for s in range(2)]
+    report = time_stages(det, encoded, images=2, warmup=1, capacity=CAPACITY)
+    assert list(report["stages_ms"]) == list(STAGES) and all(v > 0 for v in report["stages_ms"].values())
+    lat = report["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+    assert report["detections_per_image"] > 10 and report["graphs"] is False

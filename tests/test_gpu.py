@@ -63,7 +63,7 @@ def test_graphs_equal_eager_and_a_new_shape_after_capture_is_still_right(row):
     for s, (h, w) in enumerate(shapes):
         img = photo(20 + s, h, w)
         assert_close(graphed.predict(img)[0], eager.predict(img)[0], box_tol=1e-3, score_tol=1e-6)
-    assert graphed.forward.captures == 3 and not graphed.forward.failed
+    assert graphed.forward_pass.captures == 3 and not graphed.forward_pass.failed
 
 
 def test_graph_cache_is_bounded_and_evicts_the_least_recent(row):
@@ -73,8 +73,8 @@ def test_graph_cache_is_bounded_and_evicts_the_least_recent(row):
     for s, (h, w) in enumerate([(480, 640), (360, 640), (320, 640), (480, 640)]):
         img = photo(40 + s, h, w)
         assert_close(graphed.predict(img)[0], eager.predict(img)[0], box_tol=1e-3, score_tol=1e-6)
-        assert len(graphed.forward.graphs) <= 2
-    assert graphed.forward.captures == 4  # the first shape was evicted by the third and captured again
+        assert len(graphed.forward_pass.graphs) <= 2
+    assert graphed.forward_pass.captures == 4  # the first shape was evicted by the third and captured again
 
 
 def test_fp16_and_tf32_run_and_stay_near_fp32(row):

@@ -17,14 +17,17 @@ from retinanet.data.images import to_bgr
 from retinanet.data.preprocess import collate, normalize, padded_size, resize, upload
 from retinanet.inference.graphs import GraphedForward
 from retinanet.inference.postprocess import ImageMeta
-from retinanet.inference.sync_free import Pending, detect_single_fixed
+from retinanet.inference.sync_free import CAPACITY, Pending, detect_single_fixed
 
 
 class DevicePath:
-    def __init__(self, detector, graphs: bool = True, max_graphs: int = 4, capture_after: int = 2):
-        self.detector = detector
-        self.forward = GraphedForward(detector.model, detector.precision, max_graphs=max_graphs if graphs else 0,
-                                      capture_after=capture_after)
+    def __init__(self, detector, graphs: bool = True, max_graphs: int = 4, capture_after: int = 2,
+                 capacity: int = CAPACITY):
+        """`capacity`: candidates the sync-free NMS holds (sync_free.CAPACITY; beyond it an image is redone
+        exactly)."""
+        self.detector, self.capacity = detector, capacity
+        self.forward_pass = GraphedForward(detector.model, detector.precision,
+                                           max_graphs=max_graphs if graphs else 0, capture_after=capture_after)
 
     @property
     def device(self) -> torch.device:
@@ -32,34 +35,52 @@ class DevicePath:
 
     def resize(self, image) -> tuple[np.ndarray, ImageMeta]:
         """Host part: a path, PIL image or RGB array -> (resized BGR uint8, geometry)."""
-        bgr = to_bgr(image)
+        return self.resize_bgr(to_bgr(image))
+
+    def resize_bgr(self, bgr: np.ndarray) -> tuple[np.ndarray, ImageMeta]:
         cfg = self.detector.cfg
         resized, scale_factor = resize(bgr, cfg.scale)
         new_h, new_w = resized.shape[:2]
         return resized, ImageMeta(bgr.shape[:2], (new_h, new_w), padded_size(new_h, new_w, cfg.size_divisor),
                                   scale_factor)
 
+    def to_device(self, resized: np.ndarray) -> torch.Tensor:
+        """A resized uint8 BGR image -> normalised 3xHxW on the device (upload, then normalise there)."""
+        return normalize(upload(resized, self.device), self.detector.cfg)
+
     def prepare(self, image) -> tuple[torch.Tensor, ImageMeta]:
         """(normalised 3xHxW tensor on the device, geometry), as Detector.prepare gives, without a host wait."""
         resized, meta = self.resize(image)
-        return normalize(upload(resized, self.device), self.detector.cfg), meta
+        return self.to_device(resized), meta
 
     @torch.inference_mode()
-    def launch(self, prepared: list[tuple[torch.Tensor, ImageMeta]], score_thr: float | None = None) -> list[Pending]:
-        """Queue forward and post-processing of images of one padded size as one batch; nothing waits."""
-        det, cfg = self.detector, self.detector.cfg
-        batch = collate([t for t, _ in prepared], cfg.size_divisor)
+    def forward(self, prepared: list[tuple[torch.Tensor, ImageMeta]]):
+        """Queue the forward of images of one padded size as one batch: (class logits, box deltas) per level."""
+        det = self.detector
+        batch = collate([t for t, _ in prepared], det.cfg.size_divisor)
         if det.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        cls_scores, bbox_preds = self.forward(batch)
+        return self.forward_pass(batch)
+
+    @torch.inference_mode()
+    def postprocess(self, outputs, metas: list[ImageMeta], score_thr: float | None = None) -> list[Pending]:
+        """Queue the post-processing of a batch's head outputs; nothing waits."""
+        det, cfg = self.detector, self.detector.cfg
+        cls_scores, bbox_preds = outputs
         if det.precision in ("fp16", "bf16"):  # post-processing always in float32
             cls_scores, bbox_preds = [c.float() for c in cls_scores], [b.float() for b in bbox_preds]
-        anchors = det.model.anchor_generator.grid_anchors([tuple(c.shape[-2:]) for c in cls_scores], batch.device)
+        anchors = det.model.anchor_generator.grid_anchors([tuple(c.shape[-2:]) for c in cls_scores],
+                                                          cls_scores[0].device)
         thr = cfg.score_thr if score_thr is None else score_thr
         return [detect_single_fixed([c[i] for c in cls_scores], [r[i] for r in bbox_preds], anchors, meta,
                                     nms_pre=cfg.nms_pre, score_thr=thr, nms_iou=cfg.nms_iou,
-                                    max_per_img=cfg.max_per_img, num_classes=cfg.num_classes)
-                for i, (_, meta) in enumerate(prepared)]
+                                    max_per_img=cfg.max_per_img, num_classes=cfg.num_classes,
+                                    capacity=self.capacity)
+                for i, meta in enumerate(metas)]
+
+    def launch(self, prepared: list[tuple[torch.Tensor, ImageMeta]], score_thr: float | None = None) -> list[Pending]:
+        """Queue forward and post-processing of images of one padded size; nothing waits."""
+        return self.postprocess(self.forward(prepared), [m for _, m in prepared], score_thr)
 
     def finish(self, pending: list[Pending], metas: list[ImageMeta]):
         """Read queued results: Detections in original pixels (the one host wait)."""
