@@ -66,3 +66,21 @@ def test_stage_timings_cover_every_stage_and_latency_percentiles_are_ordered(r18
     lat = report["latency_ms"]
     assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
     assert report["detections_per_image"] > 10 and report["graphs"] is False
+
+
+def test_eval_through_the_device_path_gives_the_plain_paths_results(tmp_path):
+    import zoo
+    from coco_data import IMAGES, write_annotations, write_calm_weights, write_images
+    from retinanet.data.coco import CocoSet
+    from retinanet.evaluation.coco_eval import run_detection
+    from tiny_zoo import NAME, write_tiny_zoo
+
+    manifest, _ = write_tiny_zoo(tmp_path / "zoo")
+    weights = write_calm_weights(tmp_path / "calm.pth")
+    more = ((5, "d.jpg", 160, 120),)  # b.jpg's size: the two are batched together
+    records = write_images(tmp_path / "images", IMAGES + more)
+    coco = CocoSet.load(write_annotations(tmp_path / "bare.json", records, []), tmp_path / "images")
+    det = zoo.load(NAME, weights=weights, zoo_file=manifest, device="cpu", scale=(320, 256))
+    plain = run_detection(det, coco, batch_size=2, workers=0, device_path=False)
+    fast = run_detection(det, coco, batch_size=2, workers=1, device_path=True)
+    assert len(plain) > 10 and fast == plain

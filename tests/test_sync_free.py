@@ -1,5 +1,4 @@
 """Sync-free post-processing gives exactly the detections of the exact path (postprocess.filter_and_nms)."""
-import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st

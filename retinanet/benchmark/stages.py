@@ -12,7 +12,6 @@ import statistics
 import time
 from typing import Callable
 
-import torch
 
 from retinanet.benchmark.measure import synchronize
 from retinanet.data.images import decode_bgr

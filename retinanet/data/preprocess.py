@@ -28,12 +28,12 @@ def resize(img: np.ndarray, scale=TEST_SCALE) -> tuple[np.ndarray, tuple[float, 
     return out, (new_w / w, new_h / h)
 
 
-def upload(img: np.ndarray, device="cpu") -> torch.Tensor:
+def upload(img: np.ndarray | torch.Tensor, device="cpu") -> torch.Tensor:
     """A uint8 image onto `device` as uint8 (a quarter of float32's bytes). To a GPU it goes through pinned host
     memory (PyTorch's caching host allocator keeps the block until the copy is done), so the copy is truly
     asynchronous and the host goes on."""
-    x = torch.from_numpy(np.ascontiguousarray(img))
-    if torch.device(device).type == "cuda":
+    x = img if isinstance(img, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(img))
+    if torch.device(device).type == "cuda" and not x.is_pinned():  # a DataLoader may have pinned it already
         x = x.pin_memory()
     return x.to(device, non_blocking=True)
 
@@ -54,14 +54,18 @@ def padded_size(h: int, w: int, divisor: int = 32) -> tuple[int, int]:
     return -(-h // divisor) * divisor, -(-w // divisor) * divisor
 
 
-def prepare(img_bgr: np.ndarray, cfg: ModelConfig, device="cpu") -> tuple[torch.Tensor, ImageMeta]:
-    """One decoded image -> (normalised 3xHxW tensor, unpadded, and its geometry)."""
+def resize_with_meta(img_bgr: np.ndarray, cfg: ModelConfig) -> tuple[np.ndarray, ImageMeta]:
+    """The host part: one decoded image -> (resized uint8 BGR, its geometry)."""
     h, w = img_bgr.shape[:2]
     resized, scale_factor = resize(img_bgr, cfg.scale)
     new_h, new_w = resized.shape[:2]
-    tensor = normalize(resized, cfg, device)
-    meta = ImageMeta((h, w), (new_h, new_w), padded_size(new_h, new_w, cfg.size_divisor), scale_factor)
-    return tensor, meta
+    return resized, ImageMeta((h, w), (new_h, new_w), padded_size(new_h, new_w, cfg.size_divisor), scale_factor)
+
+
+def prepare(img_bgr: np.ndarray, cfg: ModelConfig, device="cpu") -> tuple[torch.Tensor, ImageMeta]:
+    """One decoded image -> (normalised 3xHxW tensor, unpadded, and its geometry)."""
+    resized, meta = resize_with_meta(img_bgr, cfg)
+    return normalize(resized, cfg, device), meta
 
 
 def collate(tensors: list[torch.Tensor], divisor: int = 32) -> torch.Tensor:

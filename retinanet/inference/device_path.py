@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from retinanet.data.images import to_bgr
-from retinanet.data.preprocess import collate, normalize, padded_size, resize, upload
+from retinanet.data.preprocess import collate, normalize, resize_with_meta, upload
 from retinanet.inference.graphs import GraphedForward
 from retinanet.inference.postprocess import ImageMeta
 from retinanet.inference.sync_free import CAPACITY, Pending, detect_single_fixed
@@ -38,11 +38,7 @@ class DevicePath:
         return self.resize_bgr(to_bgr(image))
 
     def resize_bgr(self, bgr: np.ndarray) -> tuple[np.ndarray, ImageMeta]:
-        cfg = self.detector.cfg
-        resized, scale_factor = resize(bgr, cfg.scale)
-        new_h, new_w = resized.shape[:2]
-        return resized, ImageMeta(bgr.shape[:2], (new_h, new_w), padded_size(new_h, new_w, cfg.size_divisor),
-                                  scale_factor)
+        return resize_with_meta(bgr, self.detector.cfg)
 
     def to_device(self, resized: np.ndarray) -> torch.Tensor:
         """A resized uint8 BGR image -> normalised 3xHxW on the device (upload, then normalise there)."""
@@ -86,9 +82,8 @@ class DevicePath:
         """Read queued results: Detections in original pixels (the one host wait)."""
         return [self.detector._wrap(*p.read(), meta) for p, meta in zip(pending, metas)]
 
-    def detect_prepared(self, prepared: list[tuple[torch.Tensor, ImageMeta]], score_thr=None, batch_size: int = 1):
-        """Detector.detect_prepared's contract: batches only of images with the same padded size, input order."""
-        results: list = [None] * len(prepared)
+    def queue(self, prepared: list[tuple[torch.Tensor, ImageMeta]], score_thr=None, batch_size: int = 1) -> list:
+        """Queue every image, in batches only of images with the same padded size; collect() reads them."""
         groups: dict[tuple, list[int]] = {}
         for i, (_, meta) in enumerate(prepared):
             groups.setdefault(meta.pad_shape, []).append(i)
@@ -96,11 +91,21 @@ class DevicePath:
         for idxs in groups.values():
             for start in range(0, len(idxs), max(1, batch_size)):
                 chunk = idxs[start:start + max(1, batch_size)]
-                queued.append((chunk, self.launch([prepared[i] for i in chunk], score_thr)))
-        for chunk, pending in queued:
-            for i, dets in zip(chunk, self.finish(pending, [prepared[i][1] for i in chunk])):
+                queued.append((chunk, [prepared[i][1] for i in chunk],
+                               self.launch([prepared[i] for i in chunk], score_thr)))
+        return queued
+
+    def collect(self, queued: list) -> list:
+        """Detections of queued images, in their input order (the host waits here)."""
+        results: list = [None] * sum(len(chunk) for chunk, _, _ in queued)
+        for chunk, metas, pending in queued:
+            for i, dets in zip(chunk, self.finish(pending, metas)):
                 results[i] = dets
         return results
+
+    def detect_prepared(self, prepared: list[tuple[torch.Tensor, ImageMeta]], score_thr=None, batch_size: int = 1):
+        """Detector.detect_prepared's contract: batches only of images with the same padded size, input order."""
+        return self.collect(self.queue(prepared, score_thr, batch_size))
 
     def predict(self, images, score_thr: float | None = None, batch_size: int = 1):
         if isinstance(images, (str, os.PathLike, np.ndarray)) or hasattr(images, "getpixel"):
