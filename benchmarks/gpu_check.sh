@@ -50,11 +50,11 @@ step bench_mem 120 "${RDET[@]}" bench r50_fpn_1x r101_fpn_1x x101_64x4d_fpn_1x -
     for name in bench_fp16 bench_fp32 bench_mem; do
         echo "--- $name"
         $PY - "$OUT/$name.log" <<'EOF'
-import json, sys
+import json, re, sys
 text = open(sys.argv[1]).read()
-start = text.find('{"device"')
+found = re.search(r'\{\s*"device"', text)
 try:
-    doc = json.JSONDecoder().raw_decode(text[start:])[0]
+    doc = json.JSONDecoder().raw_decode(text[found.start() if found else len(text):])[0]
     for r in doc["results"]:
         print({k: v for k, v in r.items() if v is not None})
 except ValueError:

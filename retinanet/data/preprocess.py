@@ -6,6 +6,8 @@ height factors. Normalisation happens before padding, so the padding is 0 in nor
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 import torch
@@ -45,9 +47,17 @@ def normalize(img_bgr: np.ndarray | torch.Tensor, cfg: ModelConfig, device="cpu"
     x = x.permute(2, 0, 1).float()
     if cfg.to_rgb:
         x = x.flip(0)
-    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
-    std = torch.tensor(cfg.std, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    mean, std = _channel_constants(tuple(cfg.mean), tuple(cfg.std), x.device)
     return (x - mean) / std
+
+
+@functools.lru_cache(maxsize=16)
+def _channel_constants(mean: tuple, std: tuple, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as (3, 1, 1) float32 tensors on `device`, made once: building them from a list per image would
+    be a synchronising host-to-GPU copy that stalls the pipeline."""
+    with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable in and out of inference mode
+        return (torch.tensor(mean, dtype=torch.float32).view(3, 1, 1).to(device),
+                torch.tensor(std, dtype=torch.float32).view(3, 1, 1).to(device))
 
 
 def padded_size(h: int, w: int, divisor: int = 32) -> tuple[int, int]:

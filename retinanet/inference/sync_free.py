@@ -9,7 +9,7 @@ nms, which copies its suppression mask to the host for the greedy scan). Here ev
 - class-wise NMS: the same offset boxes and IoU formula as torchvision's nms, as an N x N "suppresses" matrix in
   the same greedy order (descending score, ties by anchor-major index as nonzero() lists them); the greedy result
   is the fixed point of keep = valid & not (some kept earlier box suppresses it), reached by iterating;
-- output: the first max_per_img kept, padded, with their count.
+- output: the first max_per_img kept (a stable sort puts them first), with their count.
 
 Exactness is checked when the results are read (one host copy): if more than `capacity` pairs passed the
 threshold or the iteration had not converged, that image is redone by detect_single's exact path.
@@ -90,11 +90,11 @@ def fixed_filter_and_nms(boxes: torch.Tensor, scores: torch.Tensor, *, score_thr
     order = torch.sort(torch.where(valid, cand_scores, -1.0), descending=True, stable=True).indices
     cand_scores, cand_labels, cand_boxes, valid = (t[order] for t in (cand_scores, cand_labels, cand_boxes, valid))
     # the reference's offset: (max coordinate of the valid boxes + 1) per class index
-    top_coord = torch.where(valid[:, None], cand_boxes, cand_boxes.new_tensor(float("-inf"))).max()
+    top_coord = torch.where(valid[:, None], cand_boxes, float("-inf")).max()  # a Python scalar: no copy to the GPU
     offsets = cand_labels.to(cand_boxes) * (top_coord + 1)
     keep, converged = greedy_keep(pairwise_suppression(cand_boxes + offsets[:, None], nms_iou), valid, rounds)
-    kept = keep.nonzero_static(size=max_per_img, fill_value=0).squeeze(1) if max_per_img > 0 else \
-        keep.nonzero_static(size=n, fill_value=0).squeeze(1)
+    # positions of the kept boxes first, in order (a stable sort of 0 = kept, 1 = not), then fixed-size
+    kept = torch.sort((~keep).to(torch.uint8), stable=True).indices[:max_per_img if max_per_img > 0 else n]
     count = keep.sum().clamp(max=kept.numel())
     return Pending(cand_boxes[kept], cand_scores[kept], cand_labels[kept], count, converged & ~overflow,
                    boxes, scores, settings)
