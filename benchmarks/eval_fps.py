@@ -77,12 +77,13 @@ def measure(precision: str, ann: Path, images: Path, device: str, workers: int, 
     results = run_detection(det, coco, batch_size=batch_size, workers=workers)
     synchronize(det.device)
     eval_seconds = time.perf_counter() - start
-    paths = [coco.path(i) for i in ids]
-    speed = time_inference(det, lambda i: resize_with_meta(read_bgr(paths[i % len(paths)]), det.cfg),
+    paths, cfg = [coco.path(i) for i in ids], det.cfg
+    speed = time_inference(det, lambda i: resize_with_meta(read_bgr(paths[i % len(paths)]), cfg),
                            images=len(paths), warmup=10)
     eval_fps = len(ids) / eval_seconds
     del det
-    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return {"images": len(ids), "eval_fps": round(eval_fps, 2), "eval_seconds": round(eval_seconds, 3),
             "bench_fps": round(speed.fps, 2), "eval_over_bench": round(eval_fps / speed.fps, 3),
             "detections_per_image_eval": round(len(results) / len(ids), 2),

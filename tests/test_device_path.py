@@ -6,6 +6,7 @@ import torch
 
 from reference_ckpt import reference_state_dict, save_reference_checkpoint, trained_like_state_dict
 from retinanet import Detector, ModelConfig
+from shapes_data import rectangles_image
 from retinanet.data.images import to_bgr
 from retinanet.data.preprocess import normalize, upload
 from retinanet.inference.device_path import DevicePath
@@ -15,13 +16,7 @@ CAPACITY = 1024
 
 
 def photo(seed: int, h: int, w: int) -> np.ndarray:
-    """Smooth random shapes rather than noise: clustered detections, as on a photo."""
-    g = np.random.default_rng(seed)
-    img = np.full((h, w, 3), 90, np.uint8)
-    for _ in range(12):
-        y, x = g.integers(0, h - 10), g.integers(0, w - 10)
-        img[y:y + g.integers(10, h // 2), x:x + g.integers(10, w // 2)] = g.integers(0, 255, 3)
-    return img
+    return rectangles_image(seed, h, w, 12)
 
 
 @pytest.fixture(scope="module")

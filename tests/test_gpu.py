@@ -10,7 +10,7 @@ from retinanet import Detector, ModelConfig
 from retinanet.data.coco import CocoSet
 from retinanet.data.images import to_bgr
 from retinanet.inference.device_path import DevicePath
-from shapes_data import CLASSES, write_shapes
+from shapes_data import CLASSES, rectangles_image, write_shapes
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -19,13 +19,7 @@ ROWS = {"r50_fpn": dict(depth=50), "x101_32x4d_fpn": dict(depth=101, groups=32, 
 
 
 def photo(seed: int, h: int, w: int) -> np.ndarray:
-    """Smooth random rectangles: a photo's clustered detections rather than noise's."""
-    g = np.random.default_rng(seed)
-    img = np.full((h, w, 3), 90, np.uint8)
-    for _ in range(20):
-        y, x = g.integers(0, h - 10), g.integers(0, w - 10)
-        img[y:y + g.integers(10, h // 2), x:x + g.integers(10, w // 2)] = g.integers(0, 255, 3)
-    return img
+    return rectangles_image(seed, h, w, 20)
 
 
 @pytest.fixture(scope="module", params=list(ROWS))
