@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from reference_ckpt import reference_state_dict, save_reference_checkpoint, trained_like_state_dict
+from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint, trained_like_state_dict
 from retinanet import Detector, ModelConfig
 from shapes_data import rectangles_image
 from retinanet.data.images import to_bgr

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from coco_data import IMAGES, write_annotations, write_calm_weights, write_images
-from reference_ckpt import reference_state_dict, save_reference_checkpoint, trained_like_state_dict
+from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint, trained_like_state_dict
 from retinanet import Detector, ModelConfig
 from retinanet.data.coco import CocoSet
 from retinanet.data.images import to_bgr

@@ -16,7 +16,8 @@ import torch
 from retinanet.data.images import to_bgr
 from retinanet.data.preprocess import collate, normalize, resize_with_meta, upload
 from retinanet.inference.graphs import GraphedForward
-from retinanet.inference.postprocess import ImageMeta
+from retinanet.inference.torch_switches import inference_switches
+from retinanet.data.image_meta import ImageMeta
 from retinanet.inference.sync_free import CAPACITY, Pending, detect_single_fixed
 
 
@@ -56,7 +57,8 @@ class DevicePath:
         batch = collate([t for t, _ in prepared], det.cfg.size_divisor)
         if det.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        return self.forward_pass(batch)
+        with inference_switches(self.device, det.precision):  # fp32 on CUDA: TF32 off, as Detector does
+            return self.forward_pass(batch)
 
     @torch.inference_mode()
     def postprocess(self, outputs, metas: list[ImageMeta], score_thr: float | None = None) -> list[Pending]:
