@@ -85,9 +85,9 @@ def test_fp16_and_tf32_run_and_stay_near_fp32(row):
 
 
 def test_amp_training_runs_a_few_iterations(tmp_path):
-    from retinanet.training.trainer import Reporter, Trainer, TrainOptions
+    from retinanet.training.trainer import Trainer, TrainingEvents, TrainOptions
 
-    class Losses(Reporter):
+    class Losses(TrainingEvents):
         def __init__(self):
             self.losses = []
 
