@@ -14,6 +14,7 @@ from retinanet.config import TEST_SCALE
 from .common import Fail, WeightsSource, err, coco_files, fmt, load_zoo, out, parse_size, print_json
 from .options import shared_options
 
+STAGE_IMAGES = 200  # --stages: medians and percentiles settle long before 2000 images
 GPU_IMAGES, CPU_IMAGES = 2000, 20  # the published method times 2000 images; a CPU takes seconds per image
 PUBLISHED_FPS = ("published fps: NVIDIA V100, fp32, batch 1, 5 warm-up iterations then 1995 val2017 images timed "
                  "from the copy to the GPU to the results (MMDetection tools/benchmark.py)")
@@ -65,6 +66,12 @@ def bench(
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass (published: 1)."),
     amp: bool = typer.Option(False, "--amp", help="Time inference under autocast (fp16 on CUDA, bf16 on the "
                              "CPU); the published figures are fp32."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 (the published figures' default), tf32 "
+                                            "(Ampere or later), fp16 (CUDA) or bf16; --amp is fp16 on CUDA, bf16 "
+                                            "on the CPU.", show_default=False),
+    stages: bool = typer.Option(False, "--stages", help="Also time each stage (decode, pre-process, copy, forward, "
+                                "post-process: medians) and the end-to-end latency (p50/p90/p99) per model, over at most "
+                                f"{STAGE_IMAGES} images."),
     images_dir: Optional[Path] = typer.Option(None, "--images-dir", help="The images of --ann.",
                                               show_default=False),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw published box AP against measured fps "
@@ -118,8 +125,15 @@ def bench(
         if do_fps and images <= warmup * batch_size:
             raise Fail(f"the default --num-images {images} leaves nothing to time after --warmup {warmup} of "
                        f"--batch-size {batch_size}; give --num-images")
-    plan = _Plan(dev, amp_precision(dev, amp), do_fps, do_mem, scale, _dataset_paths(dataset), images, warmup,
-                 batch_size, WeightsSource(zoo_file, cache_dir, offline, weights, random_weights))
+    from retinanet.inference.fast import PRECISIONS
+
+    if precision is not None and precision not in PRECISIONS:
+        raise Fail(f"--precision must be one of {', '.join(PRECISIONS)}, not '{precision}'")
+    if amp and precision is not None:
+        raise Fail("--amp and --precision exclude each other (--amp is --precision fp16 on CUDA, bf16 on the CPU)")
+    plan = _Plan(dev, precision or amp_precision(dev, amp), do_fps, do_mem, scale, _dataset_paths(dataset), images,
+                 warmup, batch_size, WeightsSource(zoo_file, cache_dir, offline, weights, random_weights),
+                 stages and do_fps)
     rows = [_Row(e.name, e.fps, e.mem_gb) for e in entries]
     # Downloads first, with their own progress output, so they never interleave with the bench's bar.
     files = _weights_files(entries, rows, plan, quiet or as_json)
@@ -167,6 +181,7 @@ class _Plan:
     warmup: int
     batch_size: int
     source: WeightsSource
+    stages: bool = False
 
     @property
     def overrides(self) -> dict:
@@ -186,12 +201,17 @@ class _Row:
     published_mem_gb: Optional[float]
     fps: Optional[float] = None
     ms_per_image: Optional[float] = None
+    detections: Optional[float] = None  # per timed image: the post-processing load in the fps figure
     mem_gb: Optional[float] = None
+    stages: Optional[dict] = None  # --stages: retinanet.benchmark.stages.time_stages's report
     error: Optional[str] = None
 
     def to_json(self) -> dict:
-        doc = {"model": self.model, "fps": self.fps, "ms_per_image": self.ms_per_image, "mem_gb": self.mem_gb,
+        doc = {"model": self.model, "fps": self.fps, "ms_per_image": self.ms_per_image,
+               "detections_per_image": self.detections, "mem_gb": self.mem_gb,
                "published_fps": self.published_fps, "published_mem_gb": self.published_mem_gb}
+        if self.stages is not None:
+            doc["stages"] = self.stages
         return doc if self.error is None else {**doc, "error": self.error}
 
 
@@ -232,8 +252,7 @@ def _measure_all(entries, rows, files, plan: _Plan, quiet: bool) -> None:
             if plan.fps and not problems:
                 progress.update(task, description=f"{e.name}: speed")
                 try:
-                    row.fps, row.ms_per_image = _measure_speed(e, files.get(e.name), plan,
-                                                               lambda n: progress.advance(task, n))
+                    _measure_speed(row, e, files.get(e.name), plan, lambda n: progress.advance(task, n))
                 except Exception as exc:  # noqa: BLE001
                     problems.append(f"speed: {one_line(exc)}")
                 _release(plan.device)
@@ -252,21 +271,28 @@ def _measure_all(entries, rows, files, plan: _Plan, quiet: bool) -> None:
         progress.update(task, description="done")
 
 
-def _measure_speed(entry, weights_file, plan: _Plan, advance) -> tuple[float, float]:
-    """(fps, ms per image), rounded as the table shows them."""
+def _measure_speed(row: _Row, entry, weights_file, plan: _Plan, advance) -> None:
+    """fps, ms per image and detections per image (rounded as the table shows them), and --stages, into `row`."""
     import zoo
-    from retinanet.benchmark.inputs import host_loader
+    from retinanet.benchmark.inputs import encoded_images, host_loader
     from retinanet.benchmark.measure import time_inference
 
     det = zoo.load(entry.name, weights=weights_file, device=str(plan.device), zoo_file=plan.source.zoo_file,
                    random_weights=plan.source.random_weights, precision=plan.precision, quiet=True,
                    **plan.overrides)
     try:
-        speed = time_inference(det, host_loader(det.cfg, plan.paths), images=plan.images, warmup=plan.warmup,
-                               batch_size=plan.batch_size, progress=advance)
+        load = host_loader(det.cfg, plan.paths, uint8=plan.device.type == "cuda")
+        speed = time_inference(det, load, images=plan.images, warmup=plan.warmup, batch_size=plan.batch_size,
+                               progress=advance)
+        row.fps, row.ms_per_image, row.detections = (round(speed.fps, 3), round(speed.ms_per_image, 2),
+                                                     round(speed.detections, 1))
+        if plan.stages:
+            from retinanet.benchmark.stages import time_stages
+
+            row.stages = time_stages(det, encoded_images(plan.paths), images=min(STAGE_IMAGES, plan.images),
+                                     warmup=plan.warmup)
     finally:
         del det
-    return round(speed.fps, 3), round(speed.ms_per_image, 2)
 
 
 def _ratio(measured, published) -> str:
@@ -279,7 +305,7 @@ def _table(rows: list[_Row], dev_name: str, plan: _Plan) -> None:
                   title_justify="left")
     table.add_column("model", no_wrap=True)
     if plan.fps:
-        for col in ("fps", "published fps", "ratio", "ms/image"):
+        for col in ("fps", "published fps", "ratio", "ms/image", "dets/image"):
             table.add_column(col, justify="right")
     if plan.mem:
         table.add_column("mem GB" if on_gpu else "mem GB (RSS)", justify="right")
@@ -289,14 +315,31 @@ def _table(rows: list[_Row], dev_name: str, plan: _Plan) -> None:
         cells = [r.model]
         if plan.fps:
             cells += [fmt(r.fps, ".2f"), fmt(r.published_fps), _ratio(r.fps, r.published_fps),
-                      fmt(r.ms_per_image, ".1f")]
+                      fmt(r.ms_per_image, ".1f"), fmt(r.detections, ".1f")]
         if plan.mem:
             cells += [fmt(r.mem_gb, ".2f"), fmt(r.published_mem_gb)]
         cells.append(f"[red]{r.error}[/red]" if r.error is not None else "[green]ok[/green]")
         table.add_row(*cells)
     out.print(table)
+    if plan.stages:
+        _stages_table(rows)
     for note in _notes(plan):
         out.print(f"[dim]{note}.[/dim]", highlight=False)
+
+
+def _stages_table(rows: list[_Row]) -> None:
+    from retinanet.benchmark.stages import STAGES
+
+    table = Table(title="per image: stage medians and end-to-end latency (ms)", title_justify="left")
+    table.add_column("model", no_wrap=True)
+    for col in (*STAGES, "p50", "p90", "p99"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        if r.stages is not None:
+            lat = r.stages["latency_ms"]
+            table.add_row(r.model, *(fmt(r.stages["stages_ms"][s], ".2f") for s in STAGES),
+                          *(fmt(lat[q], ".2f") for q in ("p50", "p90", "p99")))
+    out.print(table)
 
 
 def _notes(plan: _Plan) -> list[str]:
@@ -304,7 +347,9 @@ def _notes(plan: _Plan) -> list[str]:
     if plan.fps:
         source = "the bundled photo" if plan.paths is None else f"{len(plan.paths)} dataset images"
         notes += [f"measured fps: {plan.images} images ({plan.warmup} warm-up iterations) of {source} at "
-                  f"{'x'.join(map(str, plan.size))}, batch {plan.batch_size}, {plan.precision}", PUBLISHED_FPS]
+                  f"{'x'.join(map(str, plan.size))}, batch {plan.batch_size}, {plan.precision}"
+                  + ("; random weights with a trained model's output load" if plan.source.random_weights else ""),
+                  PUBLISHED_FPS]
         if plan.precision != "fp32":
             notes.append(f"{plan.precision} autocast changes the detections slightly: measure its box AP against "
                          f"fp32 with `rdet eval NAME --precision {plan.precision}` before relying on these speeds")

@@ -19,16 +19,16 @@ Offline = Annotated[bool, typer.Option("--offline", help="Never touch the networ
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout and nothing else.")]
 Precision = Annotated[str, typer.Option(
-    "--precision", help="fp32 (the published numbers), bf16, or fp16 (CUDA only): reduced-precision autocast for "
-    "speed.")]
+    "--precision", help="fp32 (the published numbers), tf32 (NVIDIA Ampere or later: TF32 tensor cores), bf16, or "
+    "fp16 (CUDA only): reduced precision for speed.")]
 Device = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when present).")]
 
 Weights = Annotated[Optional[Path], typer.Option(
     "--weights", help="A checkpoint file to use instead of the zoo's (e.g. one written by `rdet train`).",
     show_default=False)]
 RandomWeights = Annotated[bool, typer.Option(
-    "--random-weights", help="Randomly initialised weights: nothing to download, meaningless detections (for "
-    "trying the tool offline; speed and memory do not depend on the values).")]
+    "--random-weights", help="Random weights, the head calibrated to a trained model's output load (about "
+    "2000 candidates, 100 detections on a photo): nothing to download, meaningless detections, realistic speed.")]
 
 DataRoot = Annotated[Optional[Path], typer.Option(
     "--data-root", help="A COCO directory: annotations/instances_{train,val}2017.json with train2017/ and val2017/.",

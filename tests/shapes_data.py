@@ -79,3 +79,14 @@ def write_shapes(directory: Path, images: int = 24, size: tuple[int, int] = (160
     ann = directory / "annotations.json"
     ann.write_text(json.dumps(coco))
     return ann, img_dir
+
+
+def rectangles_image(seed: int, h: int, w: int, count: int = 12) -> np.ndarray:
+    """HxWx3 uint8 of `count` flat random rectangles on grey: a photo's clustered detections rather than noise's
+    (for inference tests with trained-like weights)."""
+    g = np.random.default_rng(seed)
+    img = np.full((h, w, 3), 90, np.uint8)
+    for _ in range(count):
+        y, x = g.integers(0, h - 10), g.integers(0, w - 10)
+        img[y:y + g.integers(10, h // 2), x:x + g.integers(10, w // 2)] = g.integers(0, 255, 3)
+    return img

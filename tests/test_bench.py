@@ -57,7 +57,7 @@ class _FakeDetector:
         self.calls.append(len(prepared))
         assert all(t.device.type == "cpu" for t, _ in prepared)
         time.sleep(0.02)
-        return [None] * len(prepared)
+        return [[0.9, 0.8]] * len(prepared)  # two "detections" per image
 
 
 def test_timing_skips_the_warmup_iterations_and_counts_images():
@@ -69,6 +69,7 @@ def test_timing_skips_the_warmup_iterations_and_counts_images():
     assert 0.02 * 2 <= speed.seconds < 0.5
     assert speed.ms_per_image == pytest.approx(1000 * speed.seconds / 3)
     assert speed.fps == pytest.approx(3 / speed.seconds)
+    assert speed.detections == 2  # per timed image: the post-processing load the figure includes
 
 
 def test_timing_needs_something_left_after_the_warmup():
@@ -162,6 +163,8 @@ def test_a_failing_model_is_reported_in_its_row_and_the_others_still_run(zoo_dir
     (["--size", "64"], "WIDTHxHEIGHT"),
     (["--images", "3", "--warmup", "3"], "nothing to time"),
     (["--ann", "a.json"], "go together"),
+    (["--precision", "fp8"], "--precision must be one of"),
+    (["--precision", "fp16", "--amp"], "exclude each other"),
 ])
 def test_bad_options_stop_with_one_line(zoo_dir, args, message):
     _, manifest = zoo_dir
@@ -194,3 +197,19 @@ def test_num_images_is_the_count_and_the_old_images_spelling_still_works_with_a_
     old = run_rdet(*base, "--images", "3", env_extra=ENV)
     assert old.returncode == 2 and "--num-images 3 leaves nothing to time" in old.stderr
     assert "bench --images N is deprecated, use --num-images N" in old.stderr
+
+
+def test_stages_detections_per_image_and_tf32_refused_on_the_cpu(zoo_dir):
+    _, manifest = zoo_dir
+    base = ["bench", NAME, "--fps", "--zoo", manifest, "--random-weights", "--device", "cpu", "--num-images", "3",
+            "--warmup", "1", "--size", "96x64", "--json"]
+    r = run_rdet(*base, "--stages", env_extra=ENV)
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)["results"][0]
+    assert row["detections_per_image"] > 10  # the calibrated random head: a trained model's post-processing load
+    stages, latency = row["stages"]["stages_ms"], row["stages"]["latency_ms"]
+    assert set(stages) == {"decode", "pre-process", "copy", "forward", "post-process"}
+    assert all(v > 0 for v in stages.values()) and 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
+    tf32 = run_rdet(*base, "--precision", "tf32", env_extra=ENV)
+    assert tf32.returncode == 1 and "Traceback" not in tf32.stderr
+    assert "not available on the CPU" in json.loads(tf32.stdout)["results"][0]["error"]

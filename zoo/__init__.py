@@ -25,8 +25,10 @@ def load(name: str, weights: str | os.PathLike | None = None, device: str = "aut
          compile: bool = False, **config_overrides):
     """A retinanet.Detector for a zoo model: weights from `weights`, else the verified cached checkpoint.
 
-    `precision` (fp32, bf16, fp16) and `compile` are the Detector's fast-path options; other keyword arguments
-    override fields of the entry's ModelConfig (e.g. score_thr=0.3)."""
+    `precision` (fp32, tf32, bf16, fp16) and `compile` are the Detector's fast-path options; other keyword
+    arguments override fields of the entry's ModelConfig (e.g. score_thr=0.3). `random_weights`: a random model
+    whose head is calibrated on the bundled photo to a trained model's output load (~2000 candidates, 100
+    detections), so that timings include realistic post-processing (retinanet.model.trained_like)."""
     from retinanet import Detector
 
     entry = get(name, zoo_file)
@@ -36,4 +38,23 @@ def load(name: str, weights: str | os.PathLike | None = None, device: str = "aut
         from .weights import ensure_weights
 
         weights = ensure_weights(entry, Cache(cache_dir), offline=offline, quiet=quiet)
-    return Detector(cfg, None if random_weights else weights, device=device, precision=precision, compile=compile)
+    det = Detector(cfg, None if random_weights else weights, device=device, precision=precision, compile=compile)
+    if random_weights:
+        calibrate_random_head(det)
+    return det
+
+
+def calibrate_random_head(det) -> None:
+    """Give a random Detector's head a trained model's output load on the bundled photo (deterministic)."""
+    import torch
+
+    from retinanet.assets import SAMPLE_IMAGE
+    from retinanet.data.preprocess import collate
+    from retinanet.model.trained_like import calibrate_head
+
+    with torch.inference_mode():
+        batch = collate([det.prepare(SAMPLE_IMAGE)[0]], det.cfg.size_divisor)
+        if det.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        calibrate_head(det.model, batch, score_thr=det.cfg.score_thr)

@@ -6,15 +6,27 @@ from pathlib import Path
 
 from retinanet.config import ModelConfig
 from retinanet.data.images import read_bgr
-from retinanet.data.preprocess import prepare
+from retinanet.data.preprocess import prepare, resize_with_meta
 
 
-def host_loader(cfg: ModelConfig, paths: Sequence[str | Path] | None = None) -> Callable[[int], tuple]:
+def host_loader(cfg: ModelConfig, paths: Sequence[str | Path] | None = None,
+                uint8: bool = False) -> Callable[[int], tuple]:
     """load(i) -> image i (cycling through `paths`; the bundled photo when None) resized, normalised, unpadded,
-    on the CPU: (3xHxW tensor, ImageMeta)."""
+    on the CPU: (3xHxW tensor, ImageMeta). `uint8` (for a GPU): resized only, (HxWx3 uint8 BGR array, ImageMeta);
+    the timed region uploads it (a quarter of the bytes) and normalises it on the device."""
+    step = resize_with_meta if uint8 else (lambda bgr, c: prepare(bgr, c, "cpu"))
     if paths is None:
         from retinanet.assets import SAMPLE_IMAGE
 
-        sample = prepare(read_bgr(SAMPLE_IMAGE), cfg, "cpu")
+        sample = step(read_bgr(SAMPLE_IMAGE), cfg)
         return lambda i: sample
-    return lambda i: prepare(read_bgr(paths[i % len(paths)]), cfg, "cpu")
+    return lambda i: step(read_bgr(paths[i % len(paths)]), cfg)
+
+
+def encoded_images(paths: Sequence[str | Path] | None = None, limit: int = 50) -> list[bytes]:
+    """The files' bytes (the bundled photo when None), for timings that include decoding."""
+    if paths is None:
+        from retinanet.assets import SAMPLE_IMAGE
+
+        paths = [SAMPLE_IMAGE]
+    return [Path(p).read_bytes() for p in list(paths)[:limit]]

@@ -6,6 +6,8 @@ height factors. Normalisation happens before padding, so the padding is 0 in nor
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 import torch
@@ -28,28 +30,52 @@ def resize(img: np.ndarray, scale=TEST_SCALE) -> tuple[np.ndarray, tuple[float, 
     return out, (new_w / w, new_h / h)
 
 
-def normalize(img_bgr: np.ndarray, cfg: ModelConfig, device="cpu") -> torch.Tensor:
-    """uint8 HxWx3 BGR -> float32 3xHxW, colour-swapped when the model wants RGB, minus mean, over std."""
-    x = torch.from_numpy(img_bgr).to(device, non_blocking=True).permute(2, 0, 1).float()
+def upload(img: np.ndarray | torch.Tensor, device="cpu") -> torch.Tensor:
+    """A uint8 image onto `device` as uint8 (a quarter of float32's bytes). To a GPU it goes through pinned host
+    memory (PyTorch's caching host allocator keeps the block until the copy is done), so the copy is truly
+    asynchronous and the host goes on."""
+    x = img if isinstance(img, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(img))
+    if torch.device(device).type == "cuda" and not x.is_pinned():  # a DataLoader may have pinned it already
+        x = x.pin_memory()
+    return x.to(device, non_blocking=True)
+
+
+def normalize(img_bgr: np.ndarray | torch.Tensor, cfg: ModelConfig, device="cpu") -> torch.Tensor:
+    """uint8 HxWx3 BGR (an array, or a tensor already uploaded) -> float32 3xHxW, colour-swapped when the model
+    wants RGB, minus mean, over std; computed on `device` (the same IEEE operations on the CPU and a GPU)."""
+    x = img_bgr if isinstance(img_bgr, torch.Tensor) else upload(img_bgr, device)
+    x = x.permute(2, 0, 1).float()
     if cfg.to_rgb:
         x = x.flip(0)
-    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
-    std = torch.tensor(cfg.std, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    mean, std = _channel_constants(tuple(cfg.mean), tuple(cfg.std), x.device)
     return (x - mean) / std
+
+
+@functools.lru_cache(maxsize=16)
+def _channel_constants(mean: tuple, std: tuple, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as (3, 1, 1) float32 tensors on `device`, made once: building them from a list per image would
+    be a synchronising host-to-GPU copy that stalls the pipeline."""
+    with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable in and out of inference mode
+        return (torch.tensor(mean, dtype=torch.float32).view(3, 1, 1).to(device),
+                torch.tensor(std, dtype=torch.float32).view(3, 1, 1).to(device))
 
 
 def padded_size(h: int, w: int, divisor: int = 32) -> tuple[int, int]:
     return -(-h // divisor) * divisor, -(-w // divisor) * divisor
 
 
-def prepare(img_bgr: np.ndarray, cfg: ModelConfig, device="cpu") -> tuple[torch.Tensor, ImageMeta]:
-    """One decoded image -> (normalised 3xHxW tensor, unpadded, and its geometry)."""
+def resize_with_meta(img_bgr: np.ndarray, cfg: ModelConfig) -> tuple[np.ndarray, ImageMeta]:
+    """The host part: one decoded image -> (resized uint8 BGR, its geometry)."""
     h, w = img_bgr.shape[:2]
     resized, scale_factor = resize(img_bgr, cfg.scale)
     new_h, new_w = resized.shape[:2]
-    tensor = normalize(resized, cfg, device)
-    meta = ImageMeta((h, w), (new_h, new_w), padded_size(new_h, new_w, cfg.size_divisor), scale_factor)
-    return tensor, meta
+    return resized, ImageMeta((h, w), (new_h, new_w), padded_size(new_h, new_w, cfg.size_divisor), scale_factor)
+
+
+def prepare(img_bgr: np.ndarray, cfg: ModelConfig, device="cpu") -> tuple[torch.Tensor, ImageMeta]:
+    """One decoded image -> (normalised 3xHxW tensor, unpadded, and its geometry)."""
+    resized, meta = resize_with_meta(img_bgr, cfg)
+    return normalize(resized, cfg, device), meta
 
 
 def collate(tensors: list[torch.Tensor], divisor: int = 32) -> torch.Tensor:

@@ -29,18 +29,23 @@ from retinanet.evaluation.scorer import METRIC_NAMES, METRICS, score_coco  # noq
 class CocoImages:
     """Image i decoded and pre-processed on the CPU, in a DataLoader worker: (tensor, ImageMeta, image_id).
 
-    A map-style dataset (DataLoader needs only __getitem__ and __len__). It holds paths, not the CocoSet, so that
-    workers started by spawn do not copy the whole annotation index."""
+    The tensor is the normalised float image, or with `device_normalise` the resized uint8 BGR image (a quarter
+    of the bytes to pin and copy; the GPU normalises it). A map-style dataset (DataLoader needs only __getitem__
+    and __len__). It holds paths, not the CocoSet, so that workers started by spawn do not copy the whole
+    annotation index."""
 
-    def __init__(self, paths: list[Path], image_ids: list[int], cfg):
+    def __init__(self, paths: list[Path], image_ids: list[int], cfg, device_normalise: bool = False):
         self.paths, self.image_ids, self.cfg = paths, image_ids, cfg
+        self.device_normalise = device_normalise
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i):
+        import torch
+
         from retinanet.data.images import read_bgr
-        from retinanet.data.preprocess import prepare
+        from retinanet.data.preprocess import prepare, resize_with_meta
 
         try:
             bgr = read_bgr(self.paths[i])
@@ -48,8 +53,31 @@ class CocoImages:
             # Returned, not raised: a worker's exception reaches the main process wrapped in a multi-line
             # traceback, and the user should see one line naming the file.
             return None, str(e), self.image_ids[i]
+        if self.device_normalise:
+            resized, meta = resize_with_meta(bgr, self.cfg)
+            return torch.from_numpy(resized), meta, self.image_ids[i]
         tensor, meta = prepare(bgr, self.cfg, "cpu")
         return tensor, meta, self.image_ids[i]
+
+
+def same_size_order(coco_set: CocoSet, ids: list[int], cfg, batch_size: int) -> list[int]:
+    """`ids` reordered so that consecutive runs of `batch_size` share a padded size where possible (from the
+    annotation file's width and height; a wrong size there only costs batching, as batches are re-grouped by
+    the decoded images' real sizes). Order within a size is kept; with batch 1 nothing moves."""
+    from retinanet.data.preprocess import padded_size, rescale_size
+
+    if batch_size <= 1:
+        return list(ids)
+    groups: dict[tuple, list[int]] = {}
+    for i in ids:
+        info = coco_set.info(i)
+        try:
+            w, h = rescale_size(int(info["width"]), int(info["height"]), cfg.scale)
+            key = padded_size(h, w, cfg.size_divisor)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            key = ()
+        groups.setdefault(key, []).append(i)
+    return [i for group in groups.values() for i in group]
 
 
 def _keep_as_list(batch):
@@ -59,7 +87,21 @@ def _keep_as_list(batch):
 def _worker_init(_):
     import cv2
 
-    cv2.setNumThreads(1)  # OpenCV's own thread pool in many forked workers oversubscribes (and can hang)
+    cv2.setNumThreads(1)  # OpenCV's own thread pool in many workers oversubscribes
+
+
+def _worker_context():
+    """Workers forked from a clean server process, not from this one: once this process has resized an image
+    (a random-weights model calibrates on the bundled photo), OpenCV's thread pool is live here, and a plain
+    fork can inherit its lock held, hanging the worker in its first OpenCV call. The server imports the
+    loader's modules once, so each worker starts in milliseconds, unlike spawn."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None  # Windows: spawn, the default there, is clean anyway
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "cv2", "retinanet.evaluation.coco_eval"])
+    return ctx
 
 
 def check_classes(num_classes: int, coco_set: CocoSet) -> None:
@@ -69,13 +111,16 @@ def check_classes(num_classes: int, coco_set: CocoSet) -> None:
                            f"{len(coco_set.cat_ids)} categories: evaluate it on a set with the same classes")
 
 
-def _loader(coco_set: CocoSet, ids: list[int], cfg, batch_size: int, workers: int, pin: bool):
+def _loader(coco_set: CocoSet, ids: list[int], cfg, batch_size: int, workers: int, pin: bool,
+            device_normalise: bool):
     """Batches of (tensor, ImageMeta, image_id) decoded and pre-processed by DataLoader workers."""
     from torch.utils.data import DataLoader
 
-    dataset = CocoImages([coco_set.path(i) for i in ids], ids, cfg)
+    dataset = CocoImages([coco_set.path(i) for i in ids], ids, cfg, device_normalise=device_normalise)
     return DataLoader(dataset, batch_size=max(1, batch_size), shuffle=False, num_workers=workers,
-                      collate_fn=_keep_as_list, worker_init_fn=_worker_init if workers else None, pin_memory=pin)
+                      collate_fn=_keep_as_list, worker_init_fn=_worker_init if workers else None, pin_memory=pin,
+                      prefetch_factor=4 if workers else None,
+                      multiprocessing_context=_worker_context() if workers else None)
 
 
 def available_memory() -> int | None:
@@ -101,8 +146,9 @@ class DecodedImages:
         self.used = 0
         self.key = None
 
-    def batches(self, coco_set: CocoSet, ids: list[int], cfg, batch_size: int, workers: int, pin: bool):
-        key = (cfg.mean, cfg.std, cfg.to_rgb, cfg.scale, cfg.size_divisor)
+    def batches(self, coco_set: CocoSet, ids: list[int], cfg, batch_size: int, workers: int, pin: bool,
+                device_normalise: bool = False):
+        key = (cfg.mean, cfg.std, cfg.to_rgb, cfg.scale, cfg.size_divisor, device_normalise)
         if key != self.key:  # another pre-processing: nothing kept applies
             self.kept, self.used, self.key = {}, 0, key
         kept = [i for i in ids if i in self.kept]
@@ -112,7 +158,7 @@ class DecodedImages:
         rest = [i for i in ids if i not in self.kept]
         if not rest:
             return
-        for batch in _loader(coco_set, rest, cfg, batch_size, workers, pin):
+        for batch in _loader(coco_set, rest, cfg, batch_size, workers, pin, device_normalise):
             for tensor, meta, image_id in batch:
                 size = tensor.numel() * tensor.element_size() if tensor is not None else 0
                 if tensor is not None and self.used + size <= self.budget:
@@ -123,36 +169,61 @@ class DecodedImages:
 
 def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int = 2,
                   progress: Callable[[int], None] | None = None, dist=None,
-                  image_ids: list[int] | None = None, decoded: DecodedImages | None = None) -> list[dict]:
+                  image_ids: list[int] | None = None, decoded: DecodedImages | None = None,
+                  device_path: bool | None = None) -> list[dict]:
     """COCO results for `image_ids` (default: the set's), at the model's own score threshold (0.05).
 
     Under torchrun each process detects its shard of the images and rank 0 returns every result, in image order
     (the order a single process gives, so the AP is identical); other ranks return []. `progress(n)` is called
     after each batch with the number of images this process finished. `dist`: a DistInfo (default: one process).
     `decoded`: keep pre-processed images in memory for the next run (many checkpoints of one model).
+
+    `device_path` (default: on a GPU): loader workers decode and resize, the resized uint8 images are pinned and
+    copied without waiting, normalised on the device, batched by padded size, run through CUDA graphs and
+    sync-free post-processing (inference.device_path), and each batch's results are read only after the next
+    batch is queued, so decoding, copying and the forward overlap. Same detections as the plain path.
     """
     from retinanet.distributed import DistInfo, gather_to_main, shard
 
     dist = dist or DistInfo()
     check_classes(detector.cfg.num_classes, coco_set)
     ids = list(coco_set.image_ids if image_ids is None else image_ids)
-    mine = shard(ids, dist)
+    use_path = detector.device.type == "cuda" if device_path is None else device_path
+    mine = same_size_order(coco_set, shard(ids, dist), detector.cfg, batch_size)
     pin = detector.device.type == "cuda"
     if decoded is not None:
-        batches = decoded.batches(coco_set, mine, detector.cfg, batch_size, workers, pin)
+        batches = decoded.batches(coco_set, mine, detector.cfg, batch_size, workers, pin, use_path)
     else:
-        batches = _loader(coco_set, mine, detector.cfg, batch_size, workers, pin)
+        batches = _loader(coco_set, mine, detector.cfg, batch_size, workers, pin, use_path)
     cat_ids = tuple(coco_set.cat_ids)
     per_image: dict[int, list[dict]] = {}
+
+    def store(batch, detections):
+        for (_, _, image_id), dets in zip(batch, detections):
+            per_image[image_id] = replace(dets, category_ids=cat_ids).to_coco(image_id)
+        if progress is not None:
+            progress(len(batch))
+
+    path = None
+    if use_path:
+        from retinanet.inference.device_path import DevicePath
+
+        path = DevicePath(detector)
+    in_flight = None  # (batch, queued) whose results are read after the next batch is queued
     for batch in batches:
         for tensor, meta, _ in batch:
             if tensor is None:
                 raise DatasetError(meta)  # the ImageError's one line
-        prepared = [(t.to(detector.device, non_blocking=True), meta) for t, meta, _ in batch]
-        for (_, _, image_id), dets in zip(batch, detector.detect_prepared(prepared, batch_size=len(batch))):
-            per_image[image_id] = replace(dets, category_ids=cat_ids).to_coco(image_id)
-        if progress is not None:
-            progress(len(batch))
+        if path is None:
+            prepared = [(t.to(detector.device, non_blocking=True), meta) for t, meta, _ in batch]
+            store(batch, detector.detect_prepared(prepared, batch_size=len(batch)))
+            continue
+        queued = path.queue([(path.to_device(t), meta) for t, meta, _ in batch], batch_size=len(batch))
+        if in_flight is not None:
+            store(in_flight[0], path.collect(in_flight[1]))
+        in_flight = (batch, queued)
+    if in_flight is not None:
+        store(in_flight[0], path.collect(in_flight[1]))
     parts = gather_to_main(per_image, dist)
     if not dist.is_main:
         return []

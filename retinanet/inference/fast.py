@@ -8,7 +8,7 @@ relative, far inside the detection tolerances (boxes 0.01 px, scores 1e-4).
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
@@ -16,7 +16,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from retinanet.errors import RetinaNetError
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # tf32: no casts
 
 
 def amp_precision(device: torch.device, amp: bool) -> str:
@@ -50,10 +50,35 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+@contextmanager
+def _tf32():
+    """TF32 tensor-core convolutions and matmuls (10-bit mantissa inputs, float32 accumulation), then the
+    previous settings back: the fp32 default keeps them off for the reference's numbers."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def check_tf32(device: torch.device) -> None:
+    if device.type != "cuda":
+        raise RetinaNetError("tf32 is a CUDA tensor-core mode (NVIDIA Ampere or later), not available on the CPU; "
+                             "use fp32 (or bf16 where the CPU has it)")
+    major, minor = torch.cuda.get_device_capability(device)
+    if major < 8:
+        raise RetinaNetError(f"tf32 needs an NVIDIA GPU of compute capability 8.0 (Ampere) or later; "
+                             f"{torch.cuda.get_device_name(device)} is {major}.{minor}: use fp32 or fp16")
+
+
 def autocast(device: torch.device, precision: str):
-    """The autocast context for `precision` on `device` (a no-op for fp32)."""
+    """The autocast context for `precision` on `device` (a no-op for fp32; TF32 switched on for tf32)."""
     if precision not in PRECISIONS:
         raise RetinaNetError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "tf32":
+        check_tf32(device)
+        return _tf32()
     dtype = PRECISIONS[precision]
     if dtype is None:
         return nullcontext()

@@ -19,12 +19,27 @@ def _geometry(conv: nn.Conv2d) -> tuple:
     return list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups
 
 
+def plain_conv_uses_onednn(x: torch.Tensor, conv: nn.Conv2d) -> bool:
+    """Whether F.conv2d itself runs oneDNN for this fp32 input (PyTorch's ConvParams::use_mkldnn rule). Where it
+    does not (small maps, single-threaded unstrided 1x1), it runs another kernel with other rounding, so fusing
+    there would change the numbers: those convolutions stay unfused."""
+    kh, kw = conv.kernel_size
+    strided_or_dilated = any(s != 1 for s in conv.stride) or any(d != 1 for d in conv.dilation)
+    batch = x.shape[0]
+    return ((strided_or_dilated or batch >= 16 or (kh, kw) != (1, 1) or torch.get_num_threads() > 1)
+            and (conv.groups > 1 or (kh > 3 and kw > 3) or batch > 1 or x.numel() > 20480))
+
+
 def conv_relu(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    if not plain_conv_uses_onednn(x, conv):
+        return torch.relu(conv(x))
     return torch.ops.mkldnn._convolution_pointwise(x, conv.weight, conv.bias, *_geometry(conv), "relu", [], "")
 
 
 def conv_add_relu(x: torch.Tensor, residual: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """relu(conv(x) + residual)."""
+    if not plain_conv_uses_onednn(x, conv):
+        return torch.relu(conv(x) + residual)
     return torch.ops.mkldnn._convolution_pointwise.binary(x, residual, conv.weight, conv.bias, *_geometry(conv),
                                                            "add", None, "relu", [], "")
 

@@ -34,10 +34,10 @@ def class_wise_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tens
     return nms(boxes + offsets[:, None], scores, iou)
 
 
-def detect_single(cls_scores: list[torch.Tensor], bbox_preds: list[torch.Tensor], anchors: list[torch.Tensor],
-                  meta: ImageMeta, *, nms_pre=1000, score_thr=0.05, nms_iou=0.5, max_per_img=100,
-                  num_classes: int | None = None):
-    """Detections of one image from its per-level head outputs (C, H, W) -> (boxes xyxy, scores, labels)."""
+def candidates(cls_scores: list[torch.Tensor], bbox_preds: list[torch.Tensor], anchors: list[torch.Tensor],
+               meta: ImageMeta, *, nms_pre=1000, num_classes: int | None = None):
+    """Per-level head outputs (C, H, W) of one image -> its kept anchors' boxes (M, 4), in original pixels, and
+    class scores (M, K). No host synchronisation: every size follows from the feature map sizes."""
     scores, deltas, kept_anchors = [], [], []
     for cls, reg, anc in zip(cls_scores, bbox_preds, anchors):  # the top-k is per level: a loop of 5
         k = num_classes or cls.shape[0] * 4 // reg.shape[0]
@@ -50,8 +50,16 @@ def detect_single(cls_scores: list[torch.Tensor], bbox_preds: list[torch.Tensor]
     scores = torch.cat(scores)
     # decoding is element-wise: one call for all levels gives each level's boxes unchanged
     boxes = box_coder.decode(torch.cat(kept_anchors), torch.cat(deltas), max_shape=meta.img_shape)
-    w_scale, h_scale = meta.scale_factor
-    boxes = boxes / boxes.new_tensor([w_scale, h_scale, w_scale, h_scale])
+    scale = boxes.new_empty(4)  # filled on the device: a tensor built from a list would be a synchronising copy
+    scale[0::2], scale[1::2] = meta.scale_factor
+    return boxes / scale, scores
+
+
+def detect_single(cls_scores: list[torch.Tensor], bbox_preds: list[torch.Tensor], anchors: list[torch.Tensor],
+                  meta: ImageMeta, *, nms_pre=1000, score_thr=0.05, nms_iou=0.5, max_per_img=100,
+                  num_classes: int | None = None):
+    """Detections of one image from its per-level head outputs (C, H, W) -> (boxes xyxy, scores, labels)."""
+    boxes, scores = candidates(cls_scores, bbox_preds, anchors, meta, nms_pre=nms_pre, num_classes=num_classes)
     return filter_and_nms(boxes, scores, score_thr=score_thr, nms_iou=nms_iou, max_per_img=max_per_img)
 
 

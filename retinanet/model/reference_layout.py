@@ -73,3 +73,24 @@ def save_reference_checkpoint(path, state_dict, classes=None) -> None:
     if classes is not None:
         meta["CLASSES"] = tuple(classes)
     torch.save({"meta": meta, "state_dict": state_dict}, path)
+
+
+def trained_like_state_dict(state_dict: dict, cfg, image_bgr, seed: int = 0, **targets) -> dict:
+    """`state_dict` with its two final head convolutions redrawn to give a trained model's output load on
+    `image_bgr` (retinanet.model.trained_like): realistic scores and small deltas, so that float rounding is not
+    amplified by exp() of deltas in the tens as with fully random weights. The keys stay the reference's."""
+    from retinanet.data.preprocess import collate, prepare
+    from retinanet.model.checkpoint import load_state
+    from retinanet.model.retinanet import RetinaNet
+    from retinanet.model.trained_like import calibrate_head
+
+    model = RetinaNet(cfg).eval()
+    load_state(model, state_dict)
+    tensor, _ = prepare(image_bgr, cfg)
+    calibrate_head(model, collate([tensor], cfg.size_divisor), seed=seed, score_thr=cfg.score_thr, **targets)
+    out = dict(state_dict)
+    for name in ("retina_cls", "retina_reg"):
+        conv = getattr(model.bbox_head, name)
+        out[f"bbox_head.{name}.weight"] = conv.weight.detach().clone()
+        out[f"bbox_head.{name}.bias"] = conv.bias.detach().clone()
+    return out

@@ -1,0 +1,123 @@
+"""Does `rdet eval` keep up with the GPU? Images per second of COCO-style evaluation against `rdet bench`'s fps on
+the same images, same model, same precision, same process.
+
+Writes N JPEG images (crops, flips and brightness changes of the bundled photo at COCO's usual sizes: 640x480,
+480x640, 640x427, 427x640, 500x375) and a bare annotation file with the 80 COCO categories, then times
+retinanet.evaluation.run_detection over them (loader workers decode and resize, the GPU path does the rest; the
+time includes starting the workers) after a short untimed pass that captures the graphs, and times
+measure.time_inference (what `rdet bench --fps` runs: pre-processed images handed over outside the timer) on the
+same images. Target of issue #13: eval at least 0.8x bench.
+
+    python benchmarks/eval_fps.py --images 500 --precision fp32,fp16 --json eval_fps.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
+
+SIZES = ((640, 480), (480, 640), (640, 427), (427, 640), (500, 375))
+
+
+def write_set(directory: Path, count: int, seed: int = 0) -> tuple[Path, Path]:
+    """(annotation file, image directory) of `count` photo-like JPEGs."""
+    import cv2
+    import numpy as np
+
+    from retinanet.assets import SAMPLE_IMAGE
+    from retinanet.data.classes import COCO_CLASSES
+    from retinanet.data.images import read_bgr
+
+    photo = read_bgr(SAMPLE_IMAGE)
+    rng = np.random.default_rng(seed)
+    images = directory / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(count):
+        w, h = SIZES[i % len(SIZES)]
+        ph, pw = photo.shape[:2]
+        ch, cw = rng.integers(ph // 2, ph + 1), rng.integers(pw // 2, pw + 1)
+        y, x = rng.integers(0, ph - ch + 1), rng.integers(0, pw - cw + 1)
+        crop = cv2.resize(photo[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_AREA)
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        crop = np.clip(crop * rng.uniform(0.7, 1.3), 0, 255).astype(np.uint8)
+        name = f"{i:06d}.jpg"
+        cv2.imwrite(str(images / name), crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        records.append({"id": i + 1, "file_name": name, "width": w, "height": h})
+    ann = directory / "instances.json"
+    ann.write_text(json.dumps({"images": records, "annotations": [],
+                               "categories": [{"id": k + 1, "name": n} for k, n in enumerate(COCO_CLASSES)]}))
+    return ann, images
+
+
+def measure(precision: str, ann: Path, images: Path, device: str, workers: int, batch_size: int,
+            scale=None) -> dict:
+    import torch
+
+    import zoo
+    from retinanet.benchmark.measure import synchronize, time_inference
+    from retinanet.data.coco import CocoSet
+    from retinanet.data.images import read_bgr
+    from retinanet.data.preprocess import resize_with_meta
+    from retinanet.evaluation.coco_eval import run_detection
+
+    det = zoo.load("r50_fpn_1x", random_weights=True, device=device, precision=precision,
+                   **({"scale": scale} if scale else {}))
+    coco = CocoSet.load(ann, images)
+    ids = list(coco.image_ids)
+    run_detection(det, coco, batch_size=batch_size, workers=workers, image_ids=ids[:40])  # captures, warm-up
+    synchronize(det.device)
+    start = time.perf_counter()
+    results = run_detection(det, coco, batch_size=batch_size, workers=workers)
+    synchronize(det.device)
+    eval_seconds = time.perf_counter() - start
+    paths, cfg = [coco.path(i) for i in ids], det.cfg
+    speed = time_inference(det, lambda i: resize_with_meta(read_bgr(paths[i % len(paths)]), cfg),
+                           images=len(paths), warmup=10)
+    eval_fps = len(ids) / eval_seconds
+    del det
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return {"images": len(ids), "eval_fps": round(eval_fps, 2), "eval_seconds": round(eval_seconds, 3),
+            "bench_fps": round(speed.fps, 2), "eval_over_bench": round(eval_fps / speed.fps, 3),
+            "detections_per_image_eval": round(len(results) / len(ids), 2),
+            "detections_per_image_bench": round(speed.detections, 2), "workers": workers, "batch_size": batch_size}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=int, default=500)
+    ap.add_argument("--precision", default="fp32,fp16")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=1)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--scale", help="test scale WxH instead of 1333x800 (a CPU smoke test)")
+    args = ap.parse_args(argv)
+    scale = tuple(int(v) for v in args.scale.split("x")) if args.scale else None
+    from retinanet.benchmark.measure import device_name
+
+    report = {"device": device_name(args.device), "results": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        ann, images = write_set(Path(tmp), args.images)
+        print(f"{report['device']}: {args.images} images written in {time.perf_counter() - start:.1f} s", flush=True)
+        for precision in args.precision.split(","):
+            res = measure(precision, ann, images, args.device, args.workers, args.batch_size, scale)
+            report["results"][precision] = res
+            print(f"{precision}: eval {res['eval_fps']:.1f} img/s, bench {res['bench_fps']:.1f} fps, eval/bench "
+                  f"{res['eval_over_bench']:.2f} ({res['detections_per_image_eval']} / "
+                  f"{res['detections_per_image_bench']} detections per image)", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Post-processing without host synchronisation: the same detections as postprocess.detect_single, in fixed-size
+tensors that the GPU computes while the host goes on (it only waits when the results are read).
+
+detect_single synchronises three times (the score threshold's nonzero(), the zero-size check, and torchvision's
+nms, which copies its suppression mask to the host for the greedy scan). Here every size is fixed:
+
+- candidates: the `capacity` best (anchor, class) pairs, of which those above score_thr and with a non-zero box
+  are valid (the rest are carried along, never kept and never suppressing);
+- class-wise NMS: the same offset boxes and IoU formula as torchvision's nms, as an N x N "suppresses" matrix in
+  the same greedy order (descending score, ties by anchor-major index as nonzero() lists them); the greedy result
+  is the fixed point of keep = valid & not (some kept earlier box suppresses it), reached by iterating;
+- output: the first max_per_img kept (a stable sort puts them first), with their count.
+
+Exactness is checked when the results are read (one host copy): if more than `capacity` pairs passed the
+threshold or the iteration had not converged, that image is redone by detect_single's exact path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from retinanet.inference.postprocess import candidates, filter_and_nms
+
+CAPACITY = 4096  # candidates into NMS; a trained model passes ~2000 at score_thr 0.05
+ROUNDS = 12  # fixed-point iterations: suppression chains on real images are a few boxes long
+
+
+@dataclass
+class Pending:
+    """One image's fixed-size results, still on the device, and what an exact recomputation needs."""
+
+    boxes: torch.Tensor  # (max_per_img, 4)
+    scores: torch.Tensor  # (max_per_img,)
+    labels: torch.Tensor  # (max_per_img,)
+    count: torch.Tensor  # () int: how many rows are real
+    exact: torch.Tensor  # () bool: capacity sufficed and the greedy iteration converged
+    all_boxes: torch.Tensor  # (M, 4) decoded candidates, for the fallback
+    all_scores: torch.Tensor  # (M, K)
+    settings: dict
+
+    def read(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(boxes, scores, labels) on the host: one synchronising copy, or the exact path where needed."""
+        n, exact = (int(v) for v in torch.stack([self.count, self.exact.long()]).cpu())
+        if not exact:
+            b, s, lab = filter_and_nms(self.all_boxes, self.all_scores, **self.settings)
+            return b.cpu(), s.cpu(), lab.cpu()
+        return self.boxes[:n].cpu(), self.scores[:n].cpu(), self.labels[:n].cpu()
+
+
+def pairwise_suppression(boxes: torch.Tensor, iou: float) -> torch.Tensor:
+    """(N, N) bool: IoU(i, j) > iou, computed as torchvision's nms kernels do (float32, no +1)."""
+    x1, y1, x2, y2 = boxes.unbind(1)
+    areas = (x2 - x1) * (y2 - y1)
+    w = (torch.minimum(x2[:, None], x2[None]) - torch.maximum(x1[:, None], x1[None])).clamp(min=0)
+    h = (torch.minimum(y2[:, None], y2[None]) - torch.maximum(y1[:, None], y1[None])).clamp(min=0)
+    inter = w * h
+    return inter / (areas[:, None] + areas[None] - inter) > iou
+
+
+def greedy_keep(suppresses: torch.Tensor, valid: torch.Tensor, rounds: int = ROUNDS):
+    """Greedy NMS over boxes in processing order: (keep mask, converged flag), both on the device.
+
+    Box j is kept iff it is valid and no kept box before it suppresses it. keep[j] depends only on earlier boxes,
+    so iterating from keep = valid fixes the first chain link each round; two equal rounds mean the fixed point."""
+    earlier = torch.ones_like(suppresses).triu(1)  # earlier[i, j]: i comes before j
+    blocks = suppresses & earlier & valid[:, None]
+    keep = valid
+    for _ in range(rounds):
+        keep = valid & ~(blocks & keep[:, None]).any(0)
+    after = valid & ~(blocks & keep[:, None]).any(0)
+    return keep, (after == keep).all()
+
+
+def fixed_filter_and_nms(boxes: torch.Tensor, scores: torch.Tensor, *, score_thr=0.05, nms_iou=0.5,
+                         max_per_img=100, capacity: int = CAPACITY, rounds: int = ROUNDS) -> Pending:
+    """filter_and_nms's result from (M, 4) boxes and (M, K) scores, with fixed sizes and no host sync."""
+    settings = {"score_thr": score_thr, "nms_iou": nms_iou, "max_per_img": max_per_img}
+    m, k = scores.shape
+    flat = scores.reshape(-1)
+    n = min(capacity, flat.numel())
+    best = flat.topk(n)
+    overflow = (best.values[-1] > score_thr) & (flat.numel() > n)  # more pairs pass than fit: the cut is inexact
+    pick = best.indices.sort().values  # anchor-major order, as nonzero() lists the pairs
+    cand_scores = flat[pick]
+    cand_labels = pick % k
+    cand_boxes = boxes[pick // k]
+    sized = (cand_boxes[:, 2] > cand_boxes[:, 0]) & (cand_boxes[:, 3] > cand_boxes[:, 1])
+    valid = (cand_scores > score_thr) & sized
+    order = torch.sort(torch.where(valid, cand_scores, -1.0), descending=True, stable=True).indices
+    cand_scores, cand_labels, cand_boxes, valid = (t[order] for t in (cand_scores, cand_labels, cand_boxes, valid))
+    # the reference's offset: (max coordinate of the valid boxes + 1) per class index
+    top_coord = torch.where(valid[:, None], cand_boxes, float("-inf")).max()  # a Python scalar: no copy to the GPU
+    offsets = cand_labels.to(cand_boxes) * (top_coord + 1)
+    keep, converged = greedy_keep(pairwise_suppression(cand_boxes + offsets[:, None], nms_iou), valid, rounds)
+    # positions of the kept boxes first, in order (a stable sort of 0 = kept, 1 = not), then fixed-size
+    kept = torch.sort((~keep).to(torch.uint8), stable=True).indices[:max_per_img if max_per_img > 0 else n]
+    count = keep.sum().clamp(max=kept.numel())
+    return Pending(cand_boxes[kept], cand_scores[kept], cand_labels[kept], count, converged & ~overflow,
+                   boxes, scores, settings)
+
+
+def detect_single_fixed(cls_scores, bbox_preds, anchors, meta, *, nms_pre=1000, score_thr=0.05, nms_iou=0.5,
+                        max_per_img=100, num_classes=None, capacity: int = CAPACITY) -> Pending:
+    """postprocess.detect_single without host synchronisation (see the module docstring)."""
+    boxes, scores = candidates(cls_scores, bbox_preds, anchors, meta, nms_pre=nms_pre, num_classes=num_classes)
+    return fixed_filter_and_nms(boxes, scores, score_thr=score_thr, nms_iou=nms_iou, max_per_img=max_per_img,
+                                capacity=capacity)

@@ -1,0 +1,81 @@
+"""The GPU inference path (host resize, uint8 upload, device normalise, graphs, sync-free post-processing) gives
+Detector.predict's detections exactly; on the CPU it runs the same code eagerly."""
+import numpy as np
+import pytest
+import torch
+
+from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint, trained_like_state_dict
+from retinanet import Detector, ModelConfig
+from shapes_data import rectangles_image
+from retinanet.data.images import to_bgr
+from retinanet.data.preprocess import normalize, upload
+from retinanet.inference.device_path import DevicePath
+
+CFG = ModelConfig(depth=18, scale=(256, 192))
+CAPACITY = 1024
+
+
+def photo(seed: int, h: int, w: int) -> np.ndarray:
+    return rectangles_image(seed, h, w, 12)
+
+
+@pytest.fixture(scope="module")
+def r18_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "r18.pth"
+    # fewer candidates than a trained model's 2000, and a matching NMS capacity: the CPU is slow at N x N
+    sd = trained_like_state_dict(reference_state_dict(depth=18, seed=4), CFG, to_bgr(photo(0, 240, 300)),
+                                 candidates=400)
+    save_reference_checkpoint(path, sd)
+    return path
+
+
+def test_uploaded_uint8_is_normalised_as_the_reference_does():
+    bgr = photo(3, 50, 70)
+    expected = (bgr[:, :, ::-1].astype(np.float32) - np.float32(CFG.mean)) / np.float32(CFG.std)  # RGB, HWC
+    got = normalize(upload(bgr, "cpu"), CFG)
+    assert got.dtype == torch.float32 and np.array_equal(got.permute(1, 2, 0).numpy(), expected)
+
+
+def test_device_path_gives_detector_predict_exactly(r18_ckpt):
+    det = Detector(CFG, r18_ckpt, device="cpu")
+    images = [photo(s, h, w) for s, (h, w) in enumerate([(180, 240), (240, 180), (180, 240)])]
+    expected = det.predict(images, batch_size=2)
+    got = DevicePath(det, capacity=CAPACITY).predict(images, batch_size=2)
+    assert sum(len(d) for d in expected) > 100  # a trained-like load, not an empty comparison
+    for a, b in zip(got, expected):
+        assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.scores, b.scores)
+        assert np.array_equal(a.labels, b.labels) and (a.width, a.height) == (b.width, b.height)
+
+
+def test_stage_timings_cover_every_stage_and_latency_percentiles_are_ordered(r18_ckpt):
+    import cv2
+
+    from retinanet.benchmark.stages import STAGES, percentile, time_stages
+
+    values = [5.0, 1.0, 3.0, 9.0, 7.0, 2.0]
+    assert [percentile(values, q) for q in (0, 50, 90, 100)] == list(np.percentile(values, [0, 50, 90, 100]))
+    det = Detector(CFG, r18_ckpt, device="cpu")
+    encoded = [cv2.imencode(".png", photo(s, 180, 240))[1].tobytes() for s in range(2)]
+    report = time_stages(det, encoded, images=2, warmup=1, capacity=CAPACITY)
+    assert list(report["stages_ms"]) == list(STAGES) and all(v > 0 for v in report["stages_ms"].values())
+    lat = report["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+    assert report["detections_per_image"] > 10 and report["graphs"] is False
+
+
+def test_eval_through_the_device_path_gives_the_plain_paths_results(tmp_path):
+    import zoo
+    from coco_data import IMAGES, write_annotations, write_calm_weights, write_images
+    from retinanet.data.coco import CocoSet
+    from retinanet.evaluation.coco_eval import run_detection
+    from tiny_zoo import NAME, write_tiny_zoo
+
+    manifest, _ = write_tiny_zoo(tmp_path / "zoo")
+    weights = write_calm_weights(tmp_path / "calm.pth")
+    more = ((5, "d.jpg", 160, 120),)  # b.jpg's size: the two are batched together
+    records = write_images(tmp_path / "images", IMAGES + more)
+    coco = CocoSet.load(write_annotations(tmp_path / "bare.json", records, []), tmp_path / "images")
+    det = zoo.load(NAME, weights=weights, zoo_file=manifest, device="cpu", scale=(320, 256))
+    plain = run_detection(det, coco, batch_size=2, workers=0, device_path=False)
+    fast = run_detection(det, coco, batch_size=2, workers=1, device_path=True)
+    assert len(plain) > 10 and fast == plain

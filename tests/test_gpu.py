@@ -1,0 +1,126 @@
+"""On a CUDA device: the GPU paths give the CPU's detections. Skipped where there is no GPU (CI never has one);
+benchmarks/gpu_check.sh runs them on the device with `python -m pytest -m gpu tests/test_gpu.py`."""
+import numpy as np
+import pytest
+import torch
+
+from coco_data import IMAGES, write_annotations, write_calm_weights, write_images
+from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint, trained_like_state_dict
+from retinanet import Detector, ModelConfig
+from retinanet.data.coco import CocoSet
+from retinanet.data.images import to_bgr
+from retinanet.inference.device_path import DevicePath
+from shapes_data import CLASSES, rectangles_image, write_shapes
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+SCALE = (640, 480)
+ROWS = {"r50_fpn": dict(depth=50), "x101_32x4d_fpn": dict(depth=101, groups=32, base_width=4)}  # two zoo rows
+
+
+def photo(seed: int, h: int, w: int) -> np.ndarray:
+    return rectangles_image(seed, h, w, 20)
+
+
+@pytest.fixture(scope="module", params=list(ROWS))
+def row(request, tmp_path_factory):
+    cfg = ModelConfig(scale=SCALE, **ROWS[request.param])
+    sd = reference_state_dict(depth=cfg.depth, groups=cfg.groups, base_width=cfg.base_width, seed=1)
+    path = tmp_path_factory.mktemp("ckpt") / f"{request.param}.pth"
+    save_reference_checkpoint(path, trained_like_state_dict(sd, cfg, to_bgr(photo(0, 480, 640))))
+    return cfg, path
+
+
+def assert_close(a, b, box_tol=0.01, score_tol=1e-4):
+    assert len(a) == len(b)
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=box_tol)
+    np.testing.assert_allclose(a.scores, b.scores, atol=score_tol)
+    assert (a.labels == b.labels).all()
+
+
+def test_fp32_on_the_gpu_equals_the_cpu(row):
+    cfg, path = row
+    images = [photo(s, 480, 640) for s in range(2)] + [photo(9, 500, 333)]
+    cpu = Detector(cfg, path, device="cpu").predict(images)
+    gpu_det = Detector(cfg, path, device="cuda")
+    assert sum(len(d) for d in cpu) >= 150  # a trained model's load
+    for a, b, c in zip(cpu, gpu_det.predict(images), DevicePath(gpu_det).predict(images * 2)[3:]):  # 2nd round: graphed
+        assert_close(b, a)  # the plain path on the GPU
+        assert_close(c, a)  # graphs, device pre-processing, sync-free post-processing
+
+
+def test_graphs_equal_eager_and_a_new_shape_after_capture_is_still_right(row):
+    cfg, path = row
+    det = Detector(cfg, path, device="cuda")
+    graphed, eager = DevicePath(det, capture_after=1), DevicePath(det, graphs=False)
+    shapes = [(480, 640), (480, 640), (360, 640), (640, 480), (480, 640)]  # back to the first after new ones
+    for s, (h, w) in enumerate(shapes):
+        img = photo(20 + s, h, w)
+        assert_close(graphed.predict(img)[0], eager.predict(img)[0], box_tol=1e-3, score_tol=1e-5)
+    assert graphed.forward_pass.captures == 3 and not graphed.forward_pass.failed
+
+
+def test_graph_cache_is_bounded_and_evicts_the_least_recent(row):
+    cfg, path = row
+    det = Detector(cfg, path, device="cuda")
+    graphed, eager = DevicePath(det, max_graphs=2, capture_after=1), DevicePath(det, graphs=False)
+    for s, (h, w) in enumerate([(480, 640), (360, 640), (320, 640), (480, 640)]):
+        img = photo(40 + s, h, w)
+        assert_close(graphed.predict(img)[0], eager.predict(img)[0], box_tol=1e-3, score_tol=1e-5)
+        assert len(graphed.forward_pass.graphs) <= 2
+    assert graphed.forward_pass.captures == 4  # the first shape was evicted by the third and captured again
+
+
+def test_fp16_and_tf32_run_and_stay_near_fp32(row):
+    cfg, path = row
+    img = photo(3, 480, 640)
+    ref = Detector(cfg, path, device="cuda").predict(img)[0]
+    for precision in ("fp16", "tf32"):
+        if precision == "tf32" and torch.cuda.get_device_capability()[0] < 8:
+            continue
+        det = Detector(cfg, path, device="cuda", precision=precision)
+        got = DevicePath(det).predict([img, img])[1]
+        assert len(got) == len(ref)
+        assert np.abs(got.scores - ref.scores).max() < 0.05  # reduced precision: close, not equal
+
+
+def test_amp_training_runs_a_few_iterations(tmp_path):
+    from retinanet.training.trainer import Trainer, TrainingEvents, TrainOptions
+
+    class Losses(TrainingEvents):
+        def __init__(self):
+            self.losses = []
+
+        def iteration(self, record):
+            self.losses.append(record["loss"])
+
+    ann, images = write_shapes(tmp_path / "data", images=8, seed=2)
+    cfg = ModelConfig(depth=18, fpn_channels=64, head_convs=2, frozen_stages=-1, scale=(160, 128), num_classes=3,
+                      class_names=CLASSES)
+    rec = Losses()
+    trainer = Trainer(cfg, CocoSet.load(ann, images), tmp_path / "w", TrainOptions(epochs=1, batch_size=2, lr=0.01,
+                      warmup_iters=2, amp=True, workers=0, keep_last=1), device="cuda", reporter=rec)
+    assert trainer.precision == "fp16"
+    trainer.run()
+    assert len(rec.losses) >= 3 and all(np.isfinite(rec.losses))
+
+
+def test_eval_on_the_gpu_equals_eval_on_the_cpu(tmp_path):
+    import zoo
+    from retinanet.evaluation.coco_eval import run_detection
+    from tiny_zoo import NAME, write_tiny_zoo
+
+    manifest, _ = write_tiny_zoo(tmp_path / "zoo")
+    weights = write_calm_weights(tmp_path / "calm.pth")
+    records = write_images(tmp_path / "images", IMAGES + ((5, "d.jpg", 160, 120), (6, "e.jpg", 160, 120)))
+    coco = CocoSet.load(write_annotations(tmp_path / "bare.json", records, []), tmp_path / "images")
+    results = {}
+    for device in ("cpu", "cuda"):
+        det = zoo.load(NAME, weights=weights, zoo_file=manifest, device=device)
+        results[device] = run_detection(det, coco, batch_size=2, workers=2)
+    cpu, gpu = results["cpu"], results["cuda"]
+    assert len(cpu) == len(gpu) > 10
+    for a, b in zip(cpu, gpu):
+        assert (a["image_id"], a["category_id"]) == (b["image_id"], b["category_id"])
+        np.testing.assert_allclose(a["bbox"], b["bbox"], atol=0.01)
+        assert abs(a["score"] - b["score"]) < 1e-4
