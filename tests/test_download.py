@@ -14,7 +14,10 @@ from filelock import FileLock
 
 from http_server import payload
 from zoo.cache import Cache, lock_path, part_path
-from zoo.download import LineReporter, Policy, Reporter, RichReporter, fetch, locked, mirrored
+from zoo.download import fetch
+from zoo.lock import locked
+from zoo.progress import LineReporter, Reporter, RichReporter
+from zoo.settings import Policy, mirrored
 from zoo.errors import DownloadError, ManifestError
 from zoo.manifest import Entry
 from zoo.weights import ensure_pretrained, ensure_weights, import_weights

@@ -2,240 +2,26 @@
 
 The bytes land in `<dest>.part`; only a file whose SHA-256 matches the manifest takes the final name (os.replace),
 so a file under its final name is always a verified one. `<dest>.lock` makes concurrent fetches of one file wait
-for each other instead of downloading it twice.
-
-Settings, from arguments or the environment: RDET_RETRIES (retries after the first attempt), RDET_BACKOFF (the
-first retry's delay in seconds, doubled each time), RDET_TIMEOUT (connect and read timeout in seconds),
-RDET_MIRROR (a base URL that replaces http(s)://download.openmmlab.com), RDET_OFFLINE=1 (never use the network).
-Proxies come from the standard variables (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), which requests honours.
+for each other instead of downloading it twice. Settings: zoo.settings; progress: zoo.progress.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import requests
-from filelock import FileLock, Timeout
 
-from .cache import TEMP_SUFFIX, lock_path, part_path
+from .cache import TEMP_SUFFIX, part_path
+from .checksum import install_verified
 from .errors import DownloadError
-
-PUBLISHED_PREFIXES = ("http://download.openmmlab.com", "https://download.openmmlab.com")
-_MAX_DELAY = 60.0
-_HASH_CHUNK = 1 << 20
-
-
-# ---------------------------------------------------------------------------------------------------- settings
-
-def _env(name: str, kind, default):
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise DownloadError(f"{name} must be a non-negative {kind.__name__}, not {raw!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class Policy:
-    """How hard to try: retries after the first attempt, backoff base, (connect, read) timeouts, chunk size."""
-
-    retries: int = 5
-    backoff: float = 1.0
-    timeout: tuple[float, float] = (10.0, 60.0)
-    chunk_size: int = 1 << 20
-
-    @classmethod
-    def resolve(cls, retries=None, backoff=None, timeout=None, chunk_size=None) -> "Policy":
-        """Arguments win over RDET_RETRIES / RDET_BACKOFF / RDET_TIMEOUT, which win over the defaults."""
-        if timeout is None:
-            seconds = _env("RDET_TIMEOUT", float, None)
-            timeout = cls.timeout if seconds is None else seconds
-        return cls(
-            retries=retries if retries is not None else _env("RDET_RETRIES", int, cls.retries),
-            backoff=backoff if backoff is not None else _env("RDET_BACKOFF", float, cls.backoff),
-            timeout=tuple(timeout) if isinstance(timeout, (tuple, list)) else (float(timeout), float(timeout)),
-            chunk_size=chunk_size or cls.chunk_size,
-        )
-
-    def delay(self, retry: int) -> float:
-        """Seconds to wait before retry number `retry` (0-based): exponential, capped."""
-        return min(self.backoff * 2 ** retry, _MAX_DELAY)
-
-
-def is_offline(offline: bool | None = None) -> bool:
-    """The explicit argument, else RDET_OFFLINE."""
-    if offline is not None:
-        return offline
-    return os.environ.get("RDET_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def mirrored(url: str) -> str:
-    """`url` with the published download.openmmlab.com prefix replaced by $RDET_MIRROR, when set."""
-    mirror = os.environ.get("RDET_MIRROR", "").strip().rstrip("/")
-    if mirror:
-        for prefix in PUBLISHED_PREFIXES:
-            if url.startswith(prefix + "/"):
-                return mirror + url[len(prefix):]
-    return url
-
-
-def local_path(url: str) -> Path:
-    """The path a file:// URL names."""
-    return Path(url2pathname(urlparse(url).path))
-
-
-# ---------------------------------------------------------------------------------------------------- progress
-
-def human(n: int | None) -> str:
-    """A byte count for people: 1.5 MB."""
-    if n is None:
-        return "unknown size"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"  # pragma: no cover
-
-
-class Reporter:
-    """Progress of one transfer. This base reports nothing (--quiet); subclasses write to stderr, never stdout."""
-
-    def start(self, label: str, total: int | None, done: int) -> None:
-        """A transfer (re)starts: `total` bytes in all when known, `done` of them already on disk."""
-
-    def update(self, done: int) -> None:
-        """`done` bytes are on disk now."""
-
-    def note(self, message: str) -> None:
-        """Something a person may want to know: a retry, a wait for another process."""
-
-    def finish(self, ok: bool) -> None:
-        """The transfer is over, successfully or not. Called once."""
-
-
-class LineReporter(Reporter):
-    """Plain lines for logs and pipes: one at the start, one every 10%, one at the end."""
-
-    def __init__(self, stream=None):
-        self.stream = stream
-        self.label, self.total, self.done, self.tenth, self.began = "", None, 0, 0, 0.0
-
-    def _print(self, line: str) -> None:
-        print(line, file=self.stream or sys.stderr, flush=True)
-
-    def start(self, label, total, done):
-        if not self.label:
-            self.began = time.monotonic()
-        if done:
-            self._print(f"{label}: resuming at {human(done)} of {human(total)}")
-        else:
-            again = "starting over" if self.label else "fetching"
-            self._print(f"{label}: {again} {human(total)}")
-        self.label, self.total, self.done = label, total, done
-        self.tenth = self._tenth(done)
-
-    def _tenth(self, done: int) -> int:
-        return done * 10 // self.total if self.total else 0
-
-    def update(self, done):
-        self.done = done
-        tenth = self._tenth(done)
-        if tenth > self.tenth and tenth < 10:
-            self._print(f"{self.label}: {tenth * 10}% ({human(done)} of {human(self.total)})")
-        self.tenth = tenth
-
-    def note(self, message):
-        self._print(message)
-
-    def finish(self, ok):
-        if ok and self.label:
-            seconds = max(time.monotonic() - self.began, 1e-6)
-            self._print(f"{self.label}: done, {human(self.done)} in {seconds:.1f} s "
-                        f"({human(int(self.done / seconds))}/s)")
-
-
-class RichReporter(Reporter):
-    """A rich progress bar on stderr (bytes, speed, ETA) for terminals."""
-
-    def __init__(self):
-        from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-                                 transient=False)
-        self.task = None
-
-    def start(self, label, total, done):
-        if self.task is None:
-            self.progress.start()
-            self.task = self.progress.add_task(label, total=total, completed=done)
-        else:
-            self.progress.reset(self.task, total=total, completed=done)
-
-    def update(self, done):
-        self.progress.update(self.task, completed=done)
-
-    def note(self, message):
-        self.progress.console.print(message, highlight=False, markup=False)
-
-    def finish(self, ok):
-        if self.task is not None:
-            self.progress.stop()
-
-
-def make_reporter(quiet: bool = False) -> Reporter:
-    """Nothing when quiet, a progress bar on a terminal, plain lines otherwise."""
-    if quiet:
-        return Reporter()
-    return RichReporter() if sys.stderr.isatty() else LineReporter()
-
-
-# ---------------------------------------------------------------------------------------------------- checks
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def matches(digest: str, sha256_prefix: str) -> bool:
-    return digest.startswith(sha256_prefix.lower())
-
-
-def mismatch_message(name: str, expected: str, actual: str) -> str:
-    """`expected` is the manifest's prefix; the actual digest is cut to the same length to compare by eye."""
-    return f"checksum mismatch for {name}: expected sha256 {expected.lower()}…, got {actual[:len(expected)]}…"
-
-
-def _install(tmp: Path, sha256_prefix: str, dest: Path, source: str, cleanup: str) -> Path:
-    """Verify `tmp` and give it the final name; a bad file is deleted, never renamed."""
-    actual = sha256_file(tmp)
-    if not matches(actual, sha256_prefix):
-        tmp.unlink(missing_ok=True)
-        raise DownloadError(f"{mismatch_message(dest.name, sha256_prefix, actual)} (from {source}); {cleanup}")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())  # the data must be on disk before the name says it is verified
-    os.replace(tmp, dest)
-    return dest
+from .lock import locked
+from .progress import Reporter, human, make_reporter
+from .settings import Policy, is_offline, local_path, mirrored
 
 
 def _check_space(directory: Path, needed: int, name: str) -> None:
@@ -244,27 +30,6 @@ def _check_space(directory: Path, needed: int, name: str) -> None:
         raise DownloadError(f"not enough disk space for {name} in {directory}: need {needed} bytes "
                             f"({human(needed)}), {free} free ({human(free)})")
 
-
-@contextmanager
-def locked(dest: Path, reporter: Reporter | None = None, *, wait: bool = True):
-    """Hold `<dest>.lock` so that one process at a time writes `dest` (released on any exit, Ctrl-C included)."""
-    lock = FileLock(lock_path(dest))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if not wait:
-            raise DownloadError(f"{dest.name} is being written by another rdet process; try again when it is "
-                                "done") from None
-        if reporter:
-            reporter.note(f"{dest.name}: waiting for another rdet process that is fetching it")
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-# ---------------------------------------------------------------------------------------------------- transfers
 
 def _copy(src, out, reporter: Reporter, done: int = 0) -> int:
     """Copy a stream of chunks into `out`, reporting progress; returns the bytes now in `out`."""
@@ -288,7 +53,7 @@ def _copy_verified(src: Path, sha256_prefix: str, dest: Path, reporter: Reporter
         with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
             reporter.start(dest.name, src.stat().st_size, 0)
             _copy(iter(lambda: f.read(chunk_size), b""), out, reporter)
-        return _install(tmp, sha256_prefix, dest, str(src), "the cache is unchanged")
+        return install_verified(tmp, sha256_prefix, dest, str(src), "the cache is unchanged")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -443,7 +208,7 @@ def fetch(url: str, sha256_prefix: str, dest_path: str | os.PathLike, *, hint: s
         if is_file:
             return _copy_verified(local_path(url), sha256_prefix, dest, reporter, policy.chunk_size)
         _download(url, dest, policy, reporter, hint)
-        return _install(part_path(dest), sha256_prefix, dest, url, "the partial download was deleted")
+        return install_verified(part_path(dest), sha256_prefix, dest, url, "the partial download was deleted")
 
 
 def _present(dest: Path) -> bool:

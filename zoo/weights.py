@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cache import Cache, final_name
-from .download import Reporter, fetch, install_copy, locked, matches, mismatch_message, sha256_file
+from .checksum import matches, mismatch_message, sha256_file
+from .download import fetch, install_copy
+from .lock import locked
+from .progress import Reporter
 from .errors import ManifestError
 from .manifest import Entry, Zoo
 
