@@ -37,7 +37,7 @@ def _report_error(name: str, e: Exception) -> None:
 
 
 def _size(n) -> str:
-    from zoo.download import human
+    from zoo.progress import human
 
     return "-" if n is None else human(n)
 

@@ -31,6 +31,11 @@ class Reporter:
     def note(self, message: str) -> None:
         """Something a person may want to know: a retry, a wait for another process."""
 
+    def warn(self, message: str) -> None:
+        """Something a person must know (an insecure source, a wait for another process): printed even when
+        quiet, since it may explain a delay or a risk."""
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
     def finish(self, ok: bool) -> None:
         """The transfer is over, successfully or not. Called once."""
 
@@ -84,7 +89,7 @@ class RichReporter(Reporter):
         from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                    TransferSpeedColumn)
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
                                  TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
                                  transient=False)
         self.task = None
@@ -101,6 +106,9 @@ class RichReporter(Reporter):
 
     def note(self, message):
         self.progress.console.print(message, highlight=False, markup=False)
+
+    def warn(self, message):
+        self.note(f"warning: {message}")
 
     def finish(self, ok):
         if self.task is not None:
