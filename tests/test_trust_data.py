@@ -154,3 +154,28 @@ def test_9_valid_set_loads_and_missing_ids_do_not_collide(tmp_path):
     boxes, labels = coco.annotations(1)
     assert boxes.tolist() == [[1, 2, 31, 42]] and labels.tolist() == [0]
     assert os.path.basename(coco.path(2)) == "b.jpg"
+
+
+# ---------------------------------------------------------------------------------------------------- finding 12
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_12_code_in_a_checkpoint_is_refused_without_torchs_advice_to_run_it(tmp_path):
+    import torch
+
+    from retinanet.errors import CheckpointError
+    from retinanet.model.checkpoint import read_checkpoint
+
+    marker = tmp_path / "ran"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "meta": _RunsCode(marker)}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(tmp_path / "evil.pth")
+    message = str(info.value)
+    assert "refused" in message and "system" in message and "\n" not in message
+    assert "weights_only" not in message and not marker.exists()
