@@ -374,3 +374,30 @@ def test_17_9_lock_files_are_removed_when_released(http_server, cache):
     with locked(dest, wait=False):
         pass
     assert sorted(p.name for p in cache.iterdir()) == ["m.pth", record_path(dest).name]
+
+
+# ---------------------------------------------------------------------------------------------------- nothing lost
+
+def test_a_failing_run_never_damages_a_verified_file(http_server, cache):
+    """Another entry's failing download (404, a wrong file, a full disk) leaves the verified file and its
+    record as they were."""
+    mine = entry("mine", http_server.add("/a/ckpt.pth", DATA), SHA)
+    dest = ensure_weights(mine, cache, **FAST)
+    record = read_record(dest)
+    broken = entry("other", http_server.url("/missing/ckpt.pth"), SHA)
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        ensure_weights(broken, cache, **FAST)
+    wrong = entry("wrong", http_server.add("/w/ckpt.pth", payload(seed=9)[0]), SHA)
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        ensure_weights(wrong, cache, **FAST)
+    assert dest.read_bytes() == DATA and read_record(dest) == record and is_cached(checkpoint_file(mine), cache)
+
+
+@pytest.mark.parametrize("name", ["a.pth", "retinanet_r50_fpn_1x_coco_20200130-c2398f9e.pth", "x.tar.gz"])
+def test_every_cache_companion_maps_back_to_its_file(name, tmp_path):
+    from zoo.cache import final_name
+
+    dest = tmp_path / name
+    companions = [part_path(dest), lock_path(dest), record_path(dest), bad_path(dest),
+                  dest.with_name(f"{name}.k3j2.tmp"), dest.with_name(f"{name}.123-record.tmp")]
+    assert {final_name(p) for p in companions} == {name} and final_name(dest) == name
