@@ -401,3 +401,14 @@ def test_every_cache_companion_maps_back_to_its_file(name, tmp_path):
     companions = [part_path(dest), lock_path(dest), record_path(dest), bad_path(dest),
                   dest.with_name(f"{name}.k3j2.tmp"), dest.with_name(f"{name}.123-record.tmp")]
     assert {final_name(p) for p in companions} == {name} and final_name(dest) == name
+
+
+def test_a_read_only_cache_filled_by_an_older_rdet_stays_usable(cache, monkeypatch):
+    cache.mkdir()
+    (cache / "m.pth").write_bytes(DATA)  # verified when it took its name, no record yet
+
+    def read_only(*args):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr("zoo.checksum.write_record", read_only)
+    assert fetch("https://unreachable.invalid/m.pth", SHA, cache / "m.pth", offline=True, **FAST) == cache / "m.pth"

@@ -73,7 +73,10 @@ def check_cached(dest: Path, url: str, expected: str, actual: str | None = None)
         return False, None  # another manifest's entry with the same file name: not this entry's file
     actual = actual or sha256_file(dest)
     if record is None and matches(actual, expected):
-        write_record(dest, Record(actual, url))
+        try:
+            write_record(dest, Record(actual, url))
+        except OSError:
+            pass  # a read-only cache (shared, pre-filled) stays usable; the pin waits for a writable one
         return True, None
     if record is not None and actual == record.sha256 and matches(actual, expected):
         return True, None

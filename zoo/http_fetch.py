@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,8 @@ def _attempt(session, url: str, dest: Path, policy: Policy, reporter: Reporter, 
     headers = {"Accept-Encoding": "identity"}  # byte ranges and sizes of the file itself, not of a gzip stream
     if have:
         headers["Range"] = f"bytes={have}-"
-    timeout = (min(policy.timeout[0], clock.left()), min(policy.timeout[1], clock.left()))
+    left = max(clock.left(), 0.001)
+    timeout = (min(policy.timeout[0], left), min(policy.timeout[1], left))
     with session.get(url, headers=headers, stream=True, timeout=timeout) as response:
         offset = _body_offset(response, have, part, redacted(url), hint)
         if offset is None:
@@ -168,6 +170,8 @@ def _permanent(e: BaseException, url: str) -> str | None:
             return f"cannot resolve the host name {host} (no network, or a wrong URL or RDET_MIRROR?)"
         if isinstance(x, ConnectionRefusedError):
             return f"{host} refused the connection"
+        if isinstance(x, ssl.SSLCertVerificationError):
+            return f"the TLS certificate of {host} cannot be verified ({x.verify_message or x.reason})"
     return None
 
 
