@@ -177,10 +177,15 @@ def test_4_cache_that_is_not_a_directory_is_one_line(where, tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr and "not a directory" in r.stderr
 
 
-def test_4_relative_rdet_cache_is_refused(monkeypatch):
-    monkeypatch.setenv("RDET_CACHE", "weights")
+@pytest.mark.parametrize("relative", ["weights", "./weights"])
+def test_4_relative_rdet_cache_is_refused(relative, monkeypatch):
+    monkeypatch.setenv("RDET_CACHE", relative)
     with pytest.raises(CacheError, match="absolute path"):
         Cache()
+    with pytest.raises(CacheError, match="absolute path"):
+        Cache(Path(relative))  # as the CLI passes it (--cache-dir reads RDET_CACHE)
+    monkeypatch.delenv("RDET_CACHE")
+    assert Cache(Path(relative)).root == Path.cwd() / "weights"  # an explicit --cache-dir is the user's choice
 
 
 def _limited(limit: int):

@@ -34,7 +34,8 @@ def cache_root(root: str | os.PathLike) -> Path:
     """A cache directory from --cache-dir or RDET_CACHE. A relative RDET_CACHE is refused: it would name a
     different cache in every working directory."""
     path = Path(root).expanduser()
-    if not path.is_absolute() and os.environ.get("RDET_CACHE") == str(root):
+    env = os.environ.get("RDET_CACHE")
+    if not path.is_absolute() and env and Path(env).expanduser() == path:  # --cache-dir takes RDET_CACHE too
         raise CacheError(f"RDET_CACHE must be an absolute path, not '{root}' (a relative one names a different "
                          "cache in every directory)")
     return path.absolute()
