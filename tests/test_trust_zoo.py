@@ -417,3 +417,34 @@ def test_a_read_only_cache_filled_by_an_older_rdet_stays_usable(cache, monkeypat
 
     monkeypatch.setattr("zoo.checksum.write_record", read_only)
     assert fetch("https://unreachable.invalid/m.pth", SHA, cache / "m.pth", offline=True, **FAST) == cache / "m.pth"
+
+
+# ---------------------------------------------------------------------------------------------------- properties
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(blacklist_characters="\x00"), max_size=30), st.sampled_from(["RDET_TIMEOUT", "RDET_RETRIES", "RDET_BACKOFF", "RDET_DEADLINE",
+                                              "RDET_MIN_RATE", "RDET_RATE_WINDOW", "RDET_LOCK_TIMEOUT"]))
+def test_12_any_setting_value_is_a_usable_number_or_one_line_error(value, name):
+    os.environ[name] = value
+    try:
+        policy = Policy.resolve()
+    except DownloadError as e:
+        assert name in str(e) and "\n" not in str(e)
+    else:
+        numbers = [policy.retries, policy.backoff, *policy.timeout, policy.deadline, policy.min_rate,
+                   policy.rate_window, policy.lock_timeout]
+        assert all(n >= 0 and n < float("inf") for n in numbers) and min(policy.timeout) > 0
+    finally:
+        del os.environ[name]
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="@/:?#[]%", blacklist_categories=("Cs", "Cc")),
+               min_size=1, max_size=12))
+def test_12_credentials_never_survive_redaction(secret):
+    from zoo.settings import redacted
+
+    for url in (f"https://user:{secret}@mirror.example/x", f"https://{secret}@mirror.example/x"):
+        assert redacted(url) == "https://***@mirror.example/x"
