@@ -14,6 +14,8 @@ from pathlib import Path
 
 import platformdirs
 
+from retinanet.atomic_write import replace_durably
+
 from .errors import CacheError
 
 PART_SUFFIX = ".part"
@@ -100,11 +102,12 @@ def read_record(dest: Path) -> Record | None:
 def write_record(dest: Path, record: Record) -> None:
     """Write the record atomically (a torn record would read as none, which is safe but loses the pin)."""
     tmp = dest.with_name(f"{dest.name}.{os.getpid()}-record{TEMP_SUFFIX}")  # a leftover `cache rm` finds
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"sha256": record.sha256, "url": record.url}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, record_path(dest))
+    try:
+        tmp.write_text(json.dumps({"sha256": record.sha256, "url": record.url}), encoding="utf-8")
+        replace_durably(tmp, record_path(dest))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class Cache:

@@ -10,6 +10,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from retinanet.atomic_write import replace_durably
+
 from .cache import Record, bad_path, read_record, record_path, write_record
 from .errors import CacheError, DownloadError
 
@@ -50,10 +52,8 @@ def install_verified(tmp: Path, expected: str, dest: Path, source: str, cleanup:
     if not matches(actual, expected):
         tmp.unlink(missing_ok=True)
         raise DownloadError(f"{mismatch_message(dest.name, expected, actual)} (from {source}); {cleanup}")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())  # the data must be on disk before the name says it is verified
     record_path(dest).unlink(missing_ok=True)  # never a moment where an old record vouches for the new file
-    os.replace(tmp, dest)
+    replace_durably(tmp, dest)  # the data is on disk before the name says it is verified
     write_record(dest, Record(actual, url))
     return dest
 
