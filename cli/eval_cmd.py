@@ -13,6 +13,8 @@ from .common import (Fail, WeightsSource, coco_files, err, errors_said_by_rank_0
                      print_json)
 from .metrics_table import metrics_table
 from .options import shared_options
+from .outputs import output_file, writing
+from .text import shown
 
 
 @shared_options
@@ -61,7 +63,8 @@ def evaluate(
         if results is None:
             return  # rank 0 gathered everything: it alone scores, prints and writes
         if out_file is not None:
-            save_results(out_file, results)
+            with writing(out_file):
+                save_results(out_file, results)
     _print(entry, coco_set, coco_metrics(coco_set, results), len(results), out_file, as_json)
 
 
@@ -91,7 +94,7 @@ def _detect(entry, coco_set, source: WeightsSource, run: _EvalRun):
             check_classes(det.cfg.num_classes, coco_set)
         show = here.is_main and not run.quiet
         if show and tuple(det.class_names) != coco_set.class_names:
-            err.print(f"note: the model's class names differ from {coco_set.ann_file.name}'s; label i is scored "
+            err.print(f"note: the model's class names differ from {shown(coco_set.ann_file.name)}'s; label i is scored "
                       "as its i-th category (by id)", highlight=False)
         with _ProgressBar(show, f"eval {entry.name}", len(coco_set)) as advance:
             results = run_detection(det, coco_set, run.batch_size, run.workers,
@@ -111,6 +114,8 @@ def _inputs(name, data_root, ann, images, results_file, out_file, limit, zoo_fil
         raise Fail("give a model NAME to evaluate (see `rdet list`), or --results FILE to re-score detections")
     if rescoring and out_file is not None:
         raise Fail("--out saves a model's detections; with --results no model runs")
+    if out_file is not None:
+        output_file(out_file)  # before the inference: an unwritable --out must not cost the whole run
     entry = zoo.get(name, zoo_file) if name is not None else None
     files = coco_files(data_root, ann, images, "val", need_images=not rescoring)
     if files is None:
@@ -125,7 +130,7 @@ def _notes(coco_set, limit) -> None:
         err.print(f"note: --limit {limit}: evaluating the first {len(coco_set)} of {coco_set.total_images} "
                   "images; the AP is not comparable with the published figure", highlight=False)
     if not coco_set.coco.anns:  # e.g. COCO test-dev: detections for the server, nothing to score here
-        err.print(f"note: {coco_set.ann_file.name} holds no annotations: every figure will be n/a "
+        err.print(f"note: {shown(coco_set.ann_file.name)} holds no annotations: every figure will be n/a "
                   "(--out keeps the detections)", highlight=False)
 
 
@@ -171,12 +176,12 @@ def _report(entry, coco_set, metrics, published, n_detections, out_file):
     scope = f"{len(coco_set)} images"
     if len(coco_set) < coco_set.total_images:
         scope = f"the first {len(coco_set)} of {coco_set.total_images} images (--limit)"
-    title = f"{entry.name if entry else 'detections'}: COCO box AP on {scope} of {coco_set.ann_file.name}"
+    title = f"{entry.name if entry else 'detections'}: COCO box AP on {scope} of {shown(coco_set.ann_file.name)}"
     out.print(metrics_table(title, metrics, published_ap=published, compare=True))
     out.print(f"{n_detections} detections. Figures in percent (COCOeval's fractions x 100); n/a: the images hold "
               "no ground truth of that size.", highlight=False)
     if out_file is not None:
-        out.print(f"detections written to {out_file}", highlight=False)
+        out.print(f"detections written to {shown(out_file)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -60,9 +60,12 @@ def test_1_cached_file_is_checked_against_the_full_digest_recorded_at_first_use(
     forged = payload(seed=7)[0]
     dest.write_bytes(forged)
     monkeypatch.setattr("zoo.checksum.matches", lambda digest, prefix: True)  # the forger matched the prefix
-    path = fetch(url, SHA, dest, **FAST)  # the forged file is set aside and the real one fetched again
-    assert path.read_bytes() == DATA and bad_path(dest).read_bytes() == forged
-    assert "failed verification" in capsys.readouterr().err and len(http_server.requests) == 2
+    with pytest.raises(DownloadError, match="offline"):
+        fetch(url, SHA, dest, offline=True, **FAST)  # the forged file is set aside, never used
+    assert bad_path(dest).read_bytes() == forged and not dest.exists()
+    assert "failed verification" in capsys.readouterr().err
+    path = fetch(url, SHA, dest, **FAST)  # the real one is fetched again, superseding the set-aside copy
+    assert path.read_bytes() == DATA and not bad_path(dest).exists() and len(http_server.requests) == 2
 
 
 def test_1_full_digest_in_the_manifest_is_used_and_shown(http_server, cache):

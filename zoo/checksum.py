@@ -55,6 +55,7 @@ def install_verified(tmp: Path, expected: str, dest: Path, source: str, cleanup:
     record_path(dest).unlink(missing_ok=True)  # never a moment where an old record vouches for the new file
     replace_durably(tmp, dest)  # the data is on disk before the name says it is verified
     write_record(dest, Record(actual, url))
+    bad_path(dest).unlink(missing_ok=True)  # a copy set aside earlier is superseded now
     return dest
 
 

@@ -192,6 +192,9 @@ class Verdict:
 def verify_file(item: CachedFile) -> Verdict:
     """Re-hash one complete cached file against each entry that owns it (each against its own digest) and the
     digest recorded at its first verification. A bad file is moved aside (NAME.bad) and never used again."""
+    if item.state == BAD:
+        return Verdict(item, False, "", f"{item.path.name}: set aside after failing verification; `rdet download` "
+                                        "fetches the file again, `rdet cache rm` removes this copy")
     if item.state != COMPLETE or not item.refs:
         return Verdict(item, None, "")
     actual = sha256_file(item.path)
