@@ -35,6 +35,7 @@ def test_11_control_characters_and_markup_in_data_are_shown_not_obeyed():
 # ---------------------------------------------------------------------------------------------------- as users run it
 
 import json  # noqa: E402
+import time  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -135,3 +136,20 @@ def test_4_predict_out_that_cannot_be_a_directory_fails_before_inference(tiny_fi
                  env_extra={"RDET_ZOO": str(manifest), "RDET_CACHE": str(tmp_path / "c")})
     assert r.returncode != 0 and "Traceback" not in r.stderr and str(blocker) in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
+
+
+@pytest.mark.parametrize("problem", ["directory", "parent-is-a-file"])
+def test_4_eval_out_that_cannot_be_written_fails_before_inference(tiny_files, tmp_path, problem):
+    from coco_data import write_annotations, write_images
+
+    manifest, _ = tiny_files
+    records = write_images(tmp_path / "images")
+    ann = write_annotations(tmp_path / "ann.json", records, [])
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    target = tmp_path if problem == "directory" else blocker / "dets.json"
+    began = time.monotonic()
+    r = run_rdet("eval", NAME, "--ann", ann, "--images", tmp_path / "images", "--random-weights", "--out", target,
+                 env_extra={"RDET_ZOO": str(manifest), "RDET_CACHE": str(tmp_path / "c")})
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "--out" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and time.monotonic() - began < 30  # no inference ran
