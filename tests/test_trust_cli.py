@@ -1,9 +1,15 @@
-"""Issue #14, CLI side: findings 7 (recursive globs through symlink loops) and 11 (data shown on a terminal)."""
+"""Issue #14 and #17 item 9, CLI side, as users run it: findings 1, 2 (what list/info/verify show), 4 (--out
+checked before work), 7 (recursive globs through symlink loops), 11 (data shown on a terminal)."""
+import hashlib
+import json
 import os
 import time
 
+import pytest
+
 from cli.globbing import recursive_glob
 from cli.text import shown, visible
+from tiny_zoo import NAME, run_rdet, write_tiny_zoo
 
 
 # ---------------------------------------------------------------------------------------------------- finding 7
@@ -34,14 +40,6 @@ def test_11_control_characters_and_markup_in_data_are_shown_not_obeyed():
 
 # ---------------------------------------------------------------------------------------------------- as users run it
 
-import json  # noqa: E402
-import time  # noqa: E402
-
-import pytest  # noqa: E402
-
-
-from tiny_zoo import NAME, run_rdet, write_tiny_zoo  # noqa: E402
-
 
 @pytest.fixture(scope="module")
 def tiny_files(tmp_path_factory):
@@ -69,7 +67,7 @@ def _json(r):
 def test_1_recorded_digest_is_shown_and_can_be_pinned(served, tmp_path):
     server, ckpt, env, cache, manifest = served
     assert "plain http" in run_rdet("download", NAME, "--quiet", env_extra=env).stderr  # warned even when quiet
-    full = __import__("hashlib").sha256(ckpt.read_bytes()).hexdigest()
+    full = hashlib.sha256(ckpt.read_bytes()).hexdigest()
     [row] = _json(run_rdet("cache", "verify", "--json", env_extra=env))
     assert row["status"] == "ok" and row["sha256"] == full and row["pinned"] is False
     info = _json(run_rdet("info", NAME, "--json", env_extra=env))
@@ -85,7 +83,7 @@ def test_2_list_does_not_count_another_manifests_file_of_the_same_name(served, t
     evil = server.add(f"/evil/{ckpt.name}", b"not the checkpoint")
     other = tmp_path / "other.toml"
     other.write_text(manifest.read_text().replace(server.url(f"/w/{ckpt.name}"), evil).replace(
-        f'sha256 = "{ckpt.name[-12:-4]}"', 'sha256 = "' + __import__("hashlib").sha256(b"not the checkpoint")
+        f'sha256 = "{ckpt.name[-12:-4]}"', 'sha256 = "' + hashlib.sha256(b"not the checkpoint")
         .hexdigest()[:8] + '"'))
     assert run_rdet("download", NAME, env_extra={**env, "RDET_ZOO": str(other)}).returncode == 0
     [row] = [e for e in _json(run_rdet("list", "--json", env_extra=env)) if e["name"] == NAME]

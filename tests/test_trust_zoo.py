@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from http_server import payload
 from tiny_zoo import NAME, run_rdet, write_tiny_zoo
@@ -423,9 +424,6 @@ def test_a_read_only_cache_filled_by_an_older_rdet_stays_usable(cache, monkeypat
 
 
 # ---------------------------------------------------------------------------------------------------- properties
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=30),
