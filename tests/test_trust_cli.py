@@ -5,6 +5,8 @@ import json
 import os
 import time
 
+import cv2
+import numpy as np
 import pytest
 
 from cli.globbing import recursive_glob
@@ -119,11 +121,13 @@ def test_11_class_names_from_a_checkpoint_reach_the_terminal_escaped(tiny_files,
     evil = tmp_path / "evil.pth"
     names = ("[red]dog\x1b]0;pwned\x07[/red]",) * 3  # every class: random weights favour any one of them
     save_reference_checkpoint(evil, reference_state_dict(depth=18, num_classes=3, seed=0), classes=names)
-    r = run_rdet("predict", "--model", NAME, "--weights", evil, "--score-thr", "0.3",
+    image = tmp_path / "small.png"
+    cv2.imwrite(str(image), np.full((64, 96, 3), 128, np.uint8))
+    r = run_rdet("predict", image, "--model", NAME, "--weights", evil, "--score-thr", "0.3",
                  env_extra={"RDET_ZOO": str(manifest), "RDET_CACHE": str(tmp_path / "c")})
     assert r.returncode == 0, r.stderr
     assert "\x1b]0;" not in r.stdout and "\x07" not in r.stdout
-    assert "100 [red]dog\\x1b]0;pwned\\x07[/red]" in r.stdout  # shown literally, neither obeyed nor styled
+    assert "[red]dog\\x1b]0;pwned\\x07[/red]" in r.stdout  # shown literally, neither obeyed nor styled
 
 
 def test_4_predict_out_that_cannot_be_a_directory_fails_before_inference(tiny_files, tmp_path):
