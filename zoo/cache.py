@@ -118,15 +118,6 @@ class Cache:
         """Where a file of this published name lives (whether or not it is there)."""
         return self.root / filename
 
-    def has(self, filename: str) -> bool:
-        """True when a file is present under the final name (verified when it took it; see weights.is_cached
-        for whether it is a given entry's file)."""
-        p = self.path(filename)
-        return p.is_file() and p.stat().st_size > 0
-
-    def part(self, filename: str) -> Path:
-        return part_path(self.path(filename))
-
     def ensure_dir(self) -> Path:
         """The cache directory, created when missing; CacheError when it cannot be one."""
         try:
