@@ -16,7 +16,7 @@ from http_server import payload
 from zoo.cache import Cache, lock_path, part_path
 from zoo.download import fetch
 from zoo.lock import locked
-from zoo.progress import LineReporter, Reporter, RichReporter
+from zoo.progress import LineProgress, TransferProgress, BarProgress
 from zoo.settings import Policy, mirrored
 from zoo.errors import DownloadError, ManifestError
 from zoo.manifest import Entry
@@ -242,7 +242,7 @@ def test_policy_from_arguments_and_environment(monkeypatch):
 
 def test_progress_lines_go_to_stderr_and_quiet_is_silent(http_server, cache, capsys):
     url = http_server.add("/w/m.pth", DATA, drop_after=4 * CHUNK)
-    fetch(url, FULL_SHA, cache / "m.pth", progress=LineReporter(), backoff=0.01, chunk_size=CHUNK)
+    fetch(url, FULL_SHA, cache / "m.pth", progress=LineProgress(), backoff=0.01, chunk_size=CHUNK)
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
     assert captured.out == ""
@@ -254,12 +254,12 @@ def test_progress_lines_go_to_stderr_and_quiet_is_silent(http_server, cache, cap
 
 
 def test_rich_progress_bar_writes_to_stderr_only(http_server, cache, capsys):
-    fetch(http_server.add("/w/m.pth", DATA), SHA, cache / "m.pth", progress=RichReporter())
+    fetch(http_server.add("/w/m.pth", DATA), SHA, cache / "m.pth", progress=BarProgress())
     captured = capsys.readouterr()
     assert captured.out == "" and "m.pth" in captured.err
 
 
-class _Interrupt(Reporter):
+class _Interrupt(TransferProgress):
     """Presses Ctrl-C once `after` bytes are on disk."""
 
     def __init__(self, after):

@@ -20,7 +20,7 @@ from zoo.cache import Cache, bad_path, lock_path, part_path, read_record, record
 from zoo.download import fetch
 from zoo.errors import CacheError, DownloadError, LockTimeoutError
 from zoo.manifest import Entry
-from zoo.progress import Reporter
+from zoo.progress import TransferProgress
 from zoo.settings import Policy
 from zoo.weights import (BAD, COMPLETE, FOREIGN, cache_contents, checkpoint_file, clear_cache, ensure_weights,
                          is_cached, recorded_digest, verify_file)
@@ -221,7 +221,7 @@ def test_4_read_only_cache_is_one_line(http_server, cache, monkeypatch):
 def test_4_part_deleted_mid_download_is_one_line(http_server, cache):
     dest = cache / "m.pth"
 
-    class DeleteThePart(Reporter):
+    class DeleteThePart(TransferProgress):
         def update(self, done):
             if done > 3 * CHUNK:
                 part_path(dest).unlink(missing_ok=True)

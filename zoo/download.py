@@ -18,11 +18,12 @@ from .checksum import check_cached, install_verified, is_pinned
 from .errors import CacheError, DownloadError
 from .http_fetch import download_part
 from .lock import locked
-from .progress import Reporter, make_reporter
+from .progress import TransferProgress, make_progress
 from .settings import Policy, is_offline, local_path, mirrored, redacted
 
 
-def _copy_verified(src: Path, expected: str, dest: Path, reporter: Reporter, chunk_size: int, url: str) -> Path:
+def _copy_verified(src: Path, expected: str, dest: Path, progress: TransferProgress, chunk_size: int,
+                   url: str) -> Path:
     """Copy a local file to `dest` through a temporary file beside it, verified before it takes the name.
 
     A bad or unreadable source, or a full or read-only cache, leaves the cache as it was.
@@ -36,12 +37,12 @@ def _copy_verified(src: Path, expected: str, dest: Path, reporter: Reporter, chu
     tmp = Path(tmp)
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
-            reporter.start(dest.name, os.fstat(f.fileno()).st_size, 0)
+            progress.start(dest.name, os.fstat(f.fileno()).st_size, 0)
             done = 0
             while chunk := f.read(chunk_size):
                 out.write(chunk)
                 done += len(chunk)
-                reporter.update(done)
+                progress.update(done)
         return install_verified(tmp, expected, dest, str(src), "the cache is unchanged", url)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -53,18 +54,18 @@ def _copy_verified(src: Path, expected: str, dest: Path, reporter: Reporter, chu
 
 
 @contextmanager
-def _reporting(reporter: Reporter):
-    """Tell the reporter when the transfer is over, however it ends."""
+def _reporting(progress: TransferProgress):
+    """Tell the progress when the transfer is over, however it ends."""
     ok = False
     try:
         yield
         ok = True
     finally:
-        reporter.finish(ok)
+        progress.finish(ok)
 
 
 def install_copy(src: str | os.PathLike, sha256_prefix: str, dest_path: str | os.PathLike, *, url: str,
-                 quiet: bool = False, progress: Reporter | None = None,
+                 quiet: bool = False, progress: TransferProgress | None = None,
                  chunk_size: int = Policy.chunk_size) -> Path:
     """Place a local file at `dest_path` when its SHA-256 matches `sha256_prefix` (what `rdet import` does),
     recorded as the file of the entry whose manifest URL is `url`.
@@ -75,12 +76,12 @@ def install_copy(src: str | os.PathLike, sha256_prefix: str, dest_path: str | os
     if not src.is_file():
         raise DownloadError(f"{src}: no such file")
     Cache(dest.parent).ensure_dir()
-    reporter = progress or make_reporter(quiet)
-    with _reporting(reporter):
-        return _copy_verified(src, sha256_prefix, dest, reporter, chunk_size, url)
+    progress = progress or make_progress(quiet)
+    with _reporting(progress):
+        return _copy_verified(src, sha256_prefix, dest, progress, chunk_size, url)
 
 
-def cached(url: str, sha256: str, dest_path: str | os.PathLike, reporter: Reporter | None = None) -> bool:
+def cached(url: str, sha256: str, dest_path: str | os.PathLike, progress: TransferProgress | None = None) -> bool:
     """True when `dest_path` holds the file the entry (`url`, `sha256`) names, re-hashed now; a file that
     fails is moved aside (with a warning) and never used."""
     try:
@@ -88,12 +89,12 @@ def cached(url: str, sha256: str, dest_path: str | os.PathLike, reporter: Report
     except OSError as e:
         raise CacheError(f"cannot read {dest_path}: {e.strerror or e}") from None
     if problem:
-        (reporter or Reporter()).warn(problem)
+        (progress or TransferProgress()).warn(problem)
     return ok
 
 
 def fetch(url: str, sha256_prefix: str, dest_path: str | os.PathLike, *, hint: str | None = None,
-          offline: bool | None = None, quiet: bool = False, progress: Reporter | None = None,
+          offline: bool | None = None, quiet: bool = False, progress: TransferProgress | None = None,
           **options) -> Path:
     """The verified file `dest_path` of the manifest entry (`url`, `sha256_prefix`), fetched from `url` (http,
     https or file; RDET_MIRROR applies) when the cache does not hold it yet.
@@ -107,8 +108,8 @@ def fetch(url: str, sha256_prefix: str, dest_path: str | os.PathLike, *, hint: s
     Raises DownloadError or CacheError; on Ctrl-C the .part is kept for a later resume.
     """
     dest = Path(dest_path)
-    reporter = progress or make_reporter(quiet)
-    if cached(url, sha256_prefix, dest, reporter):
+    progress = progress or make_progress(quiet)
+    if cached(url, sha256_prefix, dest, progress):
         return dest
     source = mirrored(url)
     hint = hint or f"save it as {dest}"
@@ -119,16 +120,16 @@ def fetch(url: str, sha256_prefix: str, dest_path: str | os.PathLike, *, hint: s
     policy = Policy.resolve(**options)
     Cache(dest.parent).ensure_dir()
     if urlparse(source).scheme == "http" and not is_pinned(sha256_prefix):
-        reporter.warn(f"{dest.name} comes over plain http ({redacted(source)}) and is checked against only "
+        progress.warn(f"{dest.name} comes over plain http ({redacted(source)}) and is checked against only "
                       f"{len(sha256_prefix)} hex digits of its SHA-256, which a forger can match: prefer an https "
                       "URL or RDET_MIRROR, or pin the full digest in a manifest")
     try:
-        with _reporting(reporter), locked(dest, reporter, timeout=policy.lock_timeout):
-            if cached(url, sha256_prefix, dest, reporter):  # another process fetched it while we waited
+        with _reporting(progress), locked(dest, progress, timeout=policy.lock_timeout):
+            if cached(url, sha256_prefix, dest, progress):  # another process fetched it while we waited
                 return dest
             if is_file:
-                return _copy_verified(local_path(source), sha256_prefix, dest, reporter, policy.chunk_size, url)
-            part = download_part(source, dest, sha256_prefix, policy, reporter, hint)
+                return _copy_verified(local_path(source), sha256_prefix, dest, progress, policy.chunk_size, url)
+            part = download_part(source, dest, sha256_prefix, policy, progress, hint)
             return install_verified(part, sha256_prefix, dest, redacted(source), "the partial download was deleted",
                                     url)
     except OSError as e:  # the cache directory failed under us: read-only, full, removed

@@ -21,7 +21,7 @@ import urllib3
 from .cache import part_path
 from .checksum import matches, sha256_file
 from .errors import CacheError, DownloadError
-from .progress import Reporter, human
+from .progress import TransferProgress, human
 from .settings import Policy, redacted
 
 
@@ -92,7 +92,7 @@ def _body_offset(response, have: int, part: Path, shown: str, hint: str) -> int 
     raise DownloadError(f"HTTP {status} for {shown}; download it yourself and {hint}")
 
 
-def _stream(raw, out, reporter: Reporter, done: int, policy: Policy, clock: Deadline) -> int:
+def _stream(raw, out, progress: TransferProgress, done: int, policy: Policy, clock: Deadline) -> int:
     """Copy the body into `out` as it arrives; returns the bytes now in `out`."""
     window_start, window_bytes = time.monotonic(), 0
     while True:
@@ -103,7 +103,7 @@ def _stream(raw, out, reporter: Reporter, done: int, policy: Policy, clock: Dead
             return done
         out.write(chunk)
         done += len(chunk)
-        reporter.update(done)
+        progress.update(done)
         now = time.monotonic()
         window_bytes += len(chunk)
         if now - window_start >= policy.rate_window:
@@ -114,7 +114,7 @@ def _stream(raw, out, reporter: Reporter, done: int, policy: Policy, clock: Dead
             window_start, window_bytes = now, 0
 
 
-def _attempt(session, url: str, dest: Path, policy: Policy, reporter: Reporter, hint: str,
+def _attempt(session, url: str, dest: Path, policy: Policy, progress: TransferProgress, hint: str,
              clock: Deadline) -> _Outcome:
     """One GET into the .part, resuming from its current size."""
     part = part_path(dest)
@@ -134,10 +134,10 @@ def _attempt(session, url: str, dest: Path, policy: Policy, reporter: Reporter, 
         if body is not None:
             # a 206 body is what is missing; a 200 body replaces the .part, whose bytes are freed first
             _check_space(dest.parent, body - (have if offset == 0 else 0), dest.name)
-        reporter.start(dest.name, total, offset)
+        progress.start(dest.name, total, offset)
         try:
             with open(part, "ab" if offset else "wb") as out:
-                done = _stream(response.raw, out, reporter, offset, policy, clock)
+                done = _stream(response.raw, out, progress, offset, policy, clock)
         except OSError as e:  # writing the .part failed: a full disk, a read-only cache
             raise CacheError(f"cannot write {part}: {e.strerror or e}") from None
     if total is not None and done < total:
@@ -196,14 +196,15 @@ def _part_verifies(part: Path, expected: str) -> bool:
         return False
 
 
-def download_part(url: str, dest: Path, expected: str, policy: Policy, reporter: Reporter, hint: str) -> Path:
+def download_part(url: str, dest: Path, expected: str, policy: Policy, progress: TransferProgress,
+                  hint: str) -> Path:
     """Attempts with exponential backoff until `<dest>.part` holds the whole body; each resumes where the last
     stopped. Returns the .part path (not yet verified). Raises DownloadError, keeping the .part to resume."""
     part, shown, clock = part_path(dest), redacted(url), Deadline(policy.deadline)
     with requests.Session() as session:  # trust_env stays on: proxy variables and .netrc work
         for retry in range(policy.retries + 1):
             try:
-                outcome = _attempt(session, url, dest, policy, reporter, hint, clock)
+                outcome = _attempt(session, url, dest, policy, progress, hint, clock)
                 if outcome.complete or outcome.received == 0 or _part_verifies(part, expected):
                     return part
                 problem = "the body came without a length and ended before the file verified"
@@ -230,6 +231,6 @@ def download_part(url: str, dest: Path, expected: str, policy: Policy, reporter:
                 raise DownloadError(f"could not download {shown} after {retry + 1} attempts ({problem}); run again "
                                     f"to resume, or download it yourself and {hint}")
             delay = min(policy.delay(retry), max(clock.left(), 0))
-            reporter.note(f"{dest.name}: {problem}; retry {retry + 1} of {policy.retries} in {delay:.3g} s")
+            progress.note(f"{dest.name}: {problem}; retry {retry + 1} of {policy.retries} in {delay:.3g} s")
             time.sleep(delay)
     return part  # pragma: no cover (the loop returns or raises)

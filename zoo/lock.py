@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .cache import lock_path
 from .errors import CacheError, DownloadError, LockTimeoutError
-from .progress import Reporter
+from .progress import TransferProgress
 
 _POLL = 0.05
 
@@ -80,7 +80,7 @@ def _filelock_acquire(path: Path, timeout: float, on_wait):  # pragma: no cover 
 
 
 @contextmanager
-def locked(dest: Path, reporter: Reporter | None = None, *, wait: bool = True, timeout: float = 3 * 3600.0):
+def locked(dest: Path, progress: TransferProgress | None = None, *, wait: bool = True, timeout: float = 3 * 3600.0):
     """Hold `<dest>.lock` so that one process at a time writes `dest` (released on any exit, Ctrl-C included).
 
     Without `wait`, a held lock is a DownloadError at once; with it, the wait is announced (even when quiet:
@@ -90,8 +90,8 @@ def locked(dest: Path, reporter: Reporter | None = None, *, wait: bool = True, t
     def on_wait():
         if not wait:
             raise DownloadError(f"{dest.name} is being written by another rdet process; try again when it is done")
-        (reporter or Reporter()).warn(f"{dest.name}: waiting up to {timeout:g} s for another rdet process that "
-                                      "is fetching it (RDET_LOCK_TIMEOUT)")
+        (progress or TransferProgress()).warn(f"{dest.name}: waiting up to {timeout:g} s for another rdet process "
+                                              "that is fetching it (RDET_LOCK_TIMEOUT)")
 
     try:
         release = (_posix_acquire if fcntl else _filelock_acquire)(path, timeout, on_wait)

@@ -19,7 +19,7 @@ def human(n: int | None) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-class Reporter:
+class TransferProgress:
     """Progress of one transfer. This base reports nothing (--quiet); subclasses write to stderr, never stdout."""
 
     def start(self, label: str, total: int | None, done: int) -> None:
@@ -40,7 +40,7 @@ class Reporter:
         """The transfer is over, successfully or not. Called once."""
 
 
-class LineReporter(Reporter):
+class LineProgress(TransferProgress):
     """Plain lines for logs and pipes: one at the start, one every 10%, one at the end."""
 
     def __init__(self, stream=None):
@@ -81,7 +81,7 @@ class LineReporter(Reporter):
                         f"({human(int(self.done / seconds))}/s)")
 
 
-class RichReporter(Reporter):
+class BarProgress(TransferProgress):
     """A rich progress bar on stderr (bytes, speed, ETA) for terminals."""
 
     def __init__(self):
@@ -115,9 +115,9 @@ class RichReporter(Reporter):
             self.progress.stop()
 
 
-def make_reporter(quiet: bool = False) -> Reporter:
+def make_progress(quiet: bool = False) -> TransferProgress:
     """Nothing when quiet, a progress bar on a terminal, plain lines otherwise."""
     if quiet:
-        return Reporter()
-    return RichReporter() if sys.stderr.isatty() else LineReporter()
+        return TransferProgress()
+    return BarProgress() if sys.stderr.isatty() else LineProgress()
 

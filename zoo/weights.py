@@ -12,7 +12,7 @@ from .checksum import check_cached, is_pinned, mismatch_message, sha256_file
 from .download import fetch, install_copy
 from .errors import CacheError, DownloadError, ManifestError
 from .lock import locked
-from .progress import Reporter
+from .progress import TransferProgress
 from .manifest import Entry, Zoo
 
 CHECKPOINT, PRETRAINED = "checkpoint", "pretrained"
@@ -56,27 +56,27 @@ def _cache(cache: Cache | str | os.PathLike | None) -> Cache:
 
 
 def ensure(wf: WeightFile, cache: Cache | str | os.PathLike | None = None, *, offline: bool | None = None,
-           quiet: bool = False, progress: Reporter | None = None, **options) -> Path:
+           quiet: bool = False, progress: TransferProgress | None = None, **options) -> Path:
     """The verified local path of `wf`, downloaded first when missing; `options` go to download.fetch."""
     return fetch(wf.url, wf.sha256, _cache(cache).path(wf.filename), hint=wf.import_hint, offline=offline,
                  quiet=quiet, progress=progress, **options)
 
 
 def ensure_weights(entry: Entry, cache: Cache | str | os.PathLike | None = None, *, offline: bool | None = None,
-                   quiet: bool = False, progress: Reporter | None = None, **options) -> Path:
+                   quiet: bool = False, progress: TransferProgress | None = None, **options) -> Path:
     """The verified local path of the entry's checkpoint, downloaded first when missing."""
     return ensure(checkpoint_file(entry), cache, offline=offline, quiet=quiet, progress=progress, **options)
 
 
 def ensure_pretrained(entry: Entry, cache: Cache | str | os.PathLike | None = None, *,
-                      offline: bool | None = None, quiet: bool = False, progress: Reporter | None = None,
+                      offline: bool | None = None, quiet: bool = False, progress: TransferProgress | None = None,
                       **options) -> Path:
     """The verified local path of the ImageNet backbone file the entry trains from, downloaded when missing."""
     return ensure(pretrained_file(entry), cache, offline=offline, quiet=quiet, progress=progress, **options)
 
 
 def import_weights(entry: Entry, file: str | os.PathLike, cache: Cache | str | os.PathLike | None = None, *,
-                   pretrained: bool = False, quiet: bool = False, progress: Reporter | None = None) -> Path:
+                   pretrained: bool = False, quiet: bool = False, progress: TransferProgress | None = None) -> Path:
     """Place a file obtained by other means into the cache under its published name, once its checksum matches.
 
     A bad file raises DownloadError (expected vs actual) and leaves the cache as it was.
