@@ -114,6 +114,16 @@ def test_11_markup_in_user_input_does_not_crash_the_error_printer(tmp_path):
     assert "[/x]" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_11_file_names_reach_the_terminal_escaped(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "x\x1b]0;pwned\x07[bold]y.pth").write_bytes(b"x")
+    r = run_rdet("cache", "list", env_extra={"RDET_CACHE": str(cache)})
+    assert r.returncode == 0 and "\x1b]0;" not in r.stdout and "\x07" not in r.stdout
+    assert "x\\x1b]0;pwned\\x07[bold]y.pth" in r.stdout.replace("\n", "")
+
+
+@pytest.mark.slow  # a whole prediction: about 10 s on 2 idle cores
 def test_11_class_names_from_a_checkpoint_reach_the_terminal_escaped(tiny_files, tmp_path):
     from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint
 
