@@ -13,6 +13,7 @@ from retinanet.config import TEST_SCALE
 
 from .common import Fail, WeightsSource, err, coco_files, fmt, load_zoo, out, parse_size, print_json
 from .options import shared_options
+from .text import shown
 
 STAGE_IMAGES = 200  # --stages: medians and percentiles settle long before 2000 images
 GPU_IMAGES, CPU_IMAGES = 2000, 20  # the published method times 2000 images; a CPU takes seconds per image
@@ -150,7 +151,7 @@ def bench(
     else:
         _table(rows, dev_name, plan)
     if plot is not None:
-        (err if as_json else out).print(f"speed/accuracy chart written to {plot}", highlight=False)
+        (err if as_json else out).print(f"speed/accuracy chart written to {shown(plot)}", highlight=False)
     if any(r.error is not None for r in rows):
         raise typer.Exit(1)
 
@@ -318,7 +319,7 @@ def _table(rows: list[_Row], dev_name: str, plan: _Plan) -> None:
                       fmt(r.ms_per_image, ".1f"), fmt(r.detections, ".1f")]
         if plan.mem:
             cells += [fmt(r.mem_gb, ".2f"), fmt(r.published_mem_gb)]
-        cells.append(f"[red]{r.error}[/red]" if r.error is not None else "[green]ok[/green]")
+        cells.append(f"[red]{shown(r.error)}[/red]" if r.error is not None else "[green]ok[/green]")
         table.add_row(*cells)
     out.print(table)
     if plan.stages:

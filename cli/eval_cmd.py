@@ -13,6 +13,8 @@ from .common import (Fail, WeightsSource, coco_files, err, errors_said_by_rank_0
                      print_json)
 from .metrics_table import metrics_table
 from .options import shared_options
+from .outputs import output_file, writing
+from .text import shown
 
 
 @shared_options
@@ -103,7 +105,8 @@ def evaluate(
             return  # rank 0 gathered everything: it alone scores, prints and writes
         results = done.results
         if out_file is not None:
-            save_results(out_file, results)
+            with writing(out_file):
+                save_results(out_file, results)
     scored = _score(coco_set, results)
     if not as_json:  # even with --quiet, which silences progress and notes only
         _report(entry, coco_set, scored.stats, len(results), out_file)
@@ -150,7 +153,7 @@ def _expand_weights(pattern: Optional[Path]) -> list[Path]:
 
 def _provenance(entry, coco_set, done, scored) -> dict:
     from retinanet.evaluation.provenance import provenance
-    from zoo.download import sha256_file
+    from zoo.checksum import sha256_file
 
     det = done.detector if done is not None else None
     weights = done.weights if done is not None else None
@@ -201,7 +204,7 @@ def _detect(entry, coco_set, source: WeightsSource, run: _EvalRun, decoded=None)
             check_classes(det.cfg.num_classes, coco_set)
         show = here.is_main and not run.quiet
         if show and tuple(det.class_names) != coco_set.class_names:
-            err.print(f"note: the model's class names differ from {coco_set.ann_file.name}'s; label i is scored "
+            err.print(f"note: the model's class names differ from {shown(coco_set.ann_file.name)}'s; label i is scored "
                       "as its i-th category (by id)", highlight=False)
         label = entry.name if source.weights is None else f"{entry.name} ({Path(source.weights).name})"
         with _ProgressBar(show, f"eval {label}", len(coco_set)) as advance:
@@ -230,6 +233,8 @@ def _inputs(name, data_root, ann, images, results_file, out_file, limit, zoo_fil
         raise Fail("give a model NAME to evaluate (see `rdet list`), or --results FILE to re-score detections")
     if rescoring and out_file is not None:
         raise Fail("--out saves a model's detections; with --results no model runs")
+    if out_file is not None:
+        output_file(out_file)  # before the inference: an unwritable --out must not cost the whole run
     entry = zoo.get(name, zoo_file) if name is not None else None
     return entry, eval_set(data_root, ann, images, limit, rescoring)
 
@@ -250,7 +255,7 @@ def _notes(coco_set, limit) -> None:
         err.print(f"note: --limit {limit}: evaluating the first {len(coco_set)} of {coco_set.total_images} "
                   "images; the AP is not comparable with the published figure", highlight=False)
     if not coco_set.coco.anns:  # e.g. COCO test-dev: detections for the server, nothing to score here
-        err.print(f"note: {coco_set.ann_file.name} holds no annotations: every figure will be n/a "
+        err.print(f"note: {shown(coco_set.ann_file.name)} holds no annotations: every figure will be n/a "
                   "(--out keeps the detections)", highlight=False)
 
 
@@ -295,12 +300,12 @@ def _report(entry, coco_set, metrics, n_detections, out_file):
     scope = f"{len(coco_set)} images"
     if len(coco_set) < coco_set.total_images:
         scope = f"the first {len(coco_set)} of {coco_set.total_images} images (--limit)"
-    title = f"{entry.name if entry else 'detections'}: COCO box AP on {scope} of {coco_set.ann_file.name}"
+    title = f"{entry.name if entry else 'detections'}: COCO box AP on {scope} of {shown(coco_set.ann_file.name)}"
     out.print(metrics_table(title, metrics, published_ap=published, compare=True))
     out.print(f"{n_detections} detections. Figures in percent (COCOeval's fractions x 100); n/a: the images hold "
               "no ground truth of that size.", highlight=False)
     if out_file is not None:
-        out.print(f"detections written to {out_file}", highlight=False)
+        out.print(f"detections written to {shown(out_file)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -25,7 +25,7 @@ def run_checkpoints(entry, coco_set, checkpoints: list[Path], source, run, out_f
 
     from retinanet.evaluation.coco_eval import DecodedImages, score_set
     from retinanet.evaluation.plots import ap_by_epoch_chart
-    from zoo.download import sha256_file
+    from zoo.checksum import sha256_file
 
     from .eval_cmd import _detect, _provenance
 

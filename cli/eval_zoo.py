@@ -50,7 +50,7 @@ def run_zoo_check(job: ZooCheck, data: tuple, source, run, results_file) -> None
     from dataclasses import replace
 
     from retinanet.evaluation.coco_eval import score_set
-    from zoo.download import sha256_file
+    from zoo.checksum import sha256_file
     from zoo.reproduce import OFF, UNAVAILABLE, failures, reproduce, write_report
 
     from .eval_cmd import _detect, _notes, _provenance, eval_set, zoo_weights

@@ -8,6 +8,7 @@ import typer
 
 from . import commands
 from .common import Fail, err, package_version
+from .text import shown
 
 app = typer.Typer(
     name="rdet",
@@ -60,10 +61,10 @@ def main(argv=None) -> None:
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except Fail as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {shown(e)}", highlight=False)
         sys.exit(e.code)
     except _known_errors() as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {shown(e)}", highlight=False)
         sys.exit(getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -1,7 +1,6 @@
 """`rdet predict`: detections for images, as a summary, JSON, or annotated copies."""
 from __future__ import annotations
 
-import glob
 import json
 import os
 from collections import Counter
@@ -12,7 +11,10 @@ import typer
 from rich.table import Table
 
 from .common import Fail, WeightsSource, err, load_detector, out, print_json
+from .globbing import recursive_glob
 from .options import shared_options
+from .outputs import output_dir, writing
+from .text import shown
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"}
 
@@ -24,7 +26,7 @@ def expand_images(args: list[str]) -> list[str]:
         if os.path.isdir(arg):
             paths += sorted(str(p) for p in Path(arg).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif any(c in arg for c in "*?[") and not os.path.exists(arg):
-            matches = sorted(glob.glob(arg, recursive=True))
+            matches = recursive_glob(arg)  # symlink loops end, each file once
             if not matches:
                 raise Fail(f"no file matches '{arg}'")
             paths += [m for m in matches if os.path.isfile(m)]
@@ -74,17 +76,17 @@ def predict(
     paths = expand_images(images) if images else [str(SAMPLE_IMAGE)]
     if not paths:
         raise Fail("no images found in the given paths")
+    if out_dir is not None:
+        output_dir(out_dir)  # before the model loads: a bad --out fails now, not after the work
     source = WeightsSource(zoo_file, cache_dir, offline, weights, random_weights)
     entry, det = load_detector(model, source, device, quiet or as_json, precision, compile)
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
     show = not as_json and not quiet
     results, failures, coco, used_names = [], [], [], set()
     timings = []
     for r in det.predict_files(paths, score_thr=score_thr, batch_size=batch_size):
         if r.error is not None:
             failures.append(r.path)
-            err.print(f"[red]skipped[/red] {r.error}", highlight=False)
+            err.print(f"[red]skipped[/red] {shown(r.error)}", highlight=False)
             continue
         d = r.detections
         timings.append(r.seconds)
@@ -93,16 +95,18 @@ def predict(
             from retinanet.inference.visualize import draw_detections
 
             name = _unique_name(r.path, used_names)
-            draw_detections(r.image.copy(), d.boxes, d.scores, d.labels, d.class_names).save(out_dir / name)
+            with writing(out_dir / name):
+                draw_detections(r.image.copy(), d.boxes, d.scores, d.labels, d.class_names).save(out_dir / name)
             coco += [{"file_name": r.path, "image_id": len(results) - 1, **c} for c in d.to_coco(len(results) - 1)]
         if show:
             counts = Counter(d.names)
             summary = ", ".join(f"{n} {name}" for name, n in counts.most_common()) or "nothing"
-            out.print(f"{r.path}: {summary} ({r.seconds * 1000:.0f} ms)", highlight=False)
+            out.print(f"{shown(r.path)}: {shown(summary)} ({r.seconds * 1000:.0f} ms)", highlight=False)
     if out_dir is not None:
         from retinanet.atomic_write import write_text_atomically
 
-        write_text_atomically(out_dir / "detections.json", json.dumps(coco))
+        with writing(out_dir / "detections.json"):
+            write_text_atomically(out_dir / "detections.json", json.dumps(coco))
     if as_json:
         print_json({"model": entry.name, "images": results})
     elif show:
@@ -117,14 +121,14 @@ def _summary(model, results, failures, timings, out_dir, compile_seconds):
     table.add_column("class")
     table.add_column("count", justify="right")
     for name, n in total.most_common():
-        table.add_row(name, str(n))
+        table.add_row(shown(name), str(n))
     out.print(table)
     if timings:
         out.print(f"mean time per image: {sum(timings) / len(timings) * 1000:.0f} ms")
     if compile_seconds:
         out.print(f"torch.compile: {compile_seconds:.1f} s, not counted in the time per image")
     if out_dir is not None:
-        out.print(f"annotated images and detections.json written to {out_dir}")
+        out.print(f"annotated images and detections.json written to {shown(out_dir)}", highlight=False)
     if failures:
         out.print(f"[red]{len(failures)} image(s) could not be read[/red]")
 

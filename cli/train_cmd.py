@@ -15,6 +15,7 @@ from .common import (Fail, WeightsSource, coco_files, coco_split, err, errors_sa
                      parse_size)
 from .metrics_table import metrics_table
 from .options import shared_options
+from .text import shown
 
 INIT_HELP = ("imagenet: the ImageNet backbone the published model started from (downloaded and verified); "
              "zoo: this model's published COCO checkpoint (fine-tuning); none: random; or a FILE: a detector "
@@ -162,7 +163,7 @@ def _train(entry, files, work_dir, runtime, scale, options, init, json_log, sour
             result = trainer.run()
     except TrainingStopped as e:
         if dist.is_main:
-            err.print(f"interrupted: {e.message}", highlight=False)
+            err.print(f"interrupted: {shown(e.message)}", highlight=False)
         raise typer.Exit(130)
     if not dist.is_main:
         return
@@ -217,7 +218,7 @@ class _TrainingProgress:
         err.print(f"training {self.model}: {info['images']} images, {info['iters_per_epoch']} iterations per epoch, "
                   f"{info['epochs']} epochs, lr x0.1 after epochs {info['lr_steps']}", highlight=False)
         err.print(lr_line, highlight=False)
-        err.print(f"{'resuming with' if info.get('resumed_at') else 'initialisation:'} {info['init']}",
+        err.print(f"{'resuming with' if info.get('resumed_at') else 'initialisation:'} {shown(info['init'])}",
                   highlight=False)
         self.task = self.bar.add_task("train", total=total, completed=done, status="")
 
@@ -230,7 +231,7 @@ class _TrainingProgress:
 
     def epoch_done(self, epoch, checkpoint):
         if self.bar is not None:
-            self.bar.console.print(f"epoch {epoch}: saved {checkpoint}", highlight=False)
+            self.bar.console.print(f"epoch {epoch}: saved {shown(checkpoint)}", highlight=False)
 
     def evaluating(self, epoch, images):
         if self.bar is None:

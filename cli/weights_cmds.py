@@ -5,11 +5,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from .common import Fail, err, load_zoo, out, print_json
 from .options import shared_options
+from .text import shown
 
 NamesArgument = typer.Argument(None, help="Model names or aliases.", show_default=False)
 AllOption = typer.Option(False, "--all", help="Every model of the zoo.")
@@ -33,11 +33,11 @@ def _entries(zoo, names: Optional[List[str]], all_models: bool) -> list:
 
 
 def _report_error(name: str, e: Exception) -> None:
-    err.print(f"[red]error:[/red] {escape(name)}: {escape(str(e))}", highlight=False)
+    err.print(f"[red]error:[/red] {shown(name)}: {shown(e)}", highlight=False)
 
 
 def _size(n) -> str:
-    from zoo.download import human
+    from zoo.progress import human
 
     return "-" if n is None else human(n)
 
@@ -46,13 +46,15 @@ def _size(n) -> str:
 
 def _download_one(wf, cache, offline: Optional[bool], quiet: bool) -> dict:
     """Fetch one file, catching its failure so that the other downloads go on."""
+    from zoo.download import cached
     from zoo.errors import ZooError
     from zoo.weights import ensure
 
-    row = {"name": wf.model, "kind": wf.kind, "file": wf.filename, "path": str(cache.path(wf.filename))}
-    if cache.has(wf.filename):
-        return {**row, "size": cache.path(wf.filename).stat().st_size, "status": "already cached"}
+    path = cache.path(wf.filename)
+    row = {"name": wf.model, "kind": wf.kind, "file": wf.filename, "path": str(path)}
     try:
+        if cached(wf.url, wf.sha256, path):  # re-hashed: a corrupted copy is set aside and fetched again
+            return {**row, "size": path.stat().st_size, "status": "already cached"}
         path = ensure(wf, cache, offline=offline, quiet=quiet)
     except ZooError as e:
         _report_error(wf.model, e)
@@ -67,7 +69,7 @@ def _download_table(rows: list[dict]) -> Table:
         table.add_column(col, justify=just, no_wrap=col == "model")
     for r in rows:
         model = r["name"] + (" (backbone)" if r["kind"] == "pretrained" else "")
-        table.add_row(model, r["file"], _size(r["size"]), f"[{colour[r['status']]}]{r['status']}[/]")
+        table.add_row(shown(model), shown(r["file"]), _size(r["size"]), f"[{colour[r['status']]}]{r['status']}[/]")
     return table
 
 
@@ -139,7 +141,7 @@ def import_checkpoint(
     if as_json:
         print_json({"name": entry.name, "file": path.name, "path": str(path), "size": path.stat().st_size})
     else:
-        out.print(f"imported {escape(str(file))} as {escape(str(path))}", highlight=False)
+        out.print(f"imported {shown(file)} as {shown(path)}", highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------------- rdet cache
@@ -168,20 +170,26 @@ def cache_list(
 
       rdet cache list --json --cache-dir /data/weights
     """
-    from zoo.weights import COMPLETE, PARTIAL, cache_contents
+    from zoo.weights import BAD, COMPLETE, FOREIGN, PARTIAL, cache_contents
 
     cache = _cache(cache_dir)
     items = cache_contents(load_zoo(zoo_file), cache)
     if as_json:
         print_json([i.to_dict() for i in items])
         return
-    state = {COMPLETE: "[green]yes[/green]", PARTIAL: "[yellow]partial (resumable)[/yellow]"}
-    table = Table(title=f"{cache.root}: {len(items)} files, {_size(sum(i.size for i in items))}",
+    if not items:
+        out.print(f"{shown(cache.root)}: no files")
+        return
+    state = {COMPLETE: "[green]yes[/green]", PARTIAL: "[yellow]partial (resumable)[/yellow]",
+             BAD: "[red]no: failed verification, set aside[/red]",
+             FOREIGN: "[yellow]another manifest's file of this name[/yellow]"}
+    table = Table(title=f"{shown(cache.root)}: {len(items)} files, {_size(sum(i.size for i in items))}",
                   title_justify="left")
     for col, just in [("model", "left"), ("file", "left"), ("size", "right"), ("verified", "left")]:
         table.add_column(col, justify=just)
     for i in items:
-        table.add_row(_label(i), i.path.name, _size(i.size), state.get(i.state, "[dim]not a zoo file[/dim]"))
+        table.add_row(shown(_label(i)), shown(i.path.name), _size(i.size),
+                      state.get(i.state, "[dim]not a zoo file[/dim]"))
     out.print(table)
 
 
@@ -209,23 +217,24 @@ def cache_verify(
     verdicts = []
     for item in items:
         if not quiet:
-            err.print(f"verifying {escape(item.path.name)} ({_size(item.size)})", highlight=False)
+            err.print(f"verifying {shown(item.path.name)} ({_size(item.size)})", highlight=False)
         verdicts.append(verify_file(item))
     bad = [v for v in verdicts if v.ok is False]
     if as_json:
         print_json([v.to_dict() for v in verdicts])
     else:
-        table = Table(title=f"verified {len(verdicts)} files", title_justify="left")
+        good = sum(v.ok is True for v in verdicts)
+        table = Table(title=f"checked {len(verdicts)} files: {good} ok, {len(bad)} bad", title_justify="left")
         for col in ("model", "file", "status"):
             table.add_column(col)
         for v in verdicts:
-            status = "[dim]not a zoo file[/dim]" if v.ok is None else "[green]ok[/green]" if v.ok else \
-                f"[red]BAD[/red] {escape(v.message)}"
-            table.add_row(_label(v.file), v.file.path.name, status)
+            status = "[dim]not this zoo's file[/dim]" if v.ok is None else "[green]ok[/green]" if v.ok else \
+                f"[red]BAD[/red] {shown(v.message)}"
+            table.add_row(shown(_label(v.file)), shown(v.file.path.name), status)
         out.print(table)
     if bad:
-        err.print(f"[red]error:[/red] {len(bad)} bad file(s); remove them with `rdet cache rm NAME` and download "
-                  "again", highlight=False)
+        err.print(f"[red]error:[/red] {len(bad)} bad file(s), set aside and never used; `rdet download` fetches "
+                  "them again", highlight=False)
         raise typer.Exit(1)
 
 
@@ -253,19 +262,24 @@ def cache_rm(
 
     zoo = load_zoo(zoo_file)
     cache = _cache(cache_dir)
+    failed = []
     if all_models:
-        removed = clear_cache(zoo, cache)
+        removed = clear_cache(zoo, cache, failed=failed)  # a busy file does not stop the others
     else:
         entries = _entries(zoo, names, False)
         removed = [p for e in entries for p in remove_weights(e, cache, pretrained=pretrained and
                                                               bool(e.pretrained_url))]
     if as_json:
         print_json([str(p) for p in removed])
-        return
-    for p in removed:
-        out.print(f"removed {escape(str(p))}", highlight=False)
-    if not removed:
-        out.print("nothing to remove")
+    else:
+        for p in removed:
+            out.print(f"removed {shown(p)}", highlight=False)
+        if not removed and not failed:
+            out.print("nothing to remove")
+    for e in failed:
+        err.print(f"[red]error:[/red] {shown(e)}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

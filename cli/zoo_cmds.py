@@ -8,6 +8,7 @@ from rich.table import Table
 
 from .common import fmt, load_zoo, out, print_json
 from .options import shared_options
+from .text import shown
 
 
 def _cache(cache_dir):
@@ -32,11 +33,14 @@ def list_models(
 
       rdet list '*_2x' --json
     """
+    from zoo.weights import checkpoint_file, is_cached
+
     zoo = load_zoo(zoo_file)
     cache = _cache(cache_dir)
     entries = zoo.filter(pattern)
+    cached = {e.name: is_cached(checkpoint_file(e), cache) for e in entries}  # this entry's own file
     if as_json:
-        print_json([{**e.to_dict(), "cached": cache.has(e.filename), "path": str(cache.path(e.filename))}
+        print_json([{**e.to_dict(), "cached": cached[e.name], "path": str(cache.path(e.filename))}
                     for e in entries])
         return
     table = Table(title=f"RetinaNet zoo ({len(entries)} of {len(zoo)} models)", title_justify="left")
@@ -44,11 +48,11 @@ def list_models(
                       ("mem (GB)", "right"), ("fps", "right"), ("box AP", "right"), ("cached", "center")]:
         table.add_column(col, justify=just, no_wrap=col == "name")
     for e in entries:
-        table.add_row(e.name, e.backbone or f"R-{e.depth}", e.style, e.schedule, fmt(e.mem_gb), fmt(e.fps),
-                      fmt(e.box_ap), "[green]yes[/green]" if cache.has(e.filename) else "[dim]no[/dim]")
+        table.add_row(e.name, shown(e.backbone or f"R-{e.depth}"), e.style, shown(e.schedule), fmt(e.mem_gb),
+                      fmt(e.fps), fmt(e.box_ap), "[green]yes[/green]" if cached[e.name] else "[dim]no[/dim]")
     out.print(table)
     if not entries:
-        out.print(f"no model matches '{pattern}'")
+        out.print(f"no model matches '{shown(pattern)}'")
 
 
 @shared_options
@@ -64,12 +68,22 @@ def info(
 
       rdet info retinanet_x101_64x4d_fpn_2x_coco --json
     """
+    from zoo.checksum import is_pinned
+    from zoo.weights import checkpoint_file, is_cached, recorded_digest
+
     entry = load_zoo(zoo_file).get(name)
     cache = _cache(cache_dir)
-    path, cached = cache.path(entry.filename), cache.has(entry.filename)
+    path, cached = cache.path(entry.filename), is_cached(checkpoint_file(entry), cache)
+    recorded = recorded_digest(checkpoint_file(entry), cache)  # the full digest of the first verified copy
     if as_json:
-        print_json({**entry.to_dict(), "cached": cached, "path": str(path)})
+        print_json({**entry.to_dict(), "cached": cached, "path": str(path), "recorded_sha256": recorded})
         return
+    if is_pinned(entry.sha256):
+        digest = f"{entry.sha256} (pinned in the manifest)"
+    elif recorded:
+        digest = f"{recorded} (recorded at the first verified download; the manifest has {entry.sha256})"
+    else:
+        digest = f"{entry.sha256} (published prefix; the full digest is recorded at the first download)"
     arch = f"ResNet-{entry.depth}" if entry.groups == 1 else f"ResNeXt-{entry.depth} {entry.groups}x{entry.base_width}d"
     rows = [
         ("name", entry.name), ("aliases", ", ".join(entry.aliases) or "-"),
@@ -79,7 +93,7 @@ def info(
         ("schedule", f"{entry.schedule}: {entry.epochs} epochs, lr x0.1 at epochs {list(entry.lr_steps)}"),
         ("init", entry.pretrained_url or "-"),
         ("published", f"box AP {fmt(entry.box_ap)}, mem {fmt(entry.mem_gb)} GB, {fmt(entry.fps)} fps"),
-        ("checkpoint", entry.url), ("sha256", entry.sha256), ("log", entry.log_url or "-"),
+        ("checkpoint", entry.url), ("sha256", digest), ("log", entry.log_url or "-"),
         ("cache", f"{path} ({'cached' if cached else 'not downloaded'})"),
         ("manifest", entry.source),
     ]
@@ -87,7 +101,7 @@ def info(
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(k, shown(v))
     out.print(table)
 
 

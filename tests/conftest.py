@@ -19,6 +19,7 @@ def http_server(monkeypatch):
 def rdet_env(monkeypatch, tmp_path):
     """No RDET_* setting or proxy from outside, fast retries, and an empty cache directory (returned)."""
     for var in ("RDET_CACHE", "RDET_ZOO", "RDET_MIRROR", "RDET_OFFLINE", "RDET_RETRIES", "RDET_TIMEOUT",
+                "RDET_DEADLINE", "RDET_MIN_RATE", "RDET_RATE_WINDOW", "RDET_LOCK_TIMEOUT",
                 "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("RDET_BACKOFF", "0.01")

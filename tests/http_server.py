@@ -8,7 +8,9 @@
 Each path is scripted with `add(path, data, **behaviour)`; behaviours that happen "N times" apply to the first N
 GETs of that path, in this order: `fail` (answer `fail_status`), `stall` (hang mid-body), `drop_after` (close
 the connection mid-body). `status` answers every GET with that status (404, 403, 410...); `ranges=False` ignores
-Range headers (always 200 and the whole file); `throttle` slows every body down. Unknown paths get 404.
+Range headers (always 200 and the whole file); `throttle` slows every body down (with `chunk=1`, a trickle);
+`overstate=N` claims N more bytes in Content-Length than it sends; `no_length` sends no Content-Length (the
+body ends when the connection closes). Unknown paths get 404.
 Proxy-style requests (`GET http://host/path`) are served by path, so the server can stand in for a proxy.
 """
 from __future__ import annotations
@@ -39,6 +41,8 @@ class Route:
     ranges: bool = True
     throttle: float = 0.0
     chunk: int = 16384
+    overstate: int = 0
+    no_length: bool = False
 
 
 @dataclass
@@ -86,7 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(req, 416, {"Content-Range": f"bytes */{len(data)}"})
         req.status = 206 if m else 200
         self.send_response(req.status)
-        self.send_header("Content-Length", str(end - start))
+        if not route.no_length:
+            self.send_header("Content-Length", str(end - start + route.overstate))
         self.send_header("Accept-Ranges", "bytes" if route.ranges else "none")
         if m:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")

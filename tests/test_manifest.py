@@ -5,7 +5,7 @@ import pytest
 from zoo.errors import ManifestError, UnknownModelError
 from zoo.manifest import Zoo, bundled_manifest_path, parse_manifest, read_manifest
 
-BASE = "http://download.openmmlab.com/mmdetection/v2.0/retinanet/"
+BASE = "https://download.openmmlab.com/mmdetection/v2.0/retinanet/"
 # Backbone | Style | Lr schd | Mem (GB) | Inf time (fps) | box AP | checkpoint file, as published
 TABLE = """
 R-50-FPN | caffe | 1x | 3.5 | 18.6 | 36.3 | retinanet_r50_caffe_fpn_1x_coco/retinanet_r50_caffe_fpn_1x_coco_20200531-f11027c5.pth
@@ -45,7 +45,7 @@ def test_bundled_rows_equal_the_published_table():
         assert entry.log_url == f"{BASE}{cfg}/{log}.log.json"
         assert cfg in entry.aliases and zoo.get(cfg) is entry
         assert entry.epochs == (12 if sched == "1x" else 24)
-        assert entry.pretrained_url and entry.pretrained_sha256
+        assert entry.pretrained_url.startswith("https://") and entry.pretrained_sha256
 
 
 def test_architecture_and_normalisation():
@@ -94,6 +94,19 @@ def test_user_manifest_adds_and_overrides(tmp_path):
     (lambda t: t + t, "duplicate name 'mine'"),
     (lambda t: t.replace("[[model]]", "[[model]"), "not valid TOML"),
     (lambda t: t.replace("depth = 18", "depth = 'x'"), "field 'depth'"),
+    # #14 finding 6: a URL without a usable file name would put the cache file beside or onto the cache dir
+    (lambda t: t.replace("/mine-0123abcd.pth", "/"), "field 'url'"),
+    (lambda t: t.replace("/mine-0123abcd.pth", "/w/.."), "field 'url'"),
+    (lambda t: t.replace("/mine-0123abcd.pth", "/w/."), "field 'url'"),
+    (lambda t: t.replace("/mine-0123abcd.pth", "/w/.hidden"), "field 'url'"),
+    (lambda t: t.replace("https://example.org/mine", "https:///mine"), "field 'url'"),
+    # #14 finding 12: non-finite numbers, absurd sizes, control characters
+    (lambda t: t.replace("depth = 18", "depth = 18\nmean = [nan, 1.0, 2.0]"), "field 'mean'"),
+    (lambda t: t.replace("depth = 18", "depth = 18\nstd = [inf, 1.0, 2.0]"), "field 'std'"),
+    (lambda t: t.replace("depth = 18", "depth = 18\nfps = nan"), "field 'fps'"),
+    (lambda t: t.replace("num_classes = 3", "num_classes = 100000000"), "field 'num_classes'"),
+    (lambda t: t.replace("depth = 18", 'depth = 18\nbackbone = "R\\u001b]0;pwned\\u0007"'), "field 'backbone'"),
+    (lambda t: t.replace("depth = 18", "depth = 18\nepochs = 1000000000"), "field 'epochs'"),
 ])
 def test_malformed_manifest_names_file_entry_and_field(tmp_path, mutation, message):
     path = tmp_path / "bad.toml"
@@ -104,6 +117,23 @@ def test_malformed_manifest_names_file_entry_and_field(tmp_path, mutation, messa
     assert message in text and str(path) in text and "\n" not in text
     if "TOML" not in message:
         assert "model 'mine'" in text
+
+
+def test_deeply_nested_manifest_is_one_line_error(tmp_path):
+    path = tmp_path / "deep.toml"
+    path.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ManifestError, match="nested too deeply|not valid TOML"):
+        read_manifest(path)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: "/dev/zero", "over 1 MiB"),
+    (lambda d: d, "is a directory"),
+    (lambda d: (d / "bin.toml").write_bytes(b"\xff\xfe\x00") and d / "bin.toml", "not UTF-8"),
+])
+def test_manifest_that_is_not_a_text_file_is_one_line_error(tmp_path, make, message):
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(make(tmp_path))
 
 
 def test_bundled_manifest_is_found():

@@ -19,3 +19,15 @@ class DownloadError(ZooError):
     """A download that failed for good (HTTP error, retries exhausted, checksum mismatch, offline)."""
 
     exit_code = 1
+
+
+class CacheError(ZooError):
+    """The cache directory cannot be used: not a directory, read-only, full, a file vanished under us."""
+
+    exit_code = 1
+
+
+class LockTimeoutError(DownloadError):
+    """Another rdet process held a file's lock for longer than RDET_LOCK_TIMEOUT."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later

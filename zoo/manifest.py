@@ -6,6 +6,7 @@ overrides bundled ones by name. Every problem is reported with the file, the ent
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import sys
@@ -24,6 +25,10 @@ from .errors import ManifestError, UnknownModelError
 
 _HEX = re.compile(r"^[0-9a-fA-F]{8,64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+\-]{0,199}$")  # the cache file a URL names: no dot files, no ..
+_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f-\x9f]*$")  # no terminal control sequences from a manifest
+_MAX_BYTES = 1 << 20  # a manifest of a thousand entries is ~1 MB; more is not a manifest (or /dev/zero)
+_MAX_CLASSES = 10_000  # above this the classification head alone would be gigabytes
 
 
 @dataclass(frozen=True)
@@ -58,11 +63,11 @@ class Entry:
     @property
     def filename(self) -> str:
         """The checkpoint's published file name: the cache keeps it."""
-        return Path(urlparse(self.url).path).name
+        return url_file_name(self.url)
 
     @property
     def pretrained_filename(self) -> str | None:
-        return Path(urlparse(self.pretrained_url).path).name if self.pretrained_url else None
+        return url_file_name(self.pretrained_url) if self.pretrained_url else None
 
     def model_config(self, **overrides) -> ModelConfig:
         """The engine configuration for this entry."""
@@ -87,46 +92,70 @@ def _is_int(v):
 
 
 def _is_num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int_in(low, high):
+    return lambda v: _is_int(v) and low <= v <= high
 
 
 def _triple(v):
     return isinstance(v, list) and len(v) == 3 and all(_is_num(x) for x in v)
 
 
+def _text(v, limit=200):
+    return isinstance(v, str) and len(v) <= limit and bool(_PRINTABLE.match(v))
+
+
+def url_file_name(url: str) -> str:
+    """The file name a URL's path ends in (what the cache keeps it as); `.` and `..` stay as they are."""
+    return urlparse(url).path.rpartition("/")[2]
+
+
 def _url(v, schemes=("http", "https", "file")):
-    return isinstance(v, str) and urlparse(v).scheme in schemes and bool(urlparse(v).path)
+    if not (_text(v, 2000) and " " not in v):
+        return False
+    parts = urlparse(v)
+    has_host = bool(parts.netloc) or parts.scheme == "file"
+    return parts.scheme in schemes and has_host and not parts.path.endswith("/") and \
+        bool(_FILE_NAME.match(url_file_name(v)))
 
 
 _FIELDS = {
     "name": (lambda v: isinstance(v, str) and bool(_NAME.match(v)), "a name of letters, digits, _ . -", True),
-    "url": (_url, "an http(s) or file URL", True),
+    "url": (_url, "an http(s) or file URL ending in a file name", True),
     "sha256": (lambda v: isinstance(v, str) and bool(_HEX.match(v)), "8 to 64 hex digits", True),
     "depth": (lambda v: v in (18, 34, 50, 101, 152) and _is_int(v), "one of 18, 34, 50, 101, 152", True),
     "style": (lambda v: v in STYLES, "one of " + ", ".join(STYLES), True),
     "aliases": (lambda v: isinstance(v, list) and all(isinstance(a, str) and _NAME.match(a) for a in v),
                 "a list of names", False),
-    "backbone": (lambda v: isinstance(v, str), "a string", False),
-    "groups": (lambda v: _is_int(v) and v >= 1, "a positive integer", False),
-    "base_width": (lambda v: _is_int(v) and v >= 1, "a positive integer", False),
-    "mean": (_triple, "a list of 3 numbers", False),
-    "std": (lambda v: _triple(v) and all(x > 0 for x in v), "a list of 3 positive numbers", False),
+    "backbone": (_text, "a line of text", False),
+    "groups": (_int_in(1, 256), "an integer from 1 to 256", False),
+    "base_width": (_int_in(1, 1024), "an integer from 1 to 1024", False),
+    "mean": (_triple, "a list of 3 finite numbers", False),
+    "std": (lambda v: _triple(v) and all(x > 0 for x in v), "a list of 3 finite positive numbers", False),
     "to_rgb": (lambda v: isinstance(v, bool), "true or false", False),
-    "num_classes": (lambda v: _is_int(v) and v >= 1, "a positive integer", False),
-    "class_names": (lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v), "a list of strings",
-                    False),
-    "schedule": (lambda v: isinstance(v, str), "a string", False),
-    "epochs": (lambda v: _is_int(v) and v >= 1, "a positive integer", False),
-    "lr_steps": (lambda v: isinstance(v, list) and all(_is_int(x) and x >= 1 for x in v), "a list of epochs",
-                 False),
-    "pretrained_url": (_url, "an http(s) or file URL", False),
+    "num_classes": (_int_in(1, _MAX_CLASSES), f"an integer from 1 to {_MAX_CLASSES}", False),
+    "class_names": (lambda v: isinstance(v, list) and len(v) <= _MAX_CLASSES and all(_text(c) for c in v),
+                    "a list of class names (lines of text)", False),
+    "schedule": (_text, "a line of text", False),
+    "epochs": (_int_in(1, 10_000), "an integer from 1 to 10000", False),
+    "lr_steps": (lambda v: isinstance(v, list) and len(v) <= 100 and all(_int_in(1, 10_000)(x) for x in v),
+                 "a list of epochs", False),
+    "pretrained_url": (_url, "an http(s) or file URL ending in a file name", False),
     "pretrained_sha256": (lambda v: isinstance(v, str) and bool(_HEX.match(v)), "8 to 64 hex digits", False),
-    "mem_gb": (lambda v: _is_num(v) and v > 0, "a positive number", False),
-    "fps": (lambda v: _is_num(v) and v > 0, "a positive number", False),
+    "mem_gb": (lambda v: _is_num(v) and v > 0, "a finite positive number", False),
+    "fps": (lambda v: _is_num(v) and v > 0, "a finite positive number", False),
     "box_ap": (lambda v: _is_num(v) and 0 <= v <= 100, "a number from 0 to 100", False),
-    "log_url": (_url, "an http(s) or file URL", False),
+    "log_url": (_url, "an http(s) or file URL ending in a file name", False),
 }
 assert set(_FIELDS) == {f.name for f in fields(Entry)} - {"source"}
+
+
+def _shown(value) -> str:
+    """A bad value for an error message: its repr (which escapes control characters), cut short."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _entry(raw, where: str, source: str) -> Entry:
@@ -143,7 +172,7 @@ def _entry(raw, where: str, source: str) -> Entry:
                 raise ManifestError(f"{where}: missing field '{key}'")
             continue
         if not ok(raw[key]):
-            raise ManifestError(f"{where}: field '{key}' must be {what}, not {raw[key]!r}")
+            raise ManifestError(f"{where}: field '{key}' must be {what}, not {_shown(raw[key])}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
     values["sha256"] = values["sha256"].lower()
     if "pretrained_sha256" in values:
@@ -162,6 +191,8 @@ def parse_manifest(text: str, source: str = "<manifest>") -> list[Entry]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ManifestError(f"{source}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise ManifestError(f"{source}: not a manifest (nested too deeply)") from None
     unknown = set(data) - {"schema", "model"}
     if unknown:
         raise ManifestError(f"{source}: unknown top-level key '{sorted(unknown)[0]}' (expected [[model]] tables)")
@@ -193,11 +224,19 @@ def bundled_manifest_path() -> Path:
 def read_manifest(path: str | os.PathLike) -> list[Entry]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = f.read(_MAX_BYTES + 1)
+        if len(data) > _MAX_BYTES:
+            raise ManifestError(f"{path}: not a manifest (over {_MAX_BYTES // (1 << 20)} MiB)")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ManifestError(f"{path}: manifest file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ManifestError(f"{path}: cannot read manifest: {err}") from None
+    except IsADirectoryError:
+        raise ManifestError(f"{path}: is a directory, not a manifest file") from None
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot read manifest: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not a manifest (not UTF-8 text)") from None
     return parse_manifest(text, str(path))
 
 

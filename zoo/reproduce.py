@@ -18,7 +18,7 @@ from typing import Callable
 
 from retinanet.atomic_write import write_text_atomically
 
-from .download import sha256_file
+from .checksum import sha256_file
 from .errors import ZooError
 from .manifest import Entry
 

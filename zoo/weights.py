@@ -7,9 +7,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import Cache, final_name
-from .download import Reporter, fetch, install_copy, locked, matches, mismatch_message, sha256_file
-from .errors import ManifestError
+from .cache import BAD_SUFFIX, Cache, final_name, read_record
+from .checksum import check_cached, is_pinned, mismatch_message, sha256_file
+from .download import fetch, install_copy
+from .errors import CacheError, DownloadError, ManifestError
+from .lock import locked
+from .progress import TransferProgress
 from .manifest import Entry, Zoo
 
 CHECKPOINT, PRETRAINED = "checkpoint", "pretrained"
@@ -53,48 +56,69 @@ def _cache(cache: Cache | str | os.PathLike | None) -> Cache:
 
 
 def ensure(wf: WeightFile, cache: Cache | str | os.PathLike | None = None, *, offline: bool | None = None,
-           quiet: bool = False, progress: Reporter | None = None, **options) -> Path:
+           quiet: bool = False, progress: TransferProgress | None = None, **options) -> Path:
     """The verified local path of `wf`, downloaded first when missing; `options` go to download.fetch."""
     return fetch(wf.url, wf.sha256, _cache(cache).path(wf.filename), hint=wf.import_hint, offline=offline,
                  quiet=quiet, progress=progress, **options)
 
 
 def ensure_weights(entry: Entry, cache: Cache | str | os.PathLike | None = None, *, offline: bool | None = None,
-                   quiet: bool = False, progress: Reporter | None = None, **options) -> Path:
+                   quiet: bool = False, progress: TransferProgress | None = None, **options) -> Path:
     """The verified local path of the entry's checkpoint, downloaded first when missing."""
     return ensure(checkpoint_file(entry), cache, offline=offline, quiet=quiet, progress=progress, **options)
 
 
 def ensure_pretrained(entry: Entry, cache: Cache | str | os.PathLike | None = None, *,
-                      offline: bool | None = None, quiet: bool = False, progress: Reporter | None = None,
+                      offline: bool | None = None, quiet: bool = False, progress: TransferProgress | None = None,
                       **options) -> Path:
     """The verified local path of the ImageNet backbone file the entry trains from, downloaded when missing."""
     return ensure(pretrained_file(entry), cache, offline=offline, quiet=quiet, progress=progress, **options)
 
 
 def import_weights(entry: Entry, file: str | os.PathLike, cache: Cache | str | os.PathLike | None = None, *,
-                   pretrained: bool = False, quiet: bool = False, progress: Reporter | None = None) -> Path:
+                   pretrained: bool = False, quiet: bool = False, progress: TransferProgress | None = None) -> Path:
     """Place a file obtained by other means into the cache under its published name, once its checksum matches.
 
     A bad file raises DownloadError (expected vs actual) and leaves the cache as it was.
     """
     wf = pretrained_file(entry) if pretrained else checkpoint_file(entry)
-    return install_copy(file, wf.sha256, _cache(cache).path(wf.filename), quiet=quiet, progress=progress)
+    return install_copy(file, wf.sha256, _cache(cache).path(wf.filename), url=wf.url, quiet=quiet,
+                        progress=progress)
+
+
+def is_cached(wf: WeightFile, cache: Cache | str | os.PathLike | None = None) -> bool:
+    """True when the cache holds this entry's own file, verified when it took its name (no re-hash: for
+    listings; every use re-hashes)."""
+    path = _cache(cache).path(wf.filename)
+    record = read_record(path)
+    return path.is_file() and record is not None and record.owns(wf.url, wf.sha256)
+
+
+def recorded_digest(wf: WeightFile, cache: Cache | str | os.PathLike | None = None) -> str | None:
+    """The full SHA-256 recorded for this entry's file when it was first verified (to pin in a manifest)."""
+    record = read_record(_cache(cache).path(wf.filename))
+    return record.sha256 if record is not None and record.owns(wf.url, wf.sha256) else None
 
 
 # ---------------------------------------------------------------------------------------------------- the cache
 
-COMPLETE, PARTIAL, UNKNOWN = "complete", "partial", "unknown"
+COMPLETE, PARTIAL, BAD, FOREIGN, UNKNOWN = "complete", "partial", "bad", "foreign", "unknown"
 
 
 @dataclass(frozen=True)
 class CachedFile:
-    """A file in the cache and the zoo files it stands for (several models may share one backbone file)."""
+    """A file in the cache and the zoo files it stands for (several models may share one backbone file).
+
+    `refs` are the entries it belongs to: those whose URL and digest its record names (an entry of another
+    manifest with the same file name is not among them)."""
 
     path: Path
     size: int
-    state: str  # COMPLETE (verified when it took its name), PARTIAL (.part/.tmp) or UNKNOWN (not a zoo file)
+    # COMPLETE: verified when it took its name; PARTIAL: .part/.tmp; BAD: failed a later verification, set aside;
+    # FOREIGN: a zoo file name whose record binds it to no entry here; UNKNOWN: not a zoo file name
+    state: str
     refs: tuple[WeightFile, ...] = ()
+    sha256: str | None = None  # the full digest recorded when it was first verified
 
     @property
     def names(self) -> list[str]:
@@ -103,7 +127,8 @@ class CachedFile:
     def to_dict(self) -> dict:
         return {"names": self.names, "file": self.path.name, "path": str(self.path), "size": self.size,
                 "state": self.state, "kind": self.refs[0].kind if self.refs else None,
-                "verified": self.state == COMPLETE}
+                "verified": self.state == COMPLETE, "sha256": self.sha256,
+                "pinned": bool(self.refs) and all(is_pinned(r.sha256) for r in self.refs)}
 
 
 def zoo_files(zoo: Zoo) -> dict[str, list[WeightFile]]:
@@ -118,55 +143,84 @@ def zoo_files(zoo: Zoo) -> dict[str, list[WeightFile]]:
     return files
 
 
+def _describe(path: Path, candidates: list[WeightFile]) -> CachedFile:
+    size = path.stat().st_size
+    if not candidates:
+        return CachedFile(path, size, UNKNOWN)
+    if final_name(path) != path.name:
+        return CachedFile(path, size, BAD if path.name.endswith(BAD_SUFFIX) else PARTIAL, tuple(candidates))
+    record = read_record(path)
+    if record is None:  # from an older rdet: verified when it took its name, bound to an entry at next use
+        return CachedFile(path, size, COMPLETE, tuple(candidates))
+    owners = tuple(wf for wf in candidates if record.owns(wf.url, wf.sha256))
+    return CachedFile(path, size, COMPLETE if owners else FOREIGN, owners or tuple(candidates), record.sha256)
+
+
 def cache_contents(zoo: Zoo, cache: Cache | str | os.PathLike | None = None) -> list[CachedFile]:
-    """Every file in the cache (lock files aside), matched to the zoo by published name."""
+    """Every file in the cache (locks and records aside), matched to the zoo's entries."""
     known = zoo_files(zoo)
     out = []
     for path in _cache(cache).files():
-        name = final_name(path)
-        refs = tuple(known.get(name, ()))
-        state = UNKNOWN if not refs else COMPLETE if name == path.name else PARTIAL
-        out.append(CachedFile(path, path.stat().st_size, state, refs))
+        try:
+            out.append(_describe(path, known.get(final_name(path), [])))
+        except FileNotFoundError:
+            pass  # gone while we looked (a download finished, a rm)
     return out
 
 
 @dataclass(frozen=True)
 class Verdict:
     file: CachedFile
-    ok: bool | None  # None: a file the zoo does not know, nothing to check it against
+    ok: bool | None  # None: a file no entry here owns, nothing to check it against
     actual: str
+    problem: str | None = None  # why it failed (it has then been moved aside to NAME.bad)
 
     @property
     def message(self) -> str:
         if self.ok is None:
-            return f"{self.file.path.name}: not a zoo file, not checked"
-        if self.ok:
-            return f"{self.file.path.name}: ok"
-        return mismatch_message(self.file.path.name, self.file.refs[0].sha256, self.actual)
+            return f"{self.file.path.name}: not this zoo's file, not checked"
+        return f"{self.file.path.name}: ok" if self.ok else self.problem or f"{self.file.path.name}: bad"
 
     def to_dict(self) -> dict:
         status = "unknown" if self.ok is None else "ok" if self.ok else "bad"
-        # "verified" now says what this re-hash found, not what was true when the file took its name
+        # "verified" says what this re-hash found; "sha256" is the digest to pin (recorded at first verification)
         return {**self.file.to_dict(), "verified": bool(self.ok), "status": status, "actual_sha256": self.actual,
-                "expected_sha256": self.file.refs[0].sha256 if self.file.refs else None}
+                "expected_sha256": self.file.refs[0].sha256 if self.file.refs else None,
+                "sha256": self.actual if self.ok else None, "problem": self.problem}
 
 
 def verify_file(item: CachedFile) -> Verdict:
-    """Re-hash one complete cached file against the manifest."""
+    """Re-hash one complete cached file against each entry that owns it (each against its own digest) and the
+    digest recorded at its first verification. A bad file is moved aside (NAME.bad) and never used again."""
+    if item.state == BAD:
+        return Verdict(item, False, "", f"{item.path.name}: set aside after failing verification; `rdet download` "
+                                        "fetches the file again, `rdet cache rm` removes this copy")
+    if item.state != COMPLETE or not item.refs:
+        return Verdict(item, None, "")
     actual = sha256_file(item.path)
-    ok = any(matches(actual, r.sha256) for r in item.refs) if item.refs else None
-    return Verdict(item, ok, actual)
+    results = [check_cached(item.path, wf.url, wf.sha256, actual) for wf in item.refs]
+    problem = next((p for ok, p in results if p), None)
+    if problem is None and not all(ok for ok, _ in results):  # no record yet, and the entries disagree on url
+        problem = f"{item.path.name} matches no single entry: " + ", ".join(
+            mismatch_message(wf.model, wf.sha256, actual) for wf in item.refs if not actual.startswith(wf.sha256))
+    return Verdict(item, problem is None, actual, problem)
 
 
 def _remove(cache: Cache, filename: str) -> list[Path]:
-    """Delete a file with its partial and temporary copies, unless another process is writing it right now."""
+    """Delete a file with its partial, temporary and set-aside copies and its record, unless another process
+    is writing it right now (DownloadError)."""
     dest = cache.path(filename)
     if not dest.exists() and not cache.leftovers(filename):
         return []
     with locked(dest, wait=False):
         paths = [p for p in (dest, *cache.leftovers(filename)) if p.exists()]
         for p in paths:
-            p.unlink()
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise CacheError(f"cannot remove {p}: {e.strerror or e}") from None
     return paths
 
 
@@ -178,9 +232,23 @@ def remove_weights(entry: Entry, cache: Cache | str | os.PathLike | None = None,
     return [p for wf in wfs for p in _remove(cache, wf.filename)]
 
 
-def clear_cache(zoo: Zoo, cache: Cache | str | os.PathLike | None = None) -> list[Path]:
-    """Delete every zoo file from the cache, complete or partial. Files the zoo does not name are left alone
-    (the cache directory may have been pointed somewhere shared)."""
+def clear_cache(zoo: Zoo, cache: Cache | str | os.PathLike | None = None,
+                failed: list | None = None) -> list[Path]:
+    """Delete every zoo file from the cache, complete or partial; returns the removed paths.
+
+    A file another process is writing, or one that cannot be removed, does not stop the others: its error is
+    appended to `failed` when given, else the first is raised once the rest are removed. Files the zoo does not
+    name are left alone (the cache directory may have been pointed somewhere shared)."""
     cache = _cache(cache)
     names = dict.fromkeys(final_name(i.path) for i in cache_contents(zoo, cache) if i.state != UNKNOWN)
-    return [p for name in names for p in _remove(cache, name)]
+    removed, errors = [], []
+    for name in names:
+        try:
+            removed += _remove(cache, name)
+        except (DownloadError, CacheError) as e:
+            errors.append(e)
+    if failed is not None:
+        failed.extend(errors)
+    elif errors:
+        raise type(errors[0])(f"{errors[0]} ({len(removed)} other files removed)")
+    return removed

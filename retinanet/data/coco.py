@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 from pathlib import Path
 
@@ -31,35 +32,112 @@ def _read_json(ann_file: Path) -> dict:
     return data
 
 
+_MAX_COORD = 1e6  # no image rdet reads is wider than this (see images.max_pixels); larger is corrupt data
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _shown(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Where:
+    """Names the offending record in a message: 'instances.json: image id 7 (images[3])'."""
+
+    def __init__(self, ann_file: Path):
+        self.ann_file = ann_file
+
+    def fail(self, what: str, record, i: int, problem: str):
+        rid = record.get("id") if isinstance(record, dict) else None
+        label = f"{what} id {_shown(rid)} ({what}s[{i}])" if rid is not None else f"{what}s[{i}]"
+        raise DatasetError(f"annotation file {self.ann_file}: {label}: {problem}")
+
+
+def _check_images(images: list, where: _Where) -> set:
+    ids = set()
+    for i, im in enumerate(images):
+        if not isinstance(im, dict):
+            where.fail("image", im, i, "is not an object")
+        if not _is_int(im.get("id")):
+            where.fail("image", im, i, f"'id' must be an integer, not {_shown(im.get('id'))}")
+        if im["id"] in ids:
+            where.fail("image", im, i, "duplicate image id")
+        ids.add(im["id"])
+        name = im.get("file_name")
+        if not (isinstance(name, str) and name and "\0" not in name):
+            where.fail("image", im, i, f"'file_name' must be a file name, not {_shown(name)}")
+        for key in ("width", "height"):
+            if key in im and not (_is_int(im[key]) and 0 < im[key] <= _MAX_COORD):
+                where.fail("image", im, i, f"'{key}' must be a positive integer, not {_shown(im[key])}")
+    return ids
+
+
+def _check_categories(categories: list, where: _Where) -> set:
+    ids = set()
+    for i, cat in enumerate(categories):
+        if not (isinstance(cat, dict) and _is_int(cat.get("id")) and isinstance(cat.get("name"), str)):
+            where.fail("category", cat, i, "lacks an integer 'id' or a 'name'")
+        if cat["id"] in ids:
+            where.fail("category", cat, i, "duplicate category id")
+        ids.add(cat["id"])
+    return ids
+
+
+def _check_annotation(ann, i: int, image_ids: set, cat_ids: set, where: _Where) -> None:
+    if not isinstance(ann, dict):
+        where.fail("annotation", ann, i, "is not an object")
+    if "id" in ann and not _is_int(ann["id"]):
+        where.fail("annotation", ann, i, f"'id' must be an integer, not {_shown(ann['id'])}")
+    bbox = ann.get("bbox")
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        where.fail("annotation", ann, i, f"'bbox' must be [x, y, w, h] of finite numbers, not {_shown(bbox)}")
+    if bbox[2] < 0 or bbox[3] < 0:
+        where.fail("annotation", ann, i, f"'bbox' has a negative width or height: {_shown(bbox)}")
+    if any(abs(v) > _MAX_COORD for v in bbox):
+        where.fail("annotation", ann, i, f"'bbox' is far outside any image: {_shown(bbox)}")
+    if not _is_int(ann.get("image_id")) or ann["image_id"] not in image_ids:
+        where.fail("annotation", ann, i, f"refers to unknown image {_shown(ann.get('image_id'))}")
+    if not _is_int(ann.get("category_id")) or ann["category_id"] not in cat_ids:
+        where.fail("annotation", ann, i, f"has unknown category {_shown(ann.get('category_id'))}")
+    if "area" in ann and not (_is_number(ann["area"]) and ann["area"] >= 0):
+        where.fail("annotation", ann, i, f"'area' must be a finite number >= 0, not {_shown(ann['area'])}")
+    if "iscrowd" in ann and ann["iscrowd"] not in (0, 1):
+        where.fail("annotation", ann, i, f"'iscrowd' must be 0 or 1, not {_shown(ann['iscrowd'])}")
+
+
 def _check_schema(data: dict, ann_file: Path) -> None:
-    """The parts of the COCO format we rely on, checked so that pycocotools never fails obscurely later."""
+    """Every field we rely on, checked one by one so that pycocotools, eval and training never fail obscurely
+    later (after the whole inference); each message names the offending image, category or annotation id."""
     for key in ("images", "categories"):
         if not isinstance(data.get(key), list):
             raise DatasetError(f"annotation file {ann_file} has no '{key}' list: is it a COCO detection file?")
     data.setdefault("annotations", [])
     if not isinstance(data["annotations"], list):
         raise DatasetError(f"annotation file {ann_file}: 'annotations' is not a list")
-    for i, im in enumerate(data["images"]):
-        if not (isinstance(im, dict) and isinstance(im.get("id"), int) and isinstance(im.get("file_name"), str)):
-            raise DatasetError(f"annotation file {ann_file}: images[{i}] lacks an integer 'id' or a 'file_name'")
-    for i, cat in enumerate(data["categories"]):
-        if not (isinstance(cat, dict) and isinstance(cat.get("id"), int) and isinstance(cat.get("name"), str)):
-            raise DatasetError(f"annotation file {ann_file}: categories[{i}] lacks an integer 'id' or a 'name'")
-    image_ids = {im["id"] for im in data["images"]}
-    cat_ids = {c["id"] for c in data["categories"]}
+    where = _Where(ann_file)
+    image_ids = _check_images(data["images"], where)
+    cat_ids = _check_categories(data["categories"], where)
+    ann_ids = set()
     for i, ann in enumerate(data["annotations"]):
-        bbox = ann.get("bbox") if isinstance(ann, dict) else None
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-            raise DatasetError(f"annotation file {ann_file}: annotations[{i}] has no [x, y, w, h] 'bbox'")
-        if ann.get("image_id") not in image_ids:
-            raise DatasetError(f"annotation file {ann_file}: annotations[{i}] refers to unknown image "
-                               f"{ann.get('image_id')!r}")
-        if ann.get("category_id") not in cat_ids:
-            raise DatasetError(f"annotation file {ann_file}: annotations[{i}] has unknown category "
-                               f"{ann.get('category_id')!r}")
+        _check_annotation(ann, i, image_ids, cat_ids, where)
+        if "id" in ann:
+            if ann["id"] in ann_ids:
+                where.fail("annotation", ann, i, "duplicate annotation id")
+            ann_ids.add(ann["id"])
+    next_id = max(ann_ids, default=0) + 1
+    for ann in data["annotations"]:
+        bbox = ann["bbox"]
         ann.setdefault("iscrowd", 0)
         ann.setdefault("area", float(bbox[2]) * float(bbox[3]))
-        ann.setdefault("id", i + 1)
+        if "id" not in ann:  # pycocotools indexes by id: give each a fresh one
+            ann["id"], next_id = next_id, next_id + 1
 
 
 class CocoSet:

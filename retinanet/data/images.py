@@ -2,12 +2,23 @@
 
 That one decode call already does what the reference's loader does with odd inputs: EXIF orientation applied,
 grayscale replicated to 3 channels, alpha dropped, palettes expanded, 16-bit scaled to 8-bit. Before decoding we
-reject what OpenCV would misread silently: empty, truncated or non-image files and decompression bombs.
+reject what OpenCV would misread silently: empty, truncated or non-image files and decompression bombs, checking
+the file's size and the header's dimensions before anything is decoded. libjpeg recovers from corrupt data with
+only a warning on stderr ("Corrupt JPEG data: ..."); those warnings are caught and make the image an error.
+
+Settings: RDET_MAX_PIXELS (default 89478485, Pillow's limit) bounds width x height, and with it the file size;
+RDET_ALLOW_CORRUPT_IMAGES=1 decodes JPEGs that libjpeg warns about anyway (with a warning).
 """
 from __future__ import annotations
 
 import io
 import os
+import stat
+import sys
+import tempfile
+import threading
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -16,41 +27,116 @@ from PIL import Image
 
 from retinanet.errors import ImageError
 
-MAX_PIXELS = 16384 * 16384 // 2  # about 134 MP: larger images are treated as decompression bombs
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's limit: a 0.25 GB decoded image; larger ones are taken for bombs
+_BYTES_PER_PIXEL = 8  # no image format stores more (16-bit RGBA), so a bigger file cannot be a permitted image
+_LIBJPEG_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file", "Invalid JPEG", "Warning")
+_stderr_lock = threading.Lock()
 
 
-def _check_header(data: bytes, name: str) -> None:
+def max_pixels() -> int:
+    """RDET_MAX_PIXELS when set, else Pillow's default limit."""
+    raw = os.environ.get("RDET_MAX_PIXELS", "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ImageError(f"RDET_MAX_PIXELS must be a positive whole number, not {raw!r}")
+    return int(raw)
+
+
+def max_file_bytes() -> int:
+    """The largest file that can hold an image within the pixel limit, headers included."""
+    return max_pixels() * _BYTES_PER_PIXEL + (1 << 20)
+
+
+def _allow_corrupt() -> bool:
+    return os.environ.get("RDET_ALLOW_CORRUPT_IMAGES", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _check_header(data: bytes, name: str) -> str:
+    """The format, once the header says the image is whole and within the pixel limit (nothing decoded yet)."""
     if not data:
         raise ImageError(f"{name}: empty file")
+    if len(data) > max_file_bytes():
+        raise ImageError(f"{name}: {len(data)} bytes is more than an image within RDET_MAX_PIXELS can take")
+    limit = max_pixels()
     try:
-        with Image.open(io.BytesIO(data)) as im:  # reads the header only
-            w, h = im.size
-            fmt = im.format
-            if fmt == "PNG":
-                im.verify()  # walks the chunks and checks their CRCs: catches truncation and corruption
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides, below
+            with Image.open(io.BytesIO(data)) as im:  # reads the header only
+                w, h = im.size
+                fmt = im.format
+                if fmt == "PNG" and w * h <= limit:
+                    im.verify()  # walks the chunks and checks their CRCs: catches truncation and corruption
     except Image.DecompressionBombError:
-        raise ImageError(f"{name}: image too large (decompression bomb?)") from None
+        w, h, fmt = limit, 2, None  # over twice Pillow's limit: reported as over ours
     except Exception as err:  # PIL raises many types for bad data
         raise ImageError(f"{name}: not a readable image ({err.__class__.__name__}: {err})") from None
-    if w * h > MAX_PIXELS:
-        raise ImageError(f"{name}: image too large ({w}x{h} pixels; decompression bomb?)")
+    if w * h > limit:
+        raise ImageError(f"{name}: image too large ({w}x{h} = {w * h / 1e6:.0f} megapixels, over the "
+                         f"{limit / 1e6:.0f} MP limit; a decompression bomb? RDET_MAX_PIXELS raises it)")
     if fmt == "JPEG" and b"\xff\xd9" not in data[-64 * 1024:]:
         raise ImageError(f"{name}: truncated JPEG (no end-of-image marker)")
+    return fmt
+
+
+@contextmanager
+def _decoder_messages():
+    """Collect what C libraries write to stderr (fd 2) meanwhile: libjpeg's warnings go nowhere else. Other
+    output caught in that window is passed on to the real stderr."""
+    with _stderr_lock, tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        lines: list[str] = []
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to catch
+            yield lines
+            return
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode(errors="replace").splitlines():
+                if line.startswith(_LIBJPEG_WARNINGS):
+                    lines.append(line.strip())
+                else:
+                    print(line, file=sys.stderr)
 
 
 def decode_bgr(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Encoded bytes -> HxWx3 uint8 BGR, as cv2.imdecode(IMREAD_COLOR) gives the reference."""
-    _check_header(data, name)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    fmt = _check_header(data, name)
+    buffer = np.frombuffer(data, np.uint8)
+    if fmt == "JPEG":
+        with _decoder_messages() as messages:
+            img = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        if messages and img is not None:
+            if not _allow_corrupt():
+                raise ImageError(f"{name}: corrupt JPEG data ({messages[0]}); RDET_ALLOW_CORRUPT_IMAGES=1 "
+                                 "decodes what libjpeg recovers")
+            print(f"warning: {name}: corrupt JPEG data, decoded anyway ({messages[0]})", file=sys.stderr)
+    else:
+        img = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     if img is None or img.ndim != 3 or img.shape[2] != 3 or img.size == 0:
         raise ImageError(f"{name}: OpenCV could not decode the image")
     return img
 
 
 def read_bgr(path: str | os.PathLike) -> np.ndarray:
+    """An image file -> HxWx3 uint8 BGR; its size is checked before it is read (a 10 GB file, /dev/zero)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            limit = max_file_bytes()
+            if not stat.S_ISREG(info.st_mode):
+                raise ImageError(f"{path}: not a regular file")
+            if info.st_size > limit:
+                raise ImageError(f"{path}: {info.st_size} bytes is more than an image within RDET_MAX_PIXELS "
+                                 "can take")
+            data = f.read(limit + 1)  # never more, even if the file grows meanwhile
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -23,8 +23,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError,
-            TypeError, ImportError) as err:
+    except pickle.UnpicklingError as err:
+        # torch's message advises weights_only=False, i.e. running the file's code: say only what was refused
+        found = [line.split("error:", 1)[-1].strip() for line in str(err).splitlines()
+                 if "Unpickler error:" in line or "unsupported GLOBAL" in line or "Unsupported global" in line]
+        raise CheckpointError(f"{path}: refused: it holds more than tensors and plain containers "
+                              f"({(found[0] if found else 'not weights-only')[:200]}); rdet never runs code from a "
+                              "checkpoint") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError, TypeError,
+            ImportError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
         raise CheckpointError(f"{path}: not a loadable checkpoint (truncated, corrupt, or not weights-only: "
                               f"{first[:200]})") from None

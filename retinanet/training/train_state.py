@@ -35,8 +35,17 @@ def set_rng_state(state: dict) -> None:
 
 
 def write_atomically(obj: dict, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """Save a checkpoint under `path` only once all of it is on disk; a failing write (a full disk) is a
+    one-line CheckpointError that leaves no temporary file and every earlier checkpoint, latest.pth too, intact."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except OSError as e:
+        raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; the earlier checkpoints and "
+                              f"{LATEST} are intact") from None
+    except RuntimeError:  # torch's zip writer reports a failed write as one, in various words
+        raise CheckpointError(f"cannot write checkpoint {path}: the write failed (disk full?); the earlier "
+                              f"checkpoints and {LATEST} are intact") from None
 
 
 def point_latest(work_dir: Path, target: Path) -> None:
@@ -63,4 +72,24 @@ def read_resume_state(path: Path) -> dict:
     if not isinstance(ckpt, dict) or not {"state_dict", "optimizer", "train_state"} <= set(ckpt):
         raise CheckpointError(f"{path}: not a training checkpoint written by rdet train (no optimizer or "
                               "train_state); use it with --init instead")
+    _check_train_state(ckpt["train_state"], path)
     return ckpt
+
+
+_TRAIN_STATE = {"epoch": int, "iter_in_epoch": int, "iter": int, "seed": int, "rng": dict}
+_RNG_STATE = ("torch", "python", "numpy")
+
+
+def _check_train_state(state, path: Path) -> None:
+    """Every field resuming reads, so that a damaged or foreign checkpoint is one line, not a KeyError."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: its train_state is not a dict; cannot resume from it")
+    for key, kind in _TRAIN_STATE.items():
+        if key not in state:
+            raise CheckpointError(f"{path}: its train_state lacks '{key}'; cannot resume from it")
+        if not isinstance(state[key], kind) or isinstance(state[key], bool) or \
+                (kind is int and state[key] < 0):
+            raise CheckpointError(f"{path}: its train_state's '{key}' is not a valid {kind.__name__}")
+    missing = [k for k in _RNG_STATE if k not in state["rng"]]
+    if missing:
+        raise CheckpointError(f"{path}: its train_state's 'rng' lacks '{missing[0]}'; cannot resume from it")

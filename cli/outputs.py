@@ -1,0 +1,50 @@
+"""Output paths, checked before any work starts: a bad --out fails in one line before the model loads, not
+after the whole inference; a write that still fails later (a full disk) is one line too."""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from .common import Fail
+
+
+def _probe(directory: Path, flag: str) -> None:
+    """Prove that files can be created in `directory` (permissions alone do not tell: root, read-only mounts)."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise Fail(f"{flag} {directory}: cannot write there ({e.strerror or e})", code=1) from None
+
+
+def output_dir(path: Path, flag: str = "--out") -> Path:
+    """A directory to write results into, created when missing and proven writable."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise Fail(f"{flag} {path}: exists and is not a directory", code=1) from None
+    except OSError as e:
+        raise Fail(f"{flag} {path}: cannot create the directory ({e.strerror or e})", code=1) from None
+    _probe(path, flag)
+    return path
+
+
+def output_file(path: Path, flag: str = "--out") -> Path:
+    """A file to write results into: not a directory, in a directory that exists (created) and is writable."""
+    if path.is_dir():
+        raise Fail(f"{flag} {path}: is a directory; give a file name", code=1)
+    output_dir(path.parent if str(path.parent) else Path("."), flag)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise Fail(f"{flag} {path}: the file is not writable", code=1)
+    return path
+
+
+@contextmanager
+def writing(path: Path):
+    """Turn a failing write of `path` (disk full, removed directory) into a one-line error."""
+    try:
+        yield
+    except OSError as e:
+        raise Fail(f"cannot write {path}: {e.strerror or e}", code=1) from None

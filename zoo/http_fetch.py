@@ -1,0 +1,236 @@
+"""One HTTP(S) file into `<dest>.part`: resumed from every byte received, retried with backoff when the failure
+may heal, failed at once when it cannot, and bounded by a total deadline and a minimum rate.
+
+The body is read with read1 (what one socket read returns) rather than in fixed-size chunks, so that every byte
+received is written before a drop, and the clock and rate are checked however slowly the bytes trickle in.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import requests
+import urllib3
+
+from .cache import part_path
+from .checksum import matches, sha256_file
+from .errors import CacheError, DownloadError
+from .progress import TransferProgress, human
+from .settings import Policy, redacted
+
+
+class _Transient(Exception):
+    """A failure worth retrying: connection dropped or timed out, 5xx, a body cut short, a transfer too slow."""
+
+
+class _DeadlineExceeded(Exception):
+    """RDET_DEADLINE passed mid-body."""
+
+
+class Deadline:
+    """The total time one fetch may take, retries and waits included (RDET_DEADLINE)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    complete: bool  # the server's stated length was reached, or it said the .part already holds everything
+    received: int  # body bytes this attempt wrote
+
+
+def _check_space(directory: Path, needed: int, name: str) -> None:
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return  # no figure to compare with: the write itself will say
+    if needed > free:
+        raise DownloadError(f"not enough disk space for {name} in {directory}: need {needed} bytes "
+                            f"({human(needed)}), {free} free ({human(free)})")
+
+
+def _content_range_total(response) -> int | None:
+    """N from `Content-Range: bytes a-b/N` or `bytes */N`."""
+    total = response.headers.get("Content-Range", "").rpartition("/")[2]
+    return int(total) if total.isdigit() else None
+
+
+def _body_offset(response, have: int, part: Path, shown: str, hint: str) -> int | None:
+    """Where the response body starts in the file: `have` for a resumed 206, 0 for a full 200.
+
+    None means the .part already holds all the server has (416 for a range starting at its size). Raises
+    DownloadError for an error the user must deal with, _Transient for one worth retrying.
+    """
+    status = response.status_code
+    if status == 206 and have:
+        start = response.headers.get("Content-Range", "").removeprefix("bytes ").split("-")[0]
+        if start == str(have):
+            return have
+        part.unlink(missing_ok=True)  # a range we did not ask for: start over
+        raise _Transient(f"the server answered a different range ({start[:20]}), starting over")
+    if status in (200, 206):
+        return 0  # a full body: a server that ignores Range sends 200, and the .part is rewritten
+    if status == 416:
+        total = _content_range_total(response)
+        if total is None or total == have:
+            return None  # nothing past our bytes: the .part is whole (verification decides if it is right)
+        part.unlink(missing_ok=True)  # the .part does not fit the file the server has now
+        raise _Transient("the partial download does not match the server's file, starting over")
+    if status >= 500 or status == 429:
+        raise _Transient(f"HTTP {status}")
+    raise DownloadError(f"HTTP {status} for {shown}; download it yourself and {hint}")
+
+
+def _stream(raw, out, progress: TransferProgress, done: int, policy: Policy, clock: Deadline) -> int:
+    """Copy the body into `out` as it arrives; returns the bytes now in `out`."""
+    window_start, window_bytes = time.monotonic(), 0
+    while True:
+        if clock.left() <= 0:
+            raise _DeadlineExceeded
+        chunk = raw.read1(policy.chunk_size, decode_content=True)
+        if not chunk:
+            return done
+        out.write(chunk)
+        done += len(chunk)
+        progress.update(done)
+        now = time.monotonic()
+        window_bytes += len(chunk)
+        if now - window_start >= policy.rate_window:
+            rate = window_bytes / (now - window_start)
+            if rate < policy.min_rate:
+                raise _Transient(f"too slow: {human(int(rate))}/s over {now - window_start:.0f} s, under "
+                                 f"RDET_MIN_RATE ({human(int(policy.min_rate))}/s)")
+            window_start, window_bytes = now, 0
+
+
+def _attempt(session, url: str, dest: Path, policy: Policy, progress: TransferProgress, hint: str,
+             clock: Deadline) -> _Outcome:
+    """One GET into the .part, resuming from its current size."""
+    part = part_path(dest)
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Accept-Encoding": "identity"}  # byte ranges and sizes of the file itself, not of a gzip stream
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    left = max(clock.left(), 0.001)
+    timeout = (min(policy.timeout[0], left), min(policy.timeout[1], left))
+    with session.get(url, headers=headers, stream=True, timeout=timeout) as response:
+        offset = _body_offset(response, have, part, redacted(url), hint)
+        if offset is None:
+            return _Outcome(True, 0)
+        length = response.headers.get("Content-Length", "")
+        body = int(length) if length.isdigit() else None
+        total = offset + body if body is not None else _content_range_total(response)
+        if body is not None:
+            # a 206 body is what is missing; a 200 body replaces the .part, whose bytes are freed first
+            _check_space(dest.parent, body - (have if offset == 0 else 0), dest.name)
+        progress.start(dest.name, total, offset)
+        try:
+            with open(part, "ab" if offset else "wb") as out:
+                done = _stream(response.raw, out, progress, offset, policy, clock)
+        except OSError as e:  # writing the .part failed: a full disk, a read-only cache
+            raise CacheError(f"cannot write {part}: {e.strerror or e}") from None
+    if total is not None and done < total:
+        raise _Transient(f"connection closed after {done} of {total} bytes")
+    return _Outcome(total is not None, done - offset)
+
+
+_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                   urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
+
+
+def _causes(e: BaseException):
+    """`e` and everything it wraps (requests nests urllib3 errors, which nest socket errors)."""
+    seen, stack = set(), [e]
+    while stack:
+        x = stack.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        yield x
+        stack += [x.__cause__, x.__context__, getattr(x, "reason", None),
+                  *(a for a in getattr(x, "args", ()) if isinstance(a, BaseException))]
+
+
+def _permanent(e: BaseException, url: str) -> str | None:
+    """Why retrying cannot help (the host name does not resolve, the host refuses connections), or None."""
+    host = urlparse(url).hostname or "the host"
+    for x in _causes(e):
+        if isinstance(x, (socket.gaierror, urllib3.exceptions.NameResolutionError)):
+            return f"cannot resolve the host name {host} (no network, or a wrong URL or RDET_MIRROR?)"
+        if isinstance(x, ConnectionRefusedError):
+            return f"{host} refused the connection"
+        if isinstance(x, ssl.SSLCertVerificationError):
+            return f"the TLS certificate of {host} cannot be verified ({x.verify_message or x.reason})"
+    return None
+
+
+def _reason(e: BaseException) -> str:
+    """A short cause for a network error (the raw ones nest urllib3 reprs several levels deep)."""
+    if any(isinstance(x, (requests.Timeout, socket.timeout, urllib3.exceptions.TimeoutError)) for x in _causes(e)):
+        return "timed out"
+    if any(isinstance(x, (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError))
+           for x in _causes(e)):
+        return "connection broken mid-body"
+    innermost = list(_causes(e))[-1]
+    text = re.sub(r"<[^>]*>: ", "", str(innermost)).strip(" \"')(")
+    return text[:200] or type(innermost).__name__
+
+
+def _part_verifies(part: Path, expected: str) -> bool:
+    """True when the .part already is the whole right file (a server that overstates its length, a body
+    without a length that did end)."""
+    try:
+        return part.stat().st_size > 0 and matches(sha256_file(part), expected)
+    except FileNotFoundError:
+        return False
+
+
+def download_part(url: str, dest: Path, expected: str, policy: Policy, progress: TransferProgress,
+                  hint: str) -> Path:
+    """Attempts with exponential backoff until `<dest>.part` holds the whole body; each resumes where the last
+    stopped. Returns the .part path (not yet verified). Raises DownloadError, keeping the .part to resume."""
+    part, shown, clock = part_path(dest), redacted(url), Deadline(policy.deadline)
+    with requests.Session() as session:  # trust_env stays on: proxy variables and .netrc work
+        for retry in range(policy.retries + 1):
+            try:
+                outcome = _attempt(session, url, dest, policy, progress, hint, clock)
+                if outcome.complete or outcome.received == 0 or _part_verifies(part, expected):
+                    return part
+                problem = "the body came without a length and ended before the file verified"
+            except _DeadlineExceeded:
+                problem = None
+            except _Transient as e:
+                problem = str(e)
+            except _NETWORK_ERRORS as e:
+                cause = _permanent(e, url)
+                if cause:
+                    raise DownloadError(f"cannot download {shown}: {cause}; download it yourself and {hint}") \
+                        from None
+                problem = _reason(e)
+            except requests.RequestException as e:
+                raise DownloadError(f"cannot download {shown}: {_reason(e)}; download it yourself and {hint}") \
+                    from None
+            if problem and _part_verifies(part, expected):
+                return part
+            have = part.stat().st_size if part.exists() else 0
+            if problem is None or clock.left() <= 0:
+                raise DownloadError(f"could not download {shown} within {clock.seconds:g} s (RDET_DEADLINE); "
+                                    f"{human(have)} kept: run again to resume, or download it yourself and {hint}")
+            if retry == policy.retries:
+                raise DownloadError(f"could not download {shown} after {retry + 1} attempts ({problem}); run again "
+                                    f"to resume, or download it yourself and {hint}")
+            delay = min(policy.delay(retry), max(clock.left(), 0))
+            progress.note(f"{dest.name}: {problem}; retry {retry + 1} of {policy.retries} in {delay:.3g} s")
+            time.sleep(delay)
+    return part  # pragma: no cover (the loop returns or raises)
