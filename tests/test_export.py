@@ -163,3 +163,11 @@ def test_broken_and_foreign_files_are_refused_with_one_line(tmp_path):
         with pytest.raises(ExportError) as e:
             ExportedDetector(path, device="cpu")
         assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_export_options_are_checked_before_any_work(tmp_path):
+    reference = ModelConfig(depth=18, num_classes=3)
+    with pytest.raises(ExportError, match="--format must be one of onnx, exported-program"):
+        export(torch.nn.Identity(), reference, tmp_path / "m.tflite", fmt="tflite")
+    with pytest.raises(ExportError, match="--precision must be one of fp32, fp16"):
+        export(torch.nn.Identity(), reference, tmp_path / "m.onnx", fmt="onnx", precision="int8")

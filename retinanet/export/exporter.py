@@ -18,10 +18,9 @@ from retinanet.data.preprocess import padded_size
 from retinanet.errors import ExportError
 from retinanet.export.graphs import (DETECTION_INPUTS, DETECTION_OUTPUTS, NETWORK_OUTPUTS, DetectionGraph,
                                      NetworkGraph)
-from retinanet.export.metadata import KEY, ExportInfo
+from retinanet.export.metadata import FORMATS, KEY, ExportInfo
 from retinanet.inference.fast import fold_batchnorm
 
-FORMATS = {"onnx": ".onnx", "exported-program": ".pt2"}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 OPSET = 18
 MAX_SIDE_32 = 512  # dynamic inputs: up to 16384 pixels a side

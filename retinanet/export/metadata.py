@@ -5,11 +5,14 @@ Stored as one JSON document: in ONNX under the metadata_props key "rdet", in a .
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from retinanet.config import ModelConfig
 from retinanet.errors import ExportError
 
+FORMATS = {"onnx": ".onnx", "exported-program": ".pt2"}  # format -> file suffix
 KEY = "rdet"
 SCHEMA = 1
 ARCHITECTURE = ("depth", "groups", "base_width", "style")
@@ -17,6 +20,12 @@ PREPROCESSING = ("mean", "std", "to_rgb")
 # The file's own, as a checkpoint's classes are: a fine-tuned head, or the input scale a fixed size was made for.
 OWN = ("num_classes", "scale", "size_divisor")
 POSTPROCESSING = ("nms_pre", "nms_iou", "max_per_img")
+
+
+def export_format(path: str | os.PathLike) -> str | None:
+    """"onnx" or "exported-program" for a file that is one by its suffix, else None (a checkpoint)."""
+    suffix = Path(path).suffix.lower()
+    return next((fmt for fmt, ext in FORMATS.items() if ext == suffix), None)
 
 
 def rdet_version() -> str:

@@ -12,15 +12,8 @@ from pathlib import Path
 import torch
 
 from retinanet.errors import ExportError
-from retinanet.export.exporter import FORMATS
-from retinanet.export.metadata import KEY, ExportInfo
+from retinanet.export.metadata import KEY, ExportInfo, export_format
 
-
-
-def export_format(path: str | os.PathLike) -> str | None:
-    """"onnx" or "exported-program" for a file that is one by its suffix, else None (a checkpoint)."""
-    suffix = Path(path).suffix.lower()
-    return next((fmt for fmt, ext in FORMATS.items() if ext == suffix), None)
 
 
 class OnnxRunner:
