@@ -8,7 +8,7 @@ import torch
 
 import zoo
 from export_helpers import SCALE, calm_checkpoint, reference_detector
-from retinanet import ModelConfig
+from retinanet import Detector, ModelConfig
 from retinanet.assets import SAMPLE_IMAGE
 from retinanet.data.images import read_bgr
 from retinanet.errors import ExportError
@@ -57,14 +57,16 @@ def test_every_architecture_exports_and_detects_the_same(workdir, name, fmt, wit
     assert row.max_box_diff <= 0.01 and row.max_score_diff <= 1e-4 and row.labels_agree
 
 
-@pytest.mark.slow  # 50 s; the CLI tests export a dynamic ONNX file by default (test_export_cli.py)
-def test_dynamic_onnx_takes_any_shape_and_matches(workdir):
-    """A dynamic network-only ONNX export on portrait, landscape and odd sizes, per-image padding like PyTorch."""
-    reference = reference_detector(zoo.get("r50_fpn_1x"), workdir).__class__(
+@pytest.mark.slow  # 20-60 s each; the CLI tests export a dynamic network-only ONNX file by default
+@pytest.mark.parametrize("fmt", list(EXT))
+@pytest.mark.parametrize("with_postprocess", [False, True])
+def test_dynamic_export_takes_any_shape_and_matches(workdir, fmt, with_postprocess):
+    """A dynamic export on portrait and landscape sizes, padded per image like PyTorch."""
+    reference = Detector(
         ModelConfig(depth=18, num_classes=3, scale=SCALE, class_names=("circle", "square", "triangle")),
         calm_checkpoint(workdir / "d18.pth", 18), device="cpu", fast=False)
-    out = workdir / "d18-dynamic.onnx"
-    export(reference.model, reference.cfg, out, fmt="onnx", dynamic=True)
+    out = workdir / f"d18-dynamic-{int(with_postprocess)}.{EXT[fmt]}"
+    export(reference.model, reference.cfg, out, fmt=fmt, dynamic=True, with_postprocess=with_postprocess)
     exported = ExportedDetector(out, device="cpu")
     assert exported.info.input_size is None
     report = check_export(exported, reference, generated_images(portrait=True))
@@ -171,3 +173,17 @@ def test_export_options_are_checked_before_any_work(tmp_path):
         export(torch.nn.Identity(), reference, tmp_path / "m.tflite", fmt="tflite")
     with pytest.raises(ExportError, match="--precision must be one of fp32, fp16"):
         export(torch.nn.Identity(), reference, tmp_path / "m.onnx", fmt="onnx", precision="int8")
+
+
+def test_half_precision_export_is_checked_by_matching(workdir):
+    reference = Detector(
+        ModelConfig(depth=18, num_classes=3, scale=SCALE), calm_checkpoint(workdir / "h18.pth", 18), device="cpu",
+        fast=False)
+    out = workdir / "h18.pt2"
+    export(reference.model, reference.cfg, out, fmt="exported-program", precision="fp16", with_postprocess=True)
+    exported = ExportedDetector(out, device="cpu")
+    assert exported.info.precision == "fp16"
+    report = check_export(exported, reference, [("bundled photo", read_bgr(SAMPLE_IMAGE))])
+    assert report.passed and report.box_tol == 2.0, report.to_dict()
+    row = report.rows[0]
+    assert row.torch_detections > 0 and 0 < row.max_score_diff <= 1e-2  # half rounding shows, within bounds
