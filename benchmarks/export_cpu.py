@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     from retinanet.export.detector import ExportedDetector
     from retinanet.export.exporter import export
     from retinanet.model.checkpoint import save_checkpoint
+    from timing import time_alternately
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -61,19 +62,8 @@ def main(argv=None) -> int:
         ort_det = ExportedDetector(path, device="cpu", threads=args.threads)
         torch_det = retinanet.Detector(cfg, ckpt, device="cpu")  # the same weights, the default fast path
 
-        def timed(det):
-            start = time.perf_counter()
-            det.predict(rgb)
-            return time.perf_counter() - start
-
-        for _ in range(args.warmup):
-            timed(torch_det)
-            timed(ort_det)
-        t_torch, t_ort = [], []
-        for i in range(args.repeats):
-            order = [(torch_det, t_torch), (ort_det, t_ort)]
-            for det, times in (order if i % 2 == 0 else order[::-1]):
-                times.append(timed(det))
+        t_torch, t_ort = time_alternately(lambda: torch_det.predict(rgb), lambda: ort_det.predict(rgb),
+                                          args.warmup, args.repeats)
 
     m_torch, m_ort = statistics.median(t_torch), statistics.median(t_ort)
     graph = "network only" if args.network_only else "network + post-processing"
