@@ -45,7 +45,6 @@ def main(argv=None) -> int:
     from retinanet.benchmark.measure import device_name
     from retinanet.export.detector import ExportedDetector
     from retinanet.export.exporter import export
-    from retinanet.model.checkpoint import save_checkpoint
     from timing import time_alternately
 
     torch.set_num_threads(args.threads)
@@ -54,7 +53,7 @@ def main(argv=None) -> int:
     cfg = zoo.get("r50_fpn_1x").model_config()
     with tempfile.TemporaryDirectory() as tmp:
         ckpt, path = Path(tmp) / "r50.pth", Path(tmp) / "r50.onnx"
-        save_checkpoint(ckpt, retinanet.Detector(cfg, None, device="cpu", fast=False).model.state_dict(), {})
+        torch.save({"state_dict": retinanet.Detector(cfg, None, device="cpu", fast=False).model.state_dict()}, ckpt)
         plain = retinanet.Detector(cfg, ckpt, device="cpu", fast=False)  # what is exported
         start = time.perf_counter()
         export(plain.model, cfg, path, fmt="onnx", with_postprocess=not args.network_only, model_name="r50_fpn_1x")

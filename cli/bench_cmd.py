@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from retinanet.config import TEST_SCALE
+from retinanet.export.metadata import export_format
 
 from .common import Fail, WeightsSource, err, coco_files, fmt, load_zoo, out, parse_size, print_json
 from .options import shared_options
@@ -99,7 +100,11 @@ def bench(
     if old_images is not None:  # `eval/train --images` is a directory: the count has its own name now
         err.print("note: bench --images N is deprecated, use --num-images N", highlight=False)
     images = num_images if num_images is not None else old_images
-    do_fps, do_mem = (fps or not mem), (mem or not fps)
+    exported = weights is not None and export_format(weights) is not None
+    if exported and mem:
+        raise Fail(f"--mem measures training memory, which needs a checkpoint: {weights} is an exported model "
+                   "(bench its speed with --fps)")
+    do_fps, do_mem = (fps or not mem), (mem or not (fps or exported))
     _check_options(plot, do_fps, weights, random_weights, images, warmup, batch_size)
     scale = parse_size(size)
     dataset = coco_files(data_root, ann, images_dir, "val", images_flag="--images-dir") if do_fps else None
@@ -186,12 +191,13 @@ class _Row:
     published_mem_gb: Optional[float]
     fps: Optional[float] = None
     ms_per_image: Optional[float] = None
+    runtime: Optional[str] = None  # what ran the timed model: PyTorch, onnxruntime, torch.export
     mem_gb: Optional[float] = None
     error: Optional[str] = None
 
     def to_json(self) -> dict:
-        doc = {"model": self.model, "fps": self.fps, "ms_per_image": self.ms_per_image, "mem_gb": self.mem_gb,
-               "published_fps": self.published_fps, "published_mem_gb": self.published_mem_gb}
+        doc = {"model": self.model, "fps": self.fps, "ms_per_image": self.ms_per_image, "runtime": self.runtime,
+               "mem_gb": self.mem_gb, "published_fps": self.published_fps, "published_mem_gb": self.published_mem_gb}
         return doc if self.error is None else {**doc, "error": self.error}
 
 
@@ -232,8 +238,8 @@ def _measure_all(entries, rows, files, plan: _Plan, quiet: bool) -> None:
             if plan.fps and not problems:
                 progress.update(task, description=f"{e.name}: speed")
                 try:
-                    row.fps, row.ms_per_image = _measure_speed(e, files.get(e.name), plan,
-                                                               lambda n: progress.advance(task, n))
+                    row.fps, row.ms_per_image, row.runtime = _measure_speed(e, files.get(e.name), plan,
+                                                                            lambda n: progress.advance(task, n))
                 except Exception as exc:  # noqa: BLE001
                     problems.append(f"speed: {one_line(exc)}")
                 _release(plan.device)
@@ -252,8 +258,8 @@ def _measure_all(entries, rows, files, plan: _Plan, quiet: bool) -> None:
         progress.update(task, description="done")
 
 
-def _measure_speed(entry, weights_file, plan: _Plan, advance) -> tuple[float, float]:
-    """(fps, ms per image), rounded as the table shows them."""
+def _measure_speed(entry, weights_file, plan: _Plan, advance) -> tuple[float, float, str]:
+    """(fps, ms per image, runtime), rounded as the table shows them."""
     import zoo
     from retinanet.benchmark.inputs import host_loader
     from retinanet.benchmark.measure import time_inference
@@ -264,9 +270,10 @@ def _measure_speed(entry, weights_file, plan: _Plan, advance) -> tuple[float, fl
     try:
         speed = time_inference(det, host_loader(det.cfg, plan.paths), images=plan.images, warmup=plan.warmup,
                                batch_size=plan.batch_size, progress=advance)
+        runtime = det.runtime
     finally:
         del det
-    return round(speed.fps, 3), round(speed.ms_per_image, 2)
+    return round(speed.fps, 3), round(speed.ms_per_image, 2), runtime
 
 
 def _ratio(measured, published) -> str:
@@ -281,6 +288,7 @@ def _table(rows: list[_Row], dev_name: str, plan: _Plan) -> None:
     if plan.fps:
         for col in ("fps", "published fps", "ratio", "ms/image"):
             table.add_column(col, justify="right")
+        table.add_column("runtime")
     if plan.mem:
         table.add_column("mem GB" if on_gpu else "mem GB (RSS)", justify="right")
         table.add_column("published mem GB", justify="right")
@@ -289,7 +297,7 @@ def _table(rows: list[_Row], dev_name: str, plan: _Plan) -> None:
         cells = [r.model]
         if plan.fps:
             cells += [fmt(r.fps, ".2f"), fmt(r.published_fps), _ratio(r.fps, r.published_fps),
-                      fmt(r.ms_per_image, ".1f")]
+                      fmt(r.ms_per_image, ".1f"), r.runtime or "-"]
         if plan.mem:
             cells += [fmt(r.mem_gb, ".2f"), fmt(r.published_mem_gb)]
         cells.append(f"[red]{r.error}[/red]" if r.error is not None else "[green]ok[/green]")

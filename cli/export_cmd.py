@@ -8,13 +8,12 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .common import (CacheDirOption, DeviceOption, Fail, JsonOption, OfflineOption, QuietOption, ZooOption, err,
-                     out, parse_size, print_json)
+from .common import Fail, err, out, parse_size, print_json
+from .options import shared_options
 
+@shared_options
 def export_model(
     name: str = typer.Argument(..., help="Zoo model name.", show_default=False),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="A checkpoint to export instead of the zoo's "
-                                           "(e.g. one written by `rdet train`).", show_default=False),
     fmt: str = typer.Option("onnx", "--format", help="onnx (run by onnxruntime and others) or exported-program "
                             "(a torch.export .pt2)."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="The file to write (default: NAME.onnx or "
@@ -26,14 +25,9 @@ def export_model(
     with_postprocess: bool = typer.Option(False, "--with-postprocess", help="Put anchor decoding, the score "
                                           "threshold, per-level top-k and class-wise NMS in the graph too."),
     no_check: bool = typer.Option(False, "--no-check", help="Skip the proof that the export detects the same."),
-    device: str = DeviceOption,
     size: Optional[str] = typer.Option(None, "--size", hidden=True, help="Test scale WxH instead of 1333x800, "
                                        "for quick checks."),
-    as_json: bool = JsonOption,
-    zoo_file: Optional[Path] = ZooOption,
-    cache_dir: Optional[Path] = CacheDirOption,
-    offline: bool = OfflineOption,
-    quiet: bool = QuietOption,
+    *, weights, device, as_json, zoo_file, cache_dir, offline, quiet,
 ):
     """Export a zoo model to ONNX or torch.export, then prove it detects what the PyTorch model detects.
 

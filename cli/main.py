@@ -7,7 +7,9 @@ from typing import Optional
 import typer
 
 from . import commands
-from .common import Fail, err, package_version
+from retinanet.version import package_version
+
+from .common import Fail, err
 
 app = typer.Typer(
     name="rdet",

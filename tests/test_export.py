@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import zoo
-from export_helpers import SCALE, calm_checkpoint, reference_detector
+from coco_data import write_calm_weights
+from export_helpers import SCALE, reference_detector
 from retinanet import Detector, ModelConfig
 from retinanet.assets import SAMPLE_IMAGE
 from retinanet.data.images import read_bgr
@@ -64,7 +65,7 @@ def test_dynamic_export_takes_any_shape_and_matches(workdir, fmt, with_postproce
     """A dynamic export on portrait and landscape sizes, padded per image like PyTorch."""
     reference = Detector(
         ModelConfig(depth=18, num_classes=3, scale=SCALE, class_names=("circle", "square", "triangle")),
-        calm_checkpoint(workdir / "d18.pth", 18), device="cpu", fast=False)
+        write_calm_weights(workdir / "d18.pth"), device="cpu", fast=False)
     out = workdir / f"d18-dynamic-{int(with_postprocess)}.{EXT[fmt]}"
     export(reference.model, reference.cfg, out, fmt=fmt, dynamic=True, with_postprocess=with_postprocess)
     exported = ExportedDetector(out, device="cpu")
@@ -177,7 +178,7 @@ def test_export_options_are_checked_before_any_work(tmp_path):
 
 def test_half_precision_export_is_checked_by_matching(workdir):
     reference = Detector(
-        ModelConfig(depth=18, num_classes=3, scale=SCALE), calm_checkpoint(workdir / "h18.pth", 18), device="cpu",
+        ModelConfig(depth=18, num_classes=3, scale=SCALE), write_calm_weights(workdir / "h18.pth"), device="cpu",
         fast=False)
     out = workdir / "h18.pt2"
     export(reference.model, reference.cfg, out, fmt="exported-program", precision="fp16", with_postprocess=True)

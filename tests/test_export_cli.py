@@ -101,3 +101,13 @@ def test_zoo_load_runs_exports_only_as_exported(setup):
                       ({"nms_iou": 0.6}, "nms_iou cannot change in an exported model")]:
         with pytest.raises(ExportError, match=words):
             zoo.load(NAME, weights=setup["onnx"], zoo_file=manifest, device="cpu", **kw)
+
+
+def test_bench_times_the_onnx_file_and_names_its_runtime(setup):
+    r = run_rdet("bench", NAME, "--weights", setup["onnx"], "--device", "cpu", "--num-images", "2", "--warmup", "1",
+                 "--size", "x".join(map(str, SCALE)), "--json", env_extra=setup["env"])
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)["results"]
+    assert row["runtime"].startswith("onnxruntime") and row["fps"] > 0 and row["mem_gb"] is None  # speed only
+    mem = run_rdet("bench", NAME, "--weights", setup["onnx"], "--mem", env_extra=setup["env"])
+    assert mem.returncode == 2 and "needs a checkpoint" in mem.stderr and len(mem.stderr.strip().splitlines()) == 1

@@ -12,7 +12,8 @@ from retinanet.data.classes import category_ids
 from retinanet.errors import ExportError
 from retinanet.export.runtime import open_export
 from retinanet.inference.detector import Detector, resolve_device
-from retinanet.inference.postprocess import ImageMeta, detect_single
+from retinanet.data.image_meta import ImageMeta
+from retinanet.inference.postprocess import detect_single
 from retinanet.model.anchors import AnchorGenerator
 
 

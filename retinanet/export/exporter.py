@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from retinanet.atomic_write import atomic_path
 from retinanet.config import ModelConfig
 from retinanet.data.preprocess import padded_size
 from retinanet.errors import ExportError
@@ -80,15 +81,12 @@ def export(model: torch.nn.Module, cfg: ModelConfig, out: str | os.PathLike, *, 
     with torch.no_grad():
         program = capture(graph, cfg, with_postprocess=with_postprocess, dynamic=dynamic)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")  # torch.export.save wants the .pt2 suffix
-    try:
+    with atomic_path(out) as tmp:
         if fmt == "onnx":
             _save_onnx(program, info, tmp, with_postprocess)
         else:
-            torch.export.save(program, tmp, extra_files={f"{KEY}.json": info.to_json()})
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+            with open(tmp, "wb") as f:  # a file object: torch.export.save wants a path to end in .pt2
+                torch.export.save(program, f, extra_files={f"{KEY}.json": info.to_json()})
     return info
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from retinanet.config import ModelConfig
 from retinanet.errors import ExportError
+from retinanet.version import package_version
 
 FORMATS = {"onnx": ".onnx", "exported-program": ".pt2"}  # format -> file suffix
 KEY = "rdet"
@@ -26,15 +27,6 @@ def export_format(path: str | os.PathLike) -> str | None:
     """"onnx" or "exported-program" for a file that is one by its suffix, else None (a checkpoint)."""
     suffix = Path(path).suffix.lower()
     return next((fmt for fmt, ext in FORMATS.items() if ext == suffix), None)
-
-
-def rdet_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("rdet")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 @dataclass(frozen=True)
@@ -54,7 +46,7 @@ class ExportInfo:
     def create(cls, cfg: ModelConfig, **kw) -> "ExportInfo":
         keep = ARCHITECTURE + PREPROCESSING + OWN + POSTPROCESSING + ("score_thr",)
         config = json.loads(json.dumps({k: v for k, v in cfg.to_dict().items() if k in keep}))  # as stored
-        return cls(config=config, class_names=tuple(cfg.names), rdet_version=rdet_version(), **kw)
+        return cls(config=config, class_names=tuple(cfg.names), rdet_version=package_version(), **kw)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
