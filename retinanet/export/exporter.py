@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -73,6 +74,9 @@ def export(model: torch.nn.Module, cfg: ModelConfig, out: str | os.PathLike, *, 
     """Write `model` (a RetinaNet with its weights) to `out`; returns the metadata written with it."""
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt == "onnx" and any(find_spec(name) is None for name in ("onnx", "onnxscript")):
+        # torch.onnx translates through onnxscript; said before the minutes of tracing, not after
+        raise ExportError('ONNX export needs onnx, onnxscript and onnxruntime: pip install "rdet[export]"')
     out = Path(out)
     info = ExportInfo.create(cfg, model=model_name, weights_sha256=weights_sha256, format=fmt,
                              input_size=None if dynamic else canvas_size(cfg), with_postprocess=with_postprocess,
@@ -91,10 +95,6 @@ def export(model: torch.nn.Module, cfg: ModelConfig, out: str | os.PathLike, *, 
 
 
 def _save_onnx(program, info: ExportInfo, path: Path, with_postprocess: bool) -> None:
-    try:
-        import onnxscript  # noqa: F401  torch.onnx's exporter translates through it
-    except ImportError:
-        raise ExportError('ONNX export needs onnx, onnxscript and onnxruntime: pip install "rdet[export]"') from None
     names = dict(input_names=list(DETECTION_INPUTS), output_names=list(DETECTION_OUTPUTS)) if with_postprocess \
         else dict(input_names=["image"], output_names=list(NETWORK_OUTPUTS))
     with warnings.catch_warnings():
