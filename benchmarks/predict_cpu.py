@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -55,6 +54,7 @@ def main(argv=None) -> int:
     import retinanet
     import zoo
     from retinanet.benchmark.measure import device_name
+    from timing import time_alternately
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -78,20 +78,7 @@ def main(argv=None) -> int:
             x = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)  # torchvision's input convention
             return theirs([x])
 
-    def timed(fn):
-        start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
-
-    for _ in range(args.warmup):
-        run_ours()
-        run_theirs()
-    t_ours, t_theirs = [], []
-    for i in range(args.repeats):
-        # alternate which goes first, so neither always runs right after the other's cache footprint
-        order = [(run_ours, t_ours), (run_theirs, t_theirs)]
-        for fn, times in (order if i % 2 == 0 else order[::-1]):
-            times.append(timed(fn))
+    t_ours, t_theirs = time_alternately(run_ours, run_theirs, args.warmup, args.repeats)
 
     m_ours, m_theirs = statistics.median(t_ours), statistics.median(t_theirs)
     print(f"device: {device_name('cpu')}; torch {torch.__version__}; image {width}x{height}; "

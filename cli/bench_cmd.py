@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from retinanet.config import TEST_SCALE
+from retinanet.export.metadata import export_format
 
 from .common import Fail, WeightsSource, err, coco_files, fmt, load_zoo, out, parse_size, print_json
 from .options import shared_options
@@ -107,7 +108,11 @@ def bench(
     if old_images is not None:  # `eval/train --images` is a directory: the count has its own name now
         err.print("note: bench --images N is deprecated, use --num-images N", highlight=False)
     images = num_images if num_images is not None else old_images
-    do_fps, do_mem = (fps or not mem), (mem or not fps)
+    exported = weights is not None and export_format(weights) is not None
+    if exported and mem:
+        raise Fail(f"--mem measures training memory, which needs a checkpoint: {weights} is an exported model "
+                   "(bench its speed with --fps)")
+    do_fps, do_mem = (fps or not mem), (mem or not (fps or exported))
     _check_options(plot, do_fps, weights, random_weights, images, warmup, batch_size)
     scale = parse_size(size)
     dataset = coco_files(data_root, ann, images_dir, "val", images_flag="--images-dir") if do_fps else None
@@ -203,12 +208,13 @@ class _Row:
     fps: Optional[float] = None
     ms_per_image: Optional[float] = None
     detections: Optional[float] = None  # per timed image: the post-processing load in the fps figure
+    runtime: Optional[str] = None  # what ran the timed model: PyTorch, onnxruntime, torch.export
     mem_gb: Optional[float] = None
     stages: Optional[dict] = None  # --stages: retinanet.benchmark.stages.time_stages's report
     error: Optional[str] = None
 
     def to_json(self) -> dict:
-        doc = {"model": self.model, "fps": self.fps, "ms_per_image": self.ms_per_image,
+        doc = {"model": self.model, "fps": self.fps, "ms_per_image": self.ms_per_image, "runtime": self.runtime,
                "detections_per_image": self.detections, "mem_gb": self.mem_gb,
                "published_fps": self.published_fps, "published_mem_gb": self.published_mem_gb}
         if self.stages is not None:
@@ -273,20 +279,23 @@ def _measure_all(entries, rows, files, plan: _Plan, quiet: bool) -> None:
 
 
 def _measure_speed(row: _Row, entry, weights_file, plan: _Plan, advance) -> None:
-    """fps, ms per image and detections per image (rounded as the table shows them), and --stages, into `row`."""
+    """fps, ms per image, detections per image (rounded as the table shows them), the runtime and --stages,
+    into `row`."""
     import zoo
     from retinanet.benchmark.inputs import encoded_images, host_loader
     from retinanet.benchmark.measure import time_inference
+    from retinanet.inference.detector import Detector
 
     det = zoo.load(entry.name, weights=weights_file, device=str(plan.device), zoo_file=plan.source.zoo_file,
                    random_weights=plan.source.random_weights, precision=plan.precision, quiet=True,
                    **plan.overrides)
     try:
-        load = host_loader(det.cfg, plan.paths, uint8=plan.device.type == "cuda")
+        load = host_loader(det.cfg, plan.paths, uint8=plan.device.type == "cuda" and isinstance(det, Detector))
         speed = time_inference(det, load, images=plan.images, warmup=plan.warmup, batch_size=plan.batch_size,
                                progress=advance)
         row.fps, row.ms_per_image, row.detections = (round(speed.fps, 3), round(speed.ms_per_image, 2),
                                                      round(speed.detections, 1))
+        row.runtime = det.runtime
         if plan.stages:
             from retinanet.benchmark.stages import time_stages
 
@@ -308,6 +317,7 @@ def _table(rows: list[_Row], dev_name: str, plan: _Plan) -> None:
     if plan.fps:
         for col in ("fps", "published fps", "ratio", "ms/image", "dets/image"):
             table.add_column(col, justify="right")
+        table.add_column("runtime")
     if plan.mem:
         table.add_column("mem GB" if on_gpu else "mem GB (RSS)", justify="right")
         table.add_column("published mem GB", justify="right")
@@ -316,7 +326,7 @@ def _table(rows: list[_Row], dev_name: str, plan: _Plan) -> None:
         cells = [r.model]
         if plan.fps:
             cells += [fmt(r.fps, ".2f"), fmt(r.published_fps), _ratio(r.fps, r.published_fps),
-                      fmt(r.ms_per_image, ".1f"), fmt(r.detections, ".1f")]
+                      fmt(r.ms_per_image, ".1f"), fmt(r.detections, ".1f"), r.runtime or "-"]
         if plan.mem:
             cells += [fmt(r.mem_gb, ".2f"), fmt(r.published_mem_gb)]
         cells.append(f"[red]{shown(r.error)}[/red]" if r.error is not None else "[green]ok[/green]")

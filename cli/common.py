@@ -44,13 +44,6 @@ def errors_said_by_rank_0():
         raise typer.Exit(getattr(e, "code", None) or getattr(e, "exit_code", 2)) from None
 
 
-def package_version() -> str:
-    """rdet's installed version, or why there is none."""
-    from retinanet.evaluation.provenance import package_version as installed
-
-    return installed("rdet") or "unknown (not installed)"
-
-
 def load_zoo(zoo_file: Optional[Path]):
     from zoo.manifest import Zoo
 

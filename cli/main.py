@@ -6,8 +6,10 @@ from typing import Optional
 
 import typer
 
+from retinanet.version import package_version
+
 from . import commands
-from .common import Fail, err, package_version
+from .common import Fail, err
 from .text import shown
 
 app = typer.Typer(

@@ -24,7 +24,8 @@ Precision = Annotated[str, typer.Option(
 Device = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when present).")]
 
 Weights = Annotated[Optional[Path], typer.Option(
-    "--weights", help="A checkpoint file to use instead of the zoo's (e.g. one written by `rdet train`).",
+    "--weights", help="A checkpoint file to use instead of the zoo's (e.g. one written by `rdet train`), or a "
+    ".onnx / .pt2 file written by `rdet export` (run by onnxruntime / torch).",
     show_default=False)]
 RandomWeights = Annotated[bool, typer.Option(
     "--random-weights", help="Random weights, the head calibrated to a trained model's output load (about "

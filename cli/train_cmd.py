@@ -10,9 +10,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from retinanet.training.schedule import WARMUP_ITERS
+from retinanet.version import package_version
 
-from .common import (Fail, WeightsSource, coco_files, coco_split, err, errors_said_by_rank_0, out, package_version,
-                     parse_size)
+from .common import Fail, WeightsSource, coco_files, coco_split, err, errors_said_by_rank_0, out, parse_size
 from .metrics_table import metrics_table
 from .options import shared_options
 from .text import shown

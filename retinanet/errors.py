@@ -17,3 +17,7 @@ class ImageError(RetinaNetError):
 
 class DatasetError(RetinaNetError):
     """A COCO-format dataset that cannot be used (missing or malformed annotations, missing images)."""
+
+
+class ExportError(RetinaNetError):
+    """An export that cannot be written, read or run, or that does not match the model asked for."""

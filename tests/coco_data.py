@@ -56,11 +56,19 @@ def boxes_from_results(results: list[dict], keep=lambda index: True) -> list[tup
     return [(r["image_id"], r["category_id"], r["bbox"]) for i, r in enumerate(results) if keep(i)]
 
 
-def write_calm_weights(path: Path, seed: int = 0) -> Path:
-    """A depth-18, 3-class reference checkpoint (tiny18's architecture) whose head is scaled down: random weights
+def write_calm_weights(path: Path, seed: int = 0, depth: int = 18, groups: int = 1, base_width: int = 64,
+                       style: str = "pytorch") -> Path:
+    """A 3-class reference checkpoint (by default tiny18's architecture) whose head is scaled down: random weights
     saturate every score at 1.0 (ties everywhere) and stretch boxes into slivers; these give distinct scores
     around 0.6-0.8 and boxes a few pixels wide, like a real model's."""
-    sd = reference_state_dict(depth=18, num_classes=len(CLASSES), seed=seed)
+    sd = reference_state_dict(depth=depth, groups=groups, base_width=base_width, num_classes=len(CLASSES),
+                              seed=seed)
+    if depth >= 50:  # residual branches at a fifth, as in trained networks: 50-101 random blocks blow features up
+        for key in sd:
+            if key.endswith(("bn3.weight", "bn3.bias")):
+                sd[key] *= 0.2
+    if style == "caffe":  # its input is not divided by a std of ~58: shrink the stem to match
+        sd["backbone.conv1.weight"] /= 58.0
     sd["bbox_head.retina_cls.weight"] *= 0.1
     sd["bbox_head.retina_cls.bias"].fill_(-1.0)
     sd["bbox_head.retina_reg.weight"] *= 0.05

@@ -15,7 +15,7 @@ from tiny_zoo import NAME, run_rdet, write_tiny_zoo
 MIB = 2 ** 20
 # One OpenMP thread: on a loaded 2-core machine two threads spin against each other and run many times slower.
 ENV = {"OMP_NUM_THREADS": "1"}
-SCHEMA = {"model", "fps", "ms_per_image", "mem_gb", "published_fps", "published_mem_gb"}
+SCHEMA = {"model", "fps", "ms_per_image", "runtime", "mem_gb", "published_fps", "published_mem_gb"}
 
 
 # --- engine: memory probe and timing loop -------------------------------------------------------------------
@@ -135,7 +135,7 @@ def test_bench_json_schema_figures_and_plot(zoo_dir):
     doc = json.loads(r.stdout)  # stdout is the JSON document and nothing else
     assert set(doc) == {"device", "results"} and "thread" in doc["device"]
     (row,) = doc["results"]
-    assert set(row) == SCHEMA and row["model"] == NAME
+    assert set(row) == SCHEMA and row["model"] == NAME and row["runtime"] == "PyTorch (cpu)"
     assert row["fps"] > 0 and row["ms_per_image"] > 0
     assert row["ms_per_image"] == pytest.approx(1000 / row["fps"], rel=0.01)
     assert row["mem_gb"] > 0  # a training process grows by at least its model, gradients and momentum

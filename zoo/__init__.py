@@ -3,12 +3,14 @@
 >>> import zoo
 >>> det = zoo.load("r50_fpn_1x", device="cpu")          # downloads and verifies the weights if needed
 >>> det = zoo.load("r50_fpn_1x", weights="my.pth")       # the architecture from the entry, weights from a file
+>>> det = zoo.load("r50_fpn_1x", weights="r50.onnx")     # an `rdet export` file, run by onnxruntime
 """
 from __future__ import annotations
 
 import os
 
 from .errors import DownloadError, ManifestError, UnknownModelError, ZooError
+from .exported import load_export
 from .manifest import Entry, Zoo
 
 __all__ = ["load", "get", "Zoo", "Entry", "ZooError", "ManifestError", "UnknownModelError", "DownloadError"]
@@ -30,9 +32,13 @@ def load(name: str, weights: str | os.PathLike | None = None, device: str = "aut
     whose head is calibrated on the bundled photo to a trained model's output load (~2000 candidates, 100
     detections), so that timings include realistic post-processing (retinanet.model.trained_like)."""
     from retinanet import Detector
+    from retinanet.export.metadata import export_format
 
     entry = get(name, zoo_file)
     cfg = entry.model_config(**config_overrides)
+    if weights is not None and export_format(weights):
+        return load_export(entry, weights, device, precision=precision, compile=compile,
+                           overrides=config_overrides)
     if weights is None and not random_weights:
         from .cache import Cache
         from .weights import ensure_weights

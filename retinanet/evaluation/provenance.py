@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import platform
 
-
-def package_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
+from retinanet.version import installed_version
 
 
 def library_versions() -> dict[str, str | None]:
     """Installed versions, read from package metadata (so that re-scoring need not import torch)."""
-    return {"python": platform.python_version(), "torch": package_version("torch"),
-            "torchvision": package_version("torchvision"),
-            "opencv": package_version("opencv-python-headless") or package_version("opencv-python"),
-            "numpy": package_version("numpy")}
+    return {"python": platform.python_version(), "torch": installed_version("torch"),
+            "torchvision": installed_version("torchvision"),
+            "opencv": installed_version("opencv-python-headless") or installed_version("opencv-python"),
+            "numpy": installed_version("numpy")}
 
 
 def provenance(*, model: str | None, entry: dict | None, weights: str | None, weights_sha256: str | None,
@@ -28,7 +21,7 @@ def provenance(*, model: str | None, entry: dict | None, weights: str | None, we
     """The record: `entry` is the zoo entry as a dict, `weights` the checkpoint file (None: the detections were
     re-scored from a results file, so device, precision and scale are unknown), digests are full SHA-256."""
     return {
-        "rdet_version": package_version("rdet"),
+        "rdet_version": installed_version("rdet"),
         "model": model,
         "zoo_entry": entry,
         "weights": weights,
@@ -39,7 +32,7 @@ def provenance(*, model: str | None, entry: dict | None, weights: str | None, we
         "annotations": annotations,
         "annotations_sha256": annotations_sha256,
         "images": images,
-        "scorer": f"{scorer} {package_version(scorer)}",
+        "scorer": f"{scorer} {installed_version(scorer)}",
         "versions": library_versions(),
     }
 

@@ -119,6 +119,11 @@ class Detector:
         self.class_names = cfg.names
         self.category_ids = category_ids(self.class_names)
 
+    @property
+    def runtime(self) -> str:
+        """What runs the network (bench shows it beside the speed); an ExportedDetector names its runtime."""
+        return f"PyTorch ({self.device.type})"
+
     @torch.inference_mode()
     def detect_tensors(self, batch: torch.Tensor, metas: list[ImageMeta], score_thr: float | None = None):
         """Padded normalised batch (B, 3, H, W) on self.device -> [(boxes, scores, labels)] per image."""

@@ -35,7 +35,7 @@ def decode(anchors: torch.Tensor, deltas: torch.Tensor, max_shape: tuple[int, in
     x1, y1 = gx - gw * 0.5, gy - gh * 0.5
     x2, y2 = gx + gw * 0.5, gy + gh * 0.5
     if max_shape is not None:
-        h, w = max_shape
-        x1, x2 = x1.clamp(min=0, max=w), x2.clamp(min=0, max=w)
-        y1, y2 = y1.clamp(min=0, max=h), y2.clamp(min=0, max=h)
+        h, w = max_shape  # ints, or 0-d tensors in an exported graph (hence min and max as two clamps)
+        x1, x2 = x1.clamp(min=0).clamp(max=w), x2.clamp(min=0).clamp(max=w)
+        y1, y2 = y1.clamp(min=0).clamp(max=h), y2.clamp(min=0).clamp(max=h)
     return torch.stack([x1, y1, x2, y2], dim=-1)

@@ -1,0 +1,10 @@
+"""Exporting a RetinaNet to ONNX or a torch.export ExportedProgram, running the exported file, and proving that it
+detects what the PyTorch model detects.
+
+    graphs.py     what is exported: the network alone, or the network with the reference's post-processing
+    metadata.py   what the file says about itself (model, weights digest, classes, preprocessing, version)
+    exporter.py   writing the file (torch.onnx.export / torch.export.save)
+    runtime.py    running a file: onnxruntime sessions and ExportedPrograms behind one interface
+    detector.py   ExportedDetector: the Detector API (predict, detect_prepared) over an exported file
+    check.py      the proof: exported vs PyTorch detections on the same inputs, within tolerances
+"""

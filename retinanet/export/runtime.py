@@ -1,0 +1,98 @@
+"""Running an exported file: an onnxruntime session or a loaded ExportedProgram, behind one call.
+
+`open_export(path)` reads the file's metadata and returns a runner whose `run(*tensors)` gives the graph's outputs
+as float32/int64 CPU-or-device tensors, whatever the runtime.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+
+from retinanet.errors import ExportError
+from retinanet.export.metadata import KEY, ExportInfo, export_format
+
+
+
+class OnnxRunner:
+    runtime = "onnxruntime"
+
+    def __init__(self, path: Path, device: torch.device, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ExportError(f'{path}: running ONNX files needs onnxruntime: pip install "rdet[export]"') from None
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: no per-node placement notes on stderr
+        # idle worker threads sleep instead of spinning, which would starve PyTorch running beside them
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph/... types, all with a message
+            first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+            raise ExportError(f"{path}: onnxruntime cannot load it ({first[:200]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if KEY not in meta:
+            raise ExportError(f"{path}: an ONNX file without rdet metadata (not written by `rdet export`)")
+        self.info = ExportInfo.from_json(meta[KEY], str(path))
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.providers = self.session.get_providers()
+
+    @property
+    def description(self) -> str:
+        return f"onnxruntime ({self.providers[0].replace('ExecutionProvider', '')})"
+
+    def run(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        feed = {name: t.detach().cpu().contiguous().numpy() for name, t in zip(self.input_names, inputs)}
+        return [torch.from_numpy(o) for o in self.session.run(None, feed)]
+
+
+class ProgramRunner:
+    runtime = "torch.export"
+
+    def __init__(self, path: Path, device: torch.device):
+        extra = {f"{KEY}.json": ""}
+        try:
+            program = torch.export.load(path, extra_files=extra)
+        except (RuntimeError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError, TypeError) as err:
+            first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+            raise ExportError(f"{path}: not a loadable ExportedProgram ({first[:200]})") from None
+        if not extra[f"{KEY}.json"]:
+            raise ExportError(f"{path}: an ExportedProgram without rdet metadata (not written by `rdet export`)")
+        self.info = ExportInfo.from_json(extra[f"{KEY}.json"], str(path))
+        self.device = device
+        self.module = program.module().to(device)
+
+    @property
+    def description(self) -> str:
+        return f"torch.export ({self.device.type})"
+
+    @torch.inference_mode()
+    def run(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.module(*(t.to(self.device) for t in inputs)))
+
+
+def open_export(path: str | os.PathLike, device: torch.device | str = "cpu", threads: int | None = None):
+    """A runner for an exported file (by suffix: .onnx or .pt2); ExportError with one line when unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: no such file")
+    device = torch.device(device)
+    fmt = export_format(path)
+    if fmt == "onnx":
+        runner = OnnxRunner(path, device, threads)
+    elif fmt == "exported-program":
+        runner = ProgramRunner(path, device)
+    else:
+        raise ExportError(f"{path}: not an export (expected a .onnx or .pt2 file)")
+    if runner.info.format != fmt:
+        raise ExportError(f"{path}: its metadata says {runner.info.format}, its suffix {fmt}")
+    return runner
