@@ -31,6 +31,8 @@ def _check_header(data: bytes, name: str) -> None:
     except Image.DecompressionBombError:
         raise ImageError(f"{name}: image too large (decompression bomb?)") from None
     except Exception as err:  # PIL raises many types for bad data
+        if isinstance(err, Image.UnidentifiedImageError):  # its text names the BytesIO object: say it plainly
+            raise ImageError(f"{name}: not an image file (no known image format)") from None
         raise ImageError(f"{name}: not a readable image ({err.__class__.__name__}: {err})") from None
     if w * h > MAX_PIXELS:
         raise ImageError(f"{name}: image too large ({w}x{h} pixels; decompression bomb?)")
