@@ -10,6 +10,7 @@ from rich.table import Table
 
 from .common import Fail, err, load_zoo, out, print_json
 from .options import shared_options
+from .tables import show_table
 
 NamesArgument = typer.Argument(None, help="Model names or aliases.", show_default=False)
 AllOption = typer.Option(False, "--all", help="Every model of the zoo.")
@@ -128,7 +129,7 @@ def import_checkpoint(
 
     Examples:
 
-      rdet import r50_fpn_1x ~/Downloads/retinanet_r50_fpn_1x_coco_20200130-c2398f9e.pth
+      rdet import r50_fpn_1x retinanet_r50_fpn_1x_coco_20200130-c2398f9e.pth
 
       rdet import --pretrained r50_fpn_1x resnet50-19c8e357.pth
     """
@@ -182,7 +183,7 @@ def cache_list(
         table.add_column(col, justify=just)
     for i in items:
         table.add_row(_label(i), i.path.name, _size(i.size), state.get(i.state, "[dim]not a zoo file[/dim]"))
-    out.print(table)
+    show_table(table, f"{cache.root}: no cached files")
 
 
 @cache_app.command("verify")
@@ -222,7 +223,7 @@ def cache_verify(
             status = "[dim]not a zoo file[/dim]" if v.ok is None else "[green]ok[/green]" if v.ok else \
                 f"[red]BAD[/red] {escape(v.message)}"
             table.add_row(_label(v.file), v.file.path.name, status)
-        out.print(table)
+        show_table(table, "no cached files to verify")
     if bad:
         err.print(f"[red]error:[/red] {len(bad)} bad file(s); remove them with `rdet cache rm NAME` and download "
                   "again", highlight=False)
