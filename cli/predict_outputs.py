@@ -88,12 +88,6 @@ def check_out_dir(out_dir: Optional[Path]) -> None:
         raise Fail(f"--out {out_dir}: not writable")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 class Outputs:
     """Writes one run's results as they arrive; `close` writes the JSON documents. A with block closes it,
     Ctrl-C included, so that videos and JSON Lines are always complete files."""
@@ -162,8 +156,10 @@ class Outputs:
         self._videos.clear()
         if self.out_dir is None:
             return
-        _atomic_write(self.out_dir / PREDICTIONS_FILE, json.dumps(document, indent=1))
-        _atomic_write(self.out_dir / COCO_RESULTS_FILE, json.dumps(coco_results(self.records)))
+        from retinanet.atomic_write import write_text_atomically
+
+        write_text_atomically(self.out_dir / PREDICTIONS_FILE, json.dumps(document, indent=1))
+        write_text_atomically(self.out_dir / COCO_RESULTS_FILE, json.dumps(coco_results(self.records)))
 
     @property
     def written(self) -> list[str]:
