@@ -2,7 +2,6 @@
 network to the weights host, and optionally a dataset, in one table (or --json) with an exit code."""
 from __future__ import annotations
 
-from pathlib import Path
 import typer
 from rich.table import Table
 

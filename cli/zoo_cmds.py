@@ -1,7 +1,6 @@
 """`rdet list` and `rdet info`: browse the zoo."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer

@@ -3,7 +3,6 @@ stopped with Ctrl-C, http(s) URLs from a 127.0.0.1 server, and list files; plus 
 import json
 import signal
 import subprocess
-import time
 
 import cv2
 import numpy as np
