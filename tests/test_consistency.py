@@ -35,8 +35,9 @@ def _docstring_examples(command: str) -> list[str]:
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_help_fits_80_columns_with_whole_examples_and_no_bool(command):
-    r = run_rdet(*command.split(), "--help", env_extra=WIDE)
+def test_help_fits_80_columns_with_whole_examples_and_no_bool(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # typer builds its help console per call: it reads the width then
+    r = rdet_here(capsys, monkeypatch, *command.split(), "--help")
     assert r.returncode == 0, r.stderr
     assert "<bool>" not in r.stdout
     assert all(len(line) <= 80 for line in r.stdout.splitlines())
@@ -105,7 +106,7 @@ def test_the_model_is_named_first_or_with_the_older_option(tiny, tmp_path, capsy
     assert "┏" not in high.stdout and "0 detection(s) scoring above 1" in high.stdout  # no empty table
 
 
-def test_precision_everywhere_with_amp_as_its_alias():
+def test_precision_everywhere_with_amp_as_its_alias(capsys, monkeypatch):
     from cli.common import Fail
     from cli.precision import chosen_precision
 
@@ -117,7 +118,7 @@ def test_precision_everywhere_with_amp_as_its_alias():
     with pytest.raises(Fail, match="one of fp32, bf16, fp16"):
         chosen_precision("fp8", False, "cpu")
     for command in ("predict", "eval", "train", "bench"):
-        r = run_rdet(command, "--help", env_extra=WIDE)
+        r = rdet_here(capsys, monkeypatch, command, "--help")
         assert "--precision" in r.stdout, command
 
 
