@@ -14,6 +14,7 @@ from retinanet.export.metadata import export_format
 
 from .common import Fail, WeightsSource, err, coco_files, fmt, load_zoo, out, parse_size, print_json
 from .options import shared_options
+from .precision import AmpOption, PrecisionChoiceOption, chosen_precision
 from .text import shown
 
 STAGE_IMAGES = 200  # --stages: medians and percentiles settle long before 2000 images
@@ -66,11 +67,8 @@ def bench(
                                              "--num-images.", show_default=False),
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed iterations first (the published method: 5)."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass (published: 1)."),
-    amp: bool = typer.Option(False, "--amp", help="Time inference under autocast (fp16 on CUDA, bf16 on the "
-                             "CPU); the published figures are fp32."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 (the published figures' default), tf32 "
-                                            "(Ampere or later), fp16 (CUDA) or bf16; --amp is fp16 on CUDA, bf16 "
-                                            "on the CPU.", show_default=False),
+    precision: Optional[str] = PrecisionChoiceOption,
+    amp: bool = AmpOption,
     stages: bool = typer.Option(False, "--stages", help="Also time each stage (decode, pre-process, copy, forward, "
                                 "post-process: medians) and the end-to-end latency (p50/p90/p99) per model, over at most "
                                 f"{STAGE_IMAGES} images."),
@@ -97,7 +95,7 @@ def bench(
 
     Examples:
 
-      rdet bench --random-weights                       # every model, speed and memory
+      rdet bench --random-weights       # every model: speed and memory
 
       rdet bench r50_fpn_1x x101_64x4d_fpn_1x --fps --data-root /data/coco
 
@@ -123,7 +121,6 @@ def bench(
 
     from retinanet.benchmark.measure import device_name  # imports torch
     from retinanet.inference.detector import resolve_device
-    from retinanet.inference.fast import amp_precision
 
     dev = resolve_device(device)
     if images is None:
@@ -131,14 +128,8 @@ def bench(
         if do_fps and images <= warmup * batch_size:
             raise Fail(f"the default --num-images {images} leaves nothing to time after --warmup {warmup} of "
                        f"--batch-size {batch_size}; give --num-images")
-    from retinanet.inference.fast import PRECISIONS
-
-    if precision is not None and precision not in PRECISIONS:
-        raise Fail(f"--precision must be one of {', '.join(PRECISIONS)}, not '{precision}'")
-    if amp and precision is not None:
-        raise Fail("--amp and --precision exclude each other (--amp is --precision fp16 on CUDA, bf16 on the CPU)")
-    plan = _Plan(dev, precision or amp_precision(dev, amp), do_fps, do_mem, scale, _dataset_paths(dataset), images,
-                 warmup, batch_size, WeightsSource(zoo_file, cache_dir, offline, weights, random_weights),
+    plan = _Plan(dev, chosen_precision(precision, amp, dev.type), do_fps, do_mem, scale, _dataset_paths(dataset),
+                 images, warmup, batch_size, WeightsSource(zoo_file, cache_dir, offline, weights, random_weights),
                  stages and do_fps)
     rows = [_Row(e.name, e.fps, e.mem_gb) for e in entries]
     # Downloads first, with their own progress output, so they never interleave with the bench's bar.
@@ -152,7 +143,11 @@ def bench(
                   if r.fps is not None and e.box_ap is not None]
         speed_accuracy_chart(points, plot, title=f"RetinaNet: published box AP vs speed on {dev_name}")
     if as_json:
-        print_json({"device": dev_name, "results": [r.to_json() for r in rows]})
+        from .provenance import bench_provenance
+
+        print_json({"device": dev_name, "results": [r.to_json() for r in rows],
+                    "provenance": bench_provenance(dev, dev_name, plan.precision, plan.size, weights,
+                                                   random_weights)})
     else:
         _table(rows, dev_name, plan)
     if plot is not None:
@@ -249,6 +244,8 @@ def _measure_all(entries, rows, files, plan: _Plan, quiet: bool) -> None:
     from retinanet.benchmark.measure import one_line, training_memory
 
     per_model = (plan.images if plan.fps else 0) + (1 if plan.mem else 0)
+    if not quiet:
+        _say_what_it_takes(len(entries), plan)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err, disable=quiet, transient=False)
     with progress:
@@ -275,7 +272,21 @@ def _measure_all(entries, rows, files, plan: _Plan, quiet: bool) -> None:
             if problems:
                 row.error = "; ".join(dict.fromkeys(problems))
             progress.update(task, completed=start + per_model)
+            if not quiet and not err.is_terminal:  # piped or logged: the bar shows nothing, so a line per model
+                err.print(f"{e.name}: fps {fmt(row.fps)}, memory {fmt(row.mem_gb)} GB"
+                          + (f" ({row.error})" if row.error is not None else ""), highlight=False)
         progress.update(task, description="done")
+
+
+def _say_what_it_takes(models: int, plan: _Plan) -> None:
+    """Up front, since a CPU bench of the whole zoo runs for minutes."""
+    parts = ([f"{plan.images} images each for speed"] if plan.fps else []) + (
+        ["a training step for memory"] if plan.mem else [])
+    line = f"bench: {models} model(s), {' and '.join(parts)}"
+    if plan.device.type == "cpu":
+        line += ("; on a CPU expect about a minute per model (all ten: 506 s on a laptop-class CPU, "
+                 "measured with --fps --random-weights)")
+    err.print(line, highlight=False)
 
 
 def _measure_speed(row: _Row, entry, weights_file, plan: _Plan, advance) -> None:

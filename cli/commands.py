@@ -1,7 +1,8 @@
 """Every subcommand module registers itself on the app here, in the order `rdet --help` lists them."""
 from importlib import import_module
 
-MODULES = ["zoo_cmds", "weights_cmds", "predict_cmd", "eval_cmd", "train_cmd", "bench_cmd", "export_cmd"]
+MODULES = ["demo_cmd", "zoo_cmds", "weights_cmds", "predict_cmd", "eval_cmd", "train_cmd", "bench_cmd",
+           "export_cmd", "doctor_cmd"]
 
 
 def register(app) -> None:

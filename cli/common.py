@@ -73,14 +73,15 @@ class WeightsSource:
 
 
 def load_detector(name: str, source: WeightsSource, device: str, quiet: bool, precision: str = "fp32",
-                  compile: bool = False):
-    """(entry, Detector) for a zoo name: weights from --weights, else the verified cached checkpoint."""
+                  compile: bool = False, **overrides):
+    """(entry, Detector) for a zoo name: weights from --weights, else the verified cached checkpoint; `overrides`
+    are ModelConfig fields (e.g. scale)."""
     import zoo
 
     entry = zoo.get(name, source.zoo_file)
     det = zoo.load(name, weights=source.weights, device=device, zoo_file=source.zoo_file,
                    cache_dir=source.cache_dir, offline=source.offline or None, quiet=quiet,
-                   random_weights=source.random_weights, precision=precision, compile=compile)
+                   random_weights=source.random_weights, precision=precision, compile=compile, **overrides)
     return entry, det
 
 

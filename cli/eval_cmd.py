@@ -56,7 +56,7 @@ def evaluate(
 
       rdet eval x101_32x4d_fpn_2x --data-root /data/coco
 
-      rdet eval r50_fpn_1x --ann my/val.json --images my/images --weights my.pth --out dets.json
+      rdet eval r50_fpn_1x --ann val.json --images img/ --weights my.pth
 
       rdet eval --results dets.json --ann my/val.json    # re-score saved detections
 
@@ -68,7 +68,7 @@ def evaluate(
 
       torchrun --nproc_per_node 8 -m cli.main eval r50_fpn_1x --data-root /data/coco
     """
-    from retinanet.evaluation.coco_eval import load_results, save_results
+    from retinanet.evaluation.coco_eval import load_results, match_file_names, save_results
 
     from .eval_explain import check_outputs
 
@@ -87,9 +87,13 @@ def evaluate(
         entry, coco_set = _inputs(names[0] if names else None, data_root, ann, images, results_file, out_file,
                                   limit, zoo_file)
         if rescoring:
-            results = load_results(results_file)
+            results = match_file_names(load_results(results_file), coco_set)
     if is_rank_0() and not quiet:
         _notes(coco_set, limit)
+    if is_rank_0() and random_weights and not rescoring:
+        from .provenance import random_weights_notice
+
+        random_weights_notice()
     if len(checkpoints) > 1:
         from .eval_many import run_checkpoints
 

@@ -95,7 +95,7 @@ def _reference(entry, cfg, weights, device, cache_dir, offline, quiet):
     """(the plain fp32 PyTorch detector to export and to compare with, the checkpoint's SHA-256)."""
     from retinanet import Detector
     from zoo.cache import Cache
-    from zoo.download import sha256_file
+    from zoo.checksum import sha256_file
     from zoo.weights import ensure_weights
 
     path = weights if weights is not None else ensure_weights(entry, Cache(cache_dir), offline=offline or None,

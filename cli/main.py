@@ -10,13 +10,16 @@ from retinanet.version import package_version
 
 from . import commands
 from .common import Fail, err
+from .help_format import hide_flag_types
 from .text import shown
+
+hide_flag_types()
 
 app = typer.Typer(
     name="rdet",
     help="A model zoo for MMDetection v2.0's RetinaNet detectors: browse, download, predict, evaluate, train, bench.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # rdet --install-completion (bash, zsh, fish, PowerShell)
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,

@@ -1,136 +1,164 @@
-"""`rdet predict`: detections for images, as a summary, JSON, or annotated copies."""
+"""`rdet predict`: detections for images, videos, URLs, list files and live streams, as a summary, JSON, or files.
+
+Everything the user names (inputs, output directory, classes, threshold) is checked before any download or model
+load, so a typo costs a second, not a download."""
 from __future__ import annotations
 
-import json
 import os
-from collections import Counter
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
-from .common import Fail, WeightsSource, err, load_detector, out, print_json
-from .globbing import recursive_glob
+from .common import Fail, WeightsSource, err, load_detector, parse_size, print_json
 from .options import shared_options
 from .outputs import output_dir, writing
 from .text import shown
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"}
+DEFAULT_MODEL = "r50_fpn_1x"
+LOW_SCORE_THR = 0.01  # below this the NMS gets up to 1000 candidates per level and an image takes minutes on a CPU
 
 
-def expand_images(args: list[str]) -> list[str]:
-    """Files as given, directories as their image files (sorted), globs as their matches (sorted)."""
-    paths: list[str] = []
-    for arg in args:
-        if os.path.isdir(arg):
-            paths += sorted(str(p) for p in Path(arg).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        elif any(c in arg for c in "*?[") and not os.path.exists(arg):
-            matches = recursive_glob(arg)  # symlink loops end, each file once
-            if not matches:
-                raise Fail(f"no file matches '{arg}'")
-            paths += [m for m in matches if os.path.isfile(m)]
-        else:
-            paths.append(arg)  # a missing file is reported with the others' results, not up front
-    return list(dict.fromkeys(paths))
+def check_score_thr(score_thr: float) -> None:
+    if not 0 < score_thr <= 1:
+        raise Fail(f"--score-thr must be above 0 and at most 1 (scores are fractions), not {score_thr:g}")
+    if score_thr < LOW_SCORE_THR:
+        err.print(f"[yellow]warning:[/yellow] --score-thr {score_thr:g} keeps thousands of candidate boxes: "
+                  "expect minutes per image on a CPU (the reference evaluates at 0.05)", highlight=False)
 
 
-def _unique_name(path: str, used: set) -> str:
-    stem, suffix = Path(path).stem, Path(path).suffix.lower()
-    suffix = suffix if suffix in {".jpg", ".jpeg", ".png"} else ".png"
-    name, n = f"{stem}{suffix}", 1
-    while name in used:
-        n += 1
-        name = f"{stem}_{n}{suffix}"
-    used.add(name)
-    return name
+def split_model(inputs: list[str], model: Optional[str], zoo_file) -> tuple[str, list[str]]:
+    """The model named first among the positional arguments (`rdet predict r50_fpn_1x img.jpg`), unless --model
+    names it (the older spelling) or the first argument is an existing path."""
+    if model is not None or not inputs or os.path.exists(inputs[0]):
+        return model or DEFAULT_MODEL, inputs
+    from zoo.errors import UnknownModelError
+
+    from .common import load_zoo
+
+    try:
+        load_zoo(zoo_file).get(inputs[0])
+    except UnknownModelError:
+        return DEFAULT_MODEL, inputs
+    return inputs[0], inputs[1:]
+
+
+def resolve(inputs: list[str], source: Optional[str]):
+    """The inputs as retinanet.data.sources.Input, the bundled photo when none is given; Fail for what names
+    nothing (before any download)."""
+    from retinanet.assets import SAMPLE_IMAGE
+    from retinanet.data.sources import Input, SourceError, is_stream, is_url, open_capture, resolve_inputs
+
+    if source is not None:
+        if inputs:
+            raise Fail("--source reads one stream; give images and videos without --source")
+        if not (is_stream(source) or is_url(source) or os.path.exists(source)):
+            raise Fail(f"--source {source}: no such file, webcam index or stream URL")
+        try:
+            open_capture(source).release()  # a camera or stream that cannot be opened fails before the model loads
+        except SourceError as e:
+            raise Fail(str(e)) from None
+        return [Input("stream", source)]
+    try:
+        return resolve_inputs(inputs) if inputs else [Input("image", str(SAMPLE_IMAGE))]
+    except SourceError as e:
+        raise Fail(str(e)) from None
 
 
 @shared_options
 def predict(
-    images: Optional[List[str]] = typer.Argument(None, help="Image files, directories or globs (default: the "
-                                                 "bundled sample photo).", show_default=False),
-    model: str = typer.Option("r50_fpn_1x", "--model", "-m", help="Zoo model name or reference config name."),
-    score_thr: float = typer.Option(0.3, "--score-thr", help="Keep detections scoring above this."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write annotated copies and detections.json here.",
-                                           show_default=False),
+    inputs: Optional[List[str]] = typer.Argument(None, metavar="[MODEL] [INPUTS]...", help="A zoo model name "
+                                                 "(default r50_fpn_1x), then images, videos, directories, globs, "
+                                                 "http(s) URLs or .txt files listing them (default: the bundled "
+                                                 "photo).", show_default=False),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="The model, as an option (older spelling).",
+                                        show_default=False),
+    source: Optional[str] = typer.Option(None, "--source", help="A live stream instead: a webcam index (0), an "
+                                         "rtsp:// URL, or a video file read as a stream. Ctrl-C ends it.",
+                                         show_default=False),
+    score_thr: float = typer.Option(0.3, "--score-thr", help="Keep detections scoring above this (0-1; the "
+                                    "Python API's default is the reference's 0.05)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Keep only these classes: names or 0-based "
+                                          "labels, comma-separated (person,car or 0,2).", show_default=False),
+    vid_stride: int = typer.Option(1, "--vid-stride", min=1, help="Detect on every Nth frame of videos and "
+                                   "streams."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write annotated images and videos, "
+                                           "predictions.json and coco_results.json here.", show_default=False),
+    save_txt: bool = typer.Option(False, "--save-txt", help="Also write OUT/labels/NAME.txt: one line per box, "
+                                  "`label x_center y_center width height` normalised to 0-1."),
+    save_conf: bool = typer.Option(False, "--save-conf", help="Add the score to each --save-txt line."),
+    save_crops: bool = typer.Option(False, "--save-crops", help="Also write each box as an image, "
+                                    "OUT/crops/CLASS/NAME_K.jpg."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model first (pays off over many "
                                  "images; its compile time is reported apart from the time per image)."),
+    size: Optional[str] = typer.Option(None, "--size", hidden=True, help="Test scale WxH instead of 1333x800, "
+                                       "for quick checks (detections differ from the reference's)."),
     *, weights, device, random_weights, precision, as_json, zoo_file, cache_dir, offline, quiet,
 ):
-    """Detect objects in images with a zoo model.
+    """Detect objects in images, videos and streams with a zoo model.
 
     Examples:
 
-      rdet predict                                  # the bundled sample photo
+      rdet predict                          # r50_fpn_1x on the bundled photo
 
       rdet predict street.jpg --out results/
 
-      rdet predict photos/ 'more/*.png' --model x101_64x4d_fpn_2x --score-thr 0.5 --json
+      rdet predict x101_64x4d_fpn_2x photos/ list.txt --score-thr 0.5 --json
 
-      rdet predict photos/ --precision bf16 --compile   # faster, within the fast-path tolerances
+      rdet predict clip.mp4 --vid-stride 5 --out results/ --classes person,car
+
+      rdet predict https://example.org/photo.jpg --save-txt --out results/
+
+      rdet predict --source 0               # the webcam; Ctrl-C stops
     """
-    from retinanet.assets import SAMPLE_IMAGE
+    from .predict_outputs import Outputs, check_out_dir, parse_classes
+    from .predict_run import detect_frames, print_summary
+    from .provenance import provenance, random_weights_notice
 
-    paths = expand_images(images) if images else [str(SAMPLE_IMAGE)]
-    if not paths:
-        raise Fail("no images found in the given paths")
-    if out_dir is not None:
-        output_dir(out_dir)  # before the model loads: a bad --out fails now, not after the work
-    source = WeightsSource(zoo_file, cache_dir, offline, weights, random_weights)
-    entry, det = load_detector(model, source, device, quiet or as_json, precision, compile)
-    show = not as_json and not quiet
-    results, failures, coco, used_names = [], [], [], set()
-    timings = []
-    for r in det.predict_files(paths, score_thr=score_thr, batch_size=batch_size):
-        if r.error is not None:
-            failures.append(r.path)
-            err.print(f"[red]skipped[/red] {shown(r.error)}", highlight=False)
-            continue
-        d = r.detections
-        timings.append(r.seconds)
-        results.append({"path": r.path, "width": d.width, "height": d.height, "detections": d.to_list()})
-        if out_dir is not None:
-            from retinanet.inference.visualize import draw_detections
+    check_score_thr(score_thr)
+    scale = parse_size(size)
+    if (save_txt or save_crops or save_conf) and out_dir is None:
+        raise Fail("--save-txt, --save-conf and --save-crops write into --out DIR: give one")
+    name, inputs = split_model(list(inputs or []), model, zoo_file)
+    from zoo import get as zoo_entry
 
-            name = _unique_name(r.path, used_names)
-            with writing(out_dir / name):
-                draw_detections(r.image.copy(), d.boxes, d.scores, d.labels, d.class_names).save(out_dir / name)
-            coco += [{"file_name": r.path, "image_id": len(results) - 1, **c} for c in d.to_coco(len(results) - 1)]
-        if show:
-            counts = Counter(d.names)
-            summary = ", ".join(f"{n} {name}" for name, n in counts.most_common()) or "nothing"
-            out.print(f"{shown(r.path)}: {shown(summary)} ({r.seconds * 1000:.0f} ms)", highlight=False)
-    if out_dir is not None:
-        from retinanet.atomic_write import write_text_atomically
+    entry = zoo_entry(name, zoo_file)  # an unknown name fails here, before anything else
+    found = resolve(inputs, source)
+    check_out_dir(out_dir)
+    names_known = weights is None and (entry.class_names is not None or entry.num_classes == 80)
+    labels = parse_classes(classes, entry.model_config().names) if names_known else None
+    source_of_weights = WeightsSource(zoo_file, cache_dir, offline, weights, random_weights)
+    entry, det = load_detector(name, source_of_weights, device, quiet or as_json, precision, compile,
+                               **({"scale": scale} if scale else {}))
+    if not names_known:  # the checkpoint names the classes
+        labels = parse_classes(classes, det.class_names)
+    if random_weights:
+        random_weights_notice()
+    streaming = source is not None
+    from retinanet.data.sources import frames
 
-        with writing(out_dir / "detections.json"):
-            write_text_atomically(out_dir / "detections.json", json.dumps(coco))
-    if as_json:
-        print_json({"model": entry.name, "images": results})
-    elif show:
-        _summary(entry.name, results, failures, timings, out_dir, det.compile_seconds)
-    if failures:
+    from zoo.remote import fetch_image_bytes
+
+    doc = {"schema": "rdet-predict/1", "model": entry.name, "score_thr": score_thr,
+           "classes": None if labels is None else [det.class_names[i] for i in sorted(labels)],
+           "provenance": provenance(entry, det.device, precision, det.cfg.scale, weights, random_weights)}
+    outputs = Outputs(out_dir, save_txt, save_conf, save_crops)
+    try:
+        run = detect_frames(det, frames(found, lambda url: fetch_image_bytes(url, offline=offline or None),
+                                        vid_stride),
+                            outputs, score_thr, labels, 1 if streaming else batch_size,
+                            show=not as_json and not quiet, json_lines=as_json and streaming, stoppable=streaming)
+    finally:
+        outputs.close({**doc, "images": outputs.records})
+    if as_json and not streaming:
+        print_json({**doc, "images": run.records})
+    elif not as_json and not quiet:
+        print_summary(entry.name, run, score_thr, out_dir, det.compile_seconds)
+    if random_weights and not as_json and not quiet:
+        random_weights_notice()
+    if run.failures:
         raise typer.Exit(1)
-
-
-def _summary(model, results, failures, timings, out_dir, compile_seconds):
-    total = Counter(d["class"] for r in results for d in r["detections"])
-    table = Table(title=f"{model}: {len(results)} images, {sum(total.values())} detections", title_justify="left")
-    table.add_column("class")
-    table.add_column("count", justify="right")
-    for name, n in total.most_common():
-        table.add_row(shown(name), str(n))
-    out.print(table)
-    if timings:
-        out.print(f"mean time per image: {sum(timings) / len(timings) * 1000:.0f} ms")
-    if compile_seconds:
-        out.print(f"torch.compile: {compile_seconds:.1f} s, not counted in the time per image")
-    if out_dir is not None:
-        out.print(f"annotated images and detections.json written to {shown(out_dir)}", highlight=False)
-    if failures:
-        out.print(f"[red]{len(failures)} image(s) could not be read[/red]")
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from retinanet.version import package_version
 from .common import Fail, WeightsSource, coco_files, coco_split, err, errors_said_by_rank_0, out, parse_size
 from .metrics_table import metrics_table
 from .options import shared_options
+from .precision import AmpOption, PrecisionChoiceOption, chosen_precision
 from .text import shown
 
 INIT_HELP = ("imagenet: the ImageNet backbone the published model started from (downloaded and verified); "
@@ -38,10 +39,12 @@ def train(
                                    "8 GPUs)."),
     lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Learning rate (default: 0.01 scaled linearly "
                                        "from 16 images per step to batch-size x processes).", show_default=False),
-    amp: bool = typer.Option(False, "--amp", help="Mixed precision: fp16 with loss scaling on CUDA, bf16 on CPUs "
-                             "that support it natively (the published models trained in fp32)."),
+    precision: Optional[str] = PrecisionChoiceOption,
+    amp: bool = AmpOption,
     resume: bool = typer.Option(False, "--resume", help="Continue from WORK_DIR/latest.pth exactly where it "
                                 "stopped (epoch, iteration, schedule, optimizer, AMP scaler, RNG)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start a new run in a --work-dir that holds an "
+                                   "old one, deleting its checkpoints and log first."),
     init: str = typer.Option("imagenet", "--init", help=INIT_HELP),
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Also evaluate every N epochs (the last epoch "
                                    "always is, when there is a validation set)."),
@@ -73,23 +76,33 @@ def train(
 
       rdet train r50_fpn_1x --data-root /data/coco
 
-      rdet train r50_fpn_1x --ann my/train.json --images my/img --init zoo --epochs 12
+      rdet train r50_fpn_1x --ann my/train.json --images my/img --init zoo
 
       rdet train r50_fpn_1x --data-root /data/coco --resume
 
-      torchrun --nproc_per_node 8 -m cli.main train r50_fpn_1x --data-root /data/coco
+      torchrun --nproc_per_node 8 -m cli.main train r50_fpn_1x --data-root coco
     """
     import zoo
     from retinanet.distributed import start_runtime
 
+    from retinanet.training.work_dir import check_work_dir, clear_run
+
     files = _dataset_files(data_root, ann, images, val_ann, val_images)
     entry = zoo.get(name, zoo_file)
     scale = parse_size(size)
+    work_dir = work_dir or Path("work_dirs") / entry.name
+    check_work_dir(work_dir, resume, overwrite)
     runtime = start_runtime(device)
     try:
-        _train(entry, files, work_dir or Path("work_dirs") / entry.name, runtime, scale,
-               dict(epochs=epochs, batch_size=batch_size, lr=lr, amp=amp, resume=resume, eval_every=eval_every,
-                    workers=workers, clip_grad=clip_grad or None, seed=seed, warmup_iters=warmup_iters),
+        precision = chosen_precision(precision, amp, runtime.device.type)
+        if overwrite and runtime.dist.is_main:
+            removed = clear_run(work_dir)
+            if removed and not quiet:
+                err.print(f"--overwrite: deleted {len(removed)} file(s) of the earlier run in {work_dir}")
+        _train(entry, files, work_dir, runtime, scale,
+               dict(epochs=epochs, batch_size=batch_size, lr=lr, precision=precision, resume=resume,
+                    eval_every=eval_every, workers=workers, clip_grad=clip_grad or None, seed=seed,
+                    warmup_iters=warmup_iters),
                init, json_log, WeightsSource(zoo_file, cache_dir, offline), quiet)
     finally:
         runtime.close()

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from .common import Fail, err, load_zoo, out, print_json
 from .options import shared_options
+from .tables import show_table
 from .text import shown
 
 NamesArgument = typer.Argument(None, help="Model names or aliases.", show_default=False)
@@ -130,7 +131,7 @@ def import_checkpoint(
 
     Examples:
 
-      rdet import r50_fpn_1x ~/Downloads/retinanet_r50_fpn_1x_coco_20200130-c2398f9e.pth
+      rdet import r50_fpn_1x retinanet_r50_fpn_1x_coco_20200130-c2398f9e.pth
 
       rdet import --pretrained r50_fpn_1x resnet50-19c8e357.pth
     """
@@ -190,7 +191,7 @@ def cache_list(
     for i in items:
         table.add_row(shown(_label(i)), shown(i.path.name), _size(i.size),
                       state.get(i.state, "[dim]not a zoo file[/dim]"))
-    out.print(table)
+    show_table(table, f"{shown(cache.root)}: no cached files")
 
 
 @cache_app.command("verify")
@@ -231,7 +232,7 @@ def cache_verify(
             status = "[dim]not this zoo's file[/dim]" if v.ok is None else "[green]ok[/green]" if v.ok else \
                 f"[red]BAD[/red] {shown(v.message)}"
             table.add_row(shown(_label(v.file)), shown(v.file.path.name), status)
-        out.print(table)
+        show_table(table, "no cached files to verify")
     if bad:
         err.print(f"[red]error:[/red] {len(bad)} bad file(s), set aside and never used; `rdet download` fetches "
                   "them again", highlight=False)

@@ -133,7 +133,7 @@ def test_bench_json_schema_figures_and_plot(zoo_dir):
                  "--warmup", "1", "--size", "64x64", "--json", "--plot", chart, env_extra=ENV)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)  # stdout is the JSON document and nothing else
-    assert set(doc) == {"device", "results"} and "thread" in doc["device"]
+    assert set(doc) == {"device", "results", "provenance"} and "thread" in doc["device"]
     (row,) = doc["results"]
     assert set(row) == SCHEMA and row["model"] == NAME and row["runtime"] == "PyTorch (cpu)"
     assert row["fps"] > 0 and row["ms_per_image"] > 0

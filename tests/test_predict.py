@@ -122,8 +122,12 @@ def test_predict_json_is_exactly_the_documented_schema(tiny):
     r = run_rdet("predict", images, "--model", NAME, "--json", "--batch-size", "2", env_extra=env)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)  # stdout holds the JSON document and nothing else
-    assert set(doc) == {"model", "images"} and doc["model"] == NAME
+    assert set(doc) == {"schema", "model", "score_thr", "classes", "provenance", "images"} and doc["model"] == NAME
+    assert doc["schema"] == "rdet-predict/1" and doc["score_thr"] == 0.3 and doc["classes"] is None
+    assert doc["provenance"]["weights"]["source"] == "zoo" and doc["provenance"]["scale"] == [1333, 800]
     assert [p["path"] for p in doc["images"]] == [str(images / "img0.jpg"), str(images / "img1.jpg")]
+    assert all(set(p) == {"path", "frame", "width", "height", "error", "detections"} and p["error"] is None
+               and p["frame"] is None for p in doc["images"])
     assert [(p["width"], p["height"]) for p in doc["images"]] == [(64, 48), (48, 64)]
     dets = doc["images"][0]["detections"]
     assert 0 < len(dets) <= 100
@@ -141,8 +145,9 @@ def test_predict_skips_bad_files_reports_them_and_exits_1(tiny, tmp_path):
     bad = _bad_files(tmp_path)
     r = run_rdet("predict", images / "img0.jpg", *bad, "--model", NAME, "--json", env_extra=env)
     assert r.returncode == 1
-    doc = json.loads(r.stdout)
-    assert [p["path"] for p in doc["images"]] == [str(images / "img0.jpg")]
+    doc = json.loads(r.stdout)  # failed images are listed too, with their error
+    assert [p["path"] for p in doc["images"]] == [str(images / "img0.jpg")] + [str(p) for p in bad]
+    assert doc["images"][0]["error"] is None and all(p["error"] and not p["detections"] for p in doc["images"][1:])
     assert "Traceback" not in r.stderr
     for path in bad:
         assert path.name in r.stderr
@@ -157,8 +162,9 @@ def test_predict_out_writes_annotated_images_and_coco_results(tiny, tmp_path):
     assert "img0.jpg" in r.stdout and "mean time per image" in r.stdout
     with Image.open(out / "img0.jpg") as im:
         assert im.size == (64, 48)
-    results = json.loads((out / "detections.json").read_text())
-    assert results and set(results[0]) >= {"image_id", "category_id", "bbox", "score"}
+    results = json.loads((out / "coco_results.json").read_text())
+    assert results and set(results[0]) == {"image_id", "file_name", "category_id", "bbox", "score"}
+    assert json.loads((out / "predictions.json").read_text())["schema"] == "rdet-predict/1"
     assert all(len(r["bbox"]) == 4 and r["bbox"][2] >= 0 for r in results)
 
 

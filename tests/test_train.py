@@ -401,7 +401,7 @@ def test_rdet_train_writes_checkpoints_logs_and_metrics_that_predict_loads(tmp_p
     assert full["meta"]["model"] == NAME and all(k.startswith(("backbone.", "neck.", "bbox_head."))
                                                  for k in full["state_dict"])
     r = run_rdet("predict", val_images / "shape_0000.png", "--model", NAME, "--weights", work / "latest.pth",
-                 "--score-thr", "0", "--json", env_extra=env)
+                 "--score-thr", "0.001", "--json", env_extra=env)
     assert r.returncode == 0, r.stderr
     assert {d["class"] for d in json.loads(r.stdout)["images"][0]["detections"]} <= set(CLASSES)
 
@@ -418,7 +418,7 @@ def test_fine_tuning_on_other_classes_through_the_cli(tmp_path, zoo_env):
     meta = read_checkpoint(work / "latest.pth")["meta"]
     assert meta["CLASSES"] == ["disc", "box"]
     r = run_rdet("predict", train[1] / "shape_0000.png", "--model", NAME, "--weights", work / "latest.pth",
-                 "--score-thr", "0", "--json", env_extra=env)
+                 "--score-thr", "0.001", "--json", env_extra=env)
     assert r.returncode == 0, r.stderr
     assert {d["class"] for d in json.loads(r.stdout)["images"][0]["detections"]} <= {"disc", "box"}
 

@@ -8,10 +8,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 
 from .errors import DownloadError, ManifestError, UnknownModelError, ZooError
 from .exported import load_export
 from .manifest import Entry, Zoo
+
+RANDOM_WEIGHTS_SEED = 0
 
 __all__ = ["load", "get", "Zoo", "Entry", "ZooError", "ManifestError", "UnknownModelError", "DownloadError"]
 
@@ -29,25 +32,36 @@ def load(name: str, weights: str | os.PathLike | None = None, device: str = "aut
 
     `precision` (fp32, tf32, bf16, fp16) and `compile` are the Detector's fast-path options; other keyword
     arguments override fields of the entry's ModelConfig (e.g. score_thr=0.3). `random_weights`: a random model
-    whose head is calibrated on the bundled photo to a trained model's output load (~2000 candidates, 100
-    detections), so that timings include realistic post-processing (retinanet.model.trained_like)."""
-    from retinanet import Detector
+    from a fixed seed (RANDOM_WEIGHTS_SEED: the same run gives the same detections, and they mean nothing) whose
+    head is calibrated on the bundled photo to a trained model's output load (~2000 candidates, 100 detections),
+    so that timings include realistic post-processing (retinanet.model.trained_like)."""
+    from retinanet import Detector, ModelConfig
     from retinanet.export.metadata import export_format
 
+    unknown = sorted(set(config_overrides) - {f.name for f in fields(ModelConfig)})
+    if unknown:
+        raise ZooError(f"zoo.load() got unknown option(s) {', '.join(unknown)}; it takes weights, device, zoo_file, "
+                       "cache_dir, offline, quiet, random_weights, precision, compile, or ModelConfig fields "
+                       "(e.g. score_thr)")
     entry = get(name, zoo_file)
     cfg = entry.model_config(**config_overrides)
-    if weights is not None and export_format(weights):
+    if weights is not None and not random_weights and export_format(weights):
         return load_export(entry, weights, device, precision=precision, compile=compile,
                            overrides=config_overrides)
-    if weights is None and not random_weights:
+    if random_weights:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's random state
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            det = Detector(cfg, None, device=device, precision=precision, compile=compile)
+        calibrate_random_head(det)
+        return det
+    if weights is None:
         from .cache import Cache
         from .weights import ensure_weights
 
         weights = ensure_weights(entry, Cache(cache_dir), offline=offline, quiet=quiet)
-    det = Detector(cfg, None if random_weights else weights, device=device, precision=precision, compile=compile)
-    if random_weights:
-        calibrate_random_head(det)
-    return det
+    return Detector(cfg, weights, device=device, precision=precision, compile=compile)
 
 
 def calibrate_random_head(det) -> None:

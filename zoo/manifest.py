@@ -58,6 +58,8 @@ class Entry:
     fps: float | None = None
     box_ap: float | None = None
     log_url: str | None = None
+    params: int | None = None  # every parameter; computed by retinanet.benchmark.flops, kept here so that
+    gflops: float | None = None  # `rdet list/info` need not import torch (absent: computed when asked)
     source: str = ""  # the manifest file the entry came from
 
     @property
@@ -148,6 +150,8 @@ _FIELDS = {
     "fps": (lambda v: _is_num(v) and v > 0, "a finite positive number", False),
     "box_ap": (lambda v: _is_num(v) and 0 <= v <= 100, "a number from 0 to 100", False),
     "log_url": (_url, "an http(s) or file URL ending in a file name", False),
+    "params": (lambda v: _is_int(v) and v > 0, "a positive integer", False),
+    "gflops": (lambda v: _is_num(v) and v > 0, "a positive number", False),
 }
 assert set(_FIELDS) == {f.name for f in fields(Entry)} - {"source"}
 

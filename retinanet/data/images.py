@@ -70,6 +70,8 @@ def _check_header(data: bytes, name: str) -> str:
     except Image.DecompressionBombError:
         w, h, fmt = limit, 2, None  # over twice Pillow's limit: reported as over ours
     except Exception as err:  # PIL raises many types for bad data
+        if isinstance(err, Image.UnidentifiedImageError):  # its text names the BytesIO object: say it plainly
+            raise ImageError(f"{name}: not an image file (no known image format)") from None
         raise ImageError(f"{name}: not a readable image ({err.__class__.__name__}: {err})") from None
     if w * h > limit:
         raise ImageError(f"{name}: image too large ({w}x{h} = {w * h / 1e6:.0f} megapixels, over the "

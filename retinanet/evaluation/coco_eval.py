@@ -299,3 +299,19 @@ def load_results(path: str | os.PathLike) -> list[dict]:
             raise DatasetError(f"results file {path}: entry {i} is not a COCO detection "
                                "{image_id, category_id, bbox: [x, y, w, h], score}")
     return data
+
+
+def match_file_names(results: list[dict], coco_set) -> list[dict]:
+    """Results that name their image (`file_name`, as `rdet predict` writes them) get the set's id for that image,
+    matched by base name; results without a file name keep their image_id. DatasetError when a named image is not
+    in the set: the detections were made on other images."""
+    if not any("file_name" in r for r in results):
+        return results
+    ids = {os.path.basename(coco_set.info(i)["file_name"]): i for i in coco_set.coco.getImgIds()}
+    unknown = sorted({os.path.basename(str(r["file_name"])) for r in results if "file_name" in r}
+                     - set(ids))
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise DatasetError(f"{len(unknown)} image(s) of the results are not in {coco_set.ann_file.name}: {shown}")
+    return [{**r, "image_id": ids[os.path.basename(str(r["file_name"]))]} if "file_name" in r else r
+            for r in results]

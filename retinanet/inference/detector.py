@@ -1,6 +1,7 @@
 """Detector: a RetinaNet with its weights, ready to turn images into detections in original pixels."""
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -14,8 +15,7 @@ from retinanet.data.classes import category_ids
 from retinanet.config import ModelConfig
 from retinanet.inference.fast import autocast as fast_autocast
 from retinanet.inference.fast import compile_model, optimize_for_inference
-from retinanet.data.images import read_bgr, to_bgr
-from retinanet.errors import ImageError
+from retinanet.data.images import to_bgr
 from retinanet.model.retinanet import RetinaNet
 from retinanet.data.image_meta import ImageMeta
 from retinanet.inference.postprocess import detect_single
@@ -24,13 +24,21 @@ from retinanet.data.preprocess import collate, prepare
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" (CUDA when present), "cpu", "cuda" or "cuda:N"; RetinaNetError (one line) for anything else."""
+    from retinanet.errors import RetinaNetError
+
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise RetinaNetError(f"unknown device '{device}': use cpu, cuda, cuda:N or auto") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise RetinaNetError(f"device '{device}' is not supported: use cpu, cuda, cuda:N or auto")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from retinanet.errors import RetinaNetError
-
         raise RetinaNetError(f"device {device} asked for, but CUDA is not available here")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise RetinaNetError(f"device {device} asked for, but there are {torch.cuda.device_count()} CUDA devices")
     return dev
 
 
@@ -69,13 +77,15 @@ class Detections:
 
 @dataclass
 class FileResult:
-    """What `Detector.predict_files` gives for one input file: its detections or its one-line error."""
+    """What `Detector.predict_files` / `predict_frames` give for one input: its detections or its one-line error."""
 
-    path: str
+    path: str  # the input as named: a path, a URL, a video or a stream
     detections: Detections | None = None
-    error: str | None = None  # why the file could not be read (detections is then None)
+    error: str | None = None  # why the input could not be read (detections is then None)
     image: np.ndarray | None = field(default=None, repr=False)  # the decoded HxWx3 uint8 image, RGB (for drawing)
     seconds: float = 0.0  # inference time of this image: its batch's time shared out, torch.compile excluded
+    frame: int | None = None  # the frame number in a video or stream; None for a still image
+    fps: float | None = None  # of that video or stream
 
 
 class Detector:
@@ -168,24 +178,29 @@ class Detector:
 
     def predict_files(self, paths: Iterable[str | os.PathLike], score_thr: float | None = None,
                       batch_size: int = 1) -> Iterator[FileResult]:
-        """One FileResult per path, in input order within each batch of `batch_size` files: unreadable files are
-        reported (as they are met) and skipped, the others detected together."""
-        paths = [str(p) for p in paths]
-        for start in range(0, len(paths), max(1, batch_size)):
-            read: list[tuple[str, np.ndarray]] = []
-            for path in paths[start:start + max(1, batch_size)]:
-                try:
-                    read.append((path, read_bgr(path)))
-                except ImageError as e:
-                    yield FileResult(path, error=str(e))
-            if not read:
-                continue
-            prepared = [prepare(bgr, self.cfg, self.device) for _, bgr in read]
+        """One FileResult per image file, in input order, batches of `batch_size` files: unreadable files are
+        reported with their error, the others detected together."""
+        from retinanet.data.sources import Input, frames
+
+        return self.predict_frames(frames([Input("image", str(p)) for p in paths]), score_thr, batch_size)
+
+    def predict_frames(self, frames: Iterable, score_thr: float | None = None,
+                       batch_size: int = 1) -> Iterator[FileResult]:
+        """One FileResult per retinanet.data.sources.Frame (images, URLs, video and stream frames), in input
+        order, read and detected `batch_size` at a time; a frame that could not be read gives its error. Lazy:
+        a live stream is detected frame by frame as it arrives."""
+        frames = iter(frames)
+        while chunk := list(itertools.islice(frames, max(1, batch_size))):
+            good = [f for f in chunk if f.error is None]
             t0, compiling = time.perf_counter(), self.compile_seconds
-            dets = self.detect_prepared(prepared, score_thr=score_thr, batch_size=batch_size)
-            per_image = (time.perf_counter() - t0 - (self.compile_seconds - compiling)) / len(read)
-            for (path, bgr), d in zip(read, dets):
-                yield FileResult(path, d, image=bgr[:, :, ::-1], seconds=per_image)
+            dets = self.detect_prepared([prepare(f.image, self.cfg, self.device) for f in good], score_thr=score_thr,
+                                        batch_size=batch_size) if good else []
+            per_image = (time.perf_counter() - t0 - (self.compile_seconds - compiling)) / max(len(good), 1)
+            found = {id(f): d for f, d in zip(good, dets)}
+            for f in chunk:
+                d = found.get(id(f))
+                yield FileResult(f.source, d, f.error, None if d is None else f.image[:, :, ::-1],
+                                 per_image if d is not None else 0.0, f.index, f.fps)
 
     def detect_prepared(self, prepared: list[tuple[torch.Tensor, ImageMeta]], score_thr=None,
                         batch_size: int = 1) -> list[Detections]:

@@ -31,8 +31,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
                               f"({(found[0] if found else 'not weights-only')[:200]}); rdet never runs code from a "
                               "checkpoint") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError, TypeError,
-            ImportError) as err:
+            ImportError, KeyError, IndexError, UnicodeDecodeError) as err:
+        # a text or other non-pickle file reaches the legacy unpickler, which fails with e.g. KeyError: 101
         first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        if isinstance(err, (KeyError, IndexError, UnicodeDecodeError)):
+            first = "not a PyTorch file"
         raise CheckpointError(f"{path}: not a loadable checkpoint (truncated, corrupt, or not weights-only: "
                               f"{first[:200]})") from None
     if not isinstance(obj, dict):

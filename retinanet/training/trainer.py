@@ -75,6 +75,7 @@ class TrainOptions:
     warmup_iters: int = WARMUP_ITERS
     warmup_ratio: float = WARMUP_RATIO
     amp: bool = False  # autocast: fp16 with loss scaling on CUDA, bf16 on CPUs that support it natively
+    precision: str | None = None  # fp32, bf16 or fp16 (with loss scaling); None: as `amp` says
     clip_grad: float | None = None  # max L2 norm of all gradients; the reference does not clip
     seed: int = 0
     workers: int = 2
@@ -133,7 +134,7 @@ class Trainer:
         self.dist = dist_info
         self.meta = dict(meta or {})
         self.reporter = reporter if (reporter is not None and dist_info.is_main) else TrainingEvents()
-        self.precision = amp_precision(self.device, options.amp)
+        self.precision = options.precision or amp_precision(self.device, options.amp)
         fast_autocast(self.device, self.precision)  # an unsupported --amp fails here, in one line
         if options.batch_size < 1:
             raise RetinaNetError(f"the batch size must be at least 1, not {options.batch_size}")
@@ -174,7 +175,7 @@ class Trainer:
         self.params = [p for p in self.net.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(self.params, lr=self.schedule.lr, momentum=options.momentum,
                                          weight_decay=options.weight_decay)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=options.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16" and self.device.type == "cuda")
 
     # -- state ---------------------------------------------------------------------------------------------
 

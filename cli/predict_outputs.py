@@ -1,0 +1,193 @@
+"""Everything `rdet predict` writes: the one JSON schema, annotated images and videos, per-frame JSON Lines,
+YOLO-style label files, crops, and the COCO results file that `rdet eval --results` reads back.
+
+The JSON schema (the same for `--json` on stdout and `--out DIR/predictions.json`):
+
+    {"schema": "rdet-predict/1", "model": NAME, "score_thr": 0.3, "classes": null or [names kept],
+     "provenance": {...}, "images": [RECORD, ...]}
+
+and each RECORD (also one per line in DIR/VIDEO.jsonl, and on stdout with --json for --source streams):
+
+    {"path": input as given, "frame": null (a still image) or the frame number in a video or stream,
+     "width": W, "height": H, "error": null or the one-line reason the input could not be read,
+     "detections": [{"bbox": [x1, y1, x2, y2] (pixels, corners), "score": 0-1, "label": 0-based index,
+                     "category_id": COCO id, "class": name}, ...]}  (best first)
+
+Scores are fractions (0-1) in every JSON rdet writes, as are AP figures.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .common import Fail
+
+SCHEMA = "rdet-predict/1"
+PREDICTIONS_FILE = "predictions.json"
+COCO_RESULTS_FILE = "coco_results.json"
+SAVE_AS = {".jpg", ".jpeg", ".png"}
+
+
+def record(result, dets=None) -> dict:
+    """A RECORD of the schema for a Detector.predict_frames result (with its kept Detections, or its error)."""
+    if dets is None:
+        return {"path": result.path, "frame": result.frame, "width": None, "height": None,
+                "error": result.error, "detections": []}
+    return {"path": result.path, "frame": result.frame, "width": dets.width, "height": dets.height,
+            "error": None, "detections": dets.to_list()}
+
+
+def keep_classes(dets, labels: Optional[set]):
+    """Detections of only the classes in `labels` (all when None)."""
+    if labels is None:
+        return dets
+    import dataclasses
+
+    keep = np.isin(dets.labels, sorted(labels))
+    return dataclasses.replace(dets, boxes=dets.boxes[keep], scores=dets.scores[keep], labels=dets.labels[keep])
+
+
+def parse_classes(text: Optional[str], names: tuple[str, ...]) -> Optional[set]:
+    """`--classes person,car` or `--classes 0,2` (0-based labels) -> label indices; Fail for an unknown one."""
+    if text is None:
+        return None
+    wanted, lower = set(), {n.lower(): i for i, n in enumerate(names)}
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        if item.isdigit() and int(item) < len(names):
+            wanted.add(int(item))
+        elif item.lower() in lower:
+            wanted.add(lower[item.lower()])
+        else:
+            import difflib
+
+            close = difflib.get_close_matches(item.lower(), list(lower), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else f" (names or labels 0-{len(names) - 1})"
+            raise Fail(f"--classes: unknown class '{item}'{hint}")
+    if not wanted:
+        raise Fail("--classes names no class")
+    return wanted
+
+
+def check_out_dir(out_dir: Optional[Path]) -> None:
+    """Before any download or model load: the output directory can be created and written."""
+    if out_dir is None:
+        return
+    if out_dir.exists() and not out_dir.is_dir():
+        raise Fail(f"--out {out_dir}: exists and is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise Fail(f"--out {out_dir}: cannot create it ({e.strerror or e})") from None
+    if not os.access(out_dir, os.W_OK):
+        raise Fail(f"--out {out_dir}: not writable")
+
+
+class Outputs:
+    """Writes one run's results as they arrive; `close` writes the JSON documents. A with block closes it,
+    Ctrl-C included, so that videos and JSON Lines are always complete files."""
+
+    def __init__(self, out_dir: Optional[Path], save_txt: bool = False, save_conf: bool = False,
+                 save_crops: bool = False):
+        self.out_dir, self.save_txt, self.save_conf, self.save_crops = out_dir, save_txt, save_conf, save_crops
+        self.records: list[dict] = []
+        self._names: set[str] = set()
+        self._videos: dict[str, tuple] = {}  # source -> (VideoSink, JSON Lines file, stem)
+
+    def add(self, result, dets, rec: dict) -> None:
+        """A Detector.predict_frames result, its kept Detections (None when it failed) and its RECORD."""
+        self.records.append(rec)
+        if self.out_dir is None or dets is None:
+            return
+        if result.frame is None:
+            stem = self._unique(Path(_local_name(result.path)).stem)
+            self._annotated(result, dets).save(self.out_dir / (stem + _suffix(result.path)))
+        else:
+            sink, lines, stem = self._video(result)
+            sink.write(np.asarray(self._annotated(result, dets))[:, :, ::-1])
+            lines.write(json.dumps(rec) + "\n")
+            lines.flush()
+            stem = f"{stem}_{result.frame}"
+        if self.save_txt:
+            from retinanet.inference.writers import yolo_lines
+
+            labels = self.out_dir / "labels"
+            labels.mkdir(exist_ok=True)
+            text = yolo_lines(dets.boxes, dets.scores, dets.labels, dets.width, dets.height, self.save_conf)
+            (labels / f"{stem}.txt").write_text("".join(line + "\n" for line in text))
+        if self.save_crops:
+            from retinanet.inference.writers import save_crops
+
+            save_crops(result.image[:, :, ::-1], dets.boxes, dets.labels, dets.class_names, self.out_dir / "crops",
+                       stem)
+
+    def _annotated(self, result, dets):
+        from retinanet.inference.visualize import draw_detections
+
+        return draw_detections(result.image.copy(), dets.boxes, dets.scores, dets.labels, dets.class_names)
+
+    def _unique(self, stem: str) -> str:
+        name, n = stem or "image", 1
+        while name in self._names:
+            n += 1
+            name = f"{stem}_{n}"
+        self._names.add(name)
+        return name
+
+    def _video(self, result):
+        if result.path not in self._videos:
+            from retinanet.inference.writers import VideoSink
+
+            base = "webcam" + result.path if result.path.isdigit() else Path(_local_name(result.path)).stem
+            stem = self._unique(base)
+            sink = VideoSink(self.out_dir / f"{stem}.mp4", result.fps)
+            self._videos[result.path] = (sink, open(self.out_dir / f"{stem}.jsonl", "w"), stem)
+        return self._videos[result.path]
+
+    def close(self, document: dict) -> None:
+        for sink, lines, _ in self._videos.values():
+            sink.close()
+            lines.close()
+        self._videos.clear()
+        if self.out_dir is None:
+            return
+        from retinanet.atomic_write import write_text_atomically
+
+        write_text_atomically(self.out_dir / PREDICTIONS_FILE, json.dumps(document, indent=1))
+        write_text_atomically(self.out_dir / COCO_RESULTS_FILE, json.dumps(coco_results(self.records)))
+
+    @property
+    def written(self) -> list[str]:
+        return [PREDICTIONS_FILE, COCO_RESULTS_FILE]
+
+
+def coco_results(records: list[dict]) -> list[dict]:
+    """The COCO results format (bbox [x, y, w, h]) of the images that were read, each detection with the image's
+    `file_name`: `rdet eval --results FILE --ann A.json` matches them to A.json's images by file name."""
+    out = []
+    for image_id, rec in enumerate(r for r in records if r["error"] is None):
+        name = rec["path"] if rec["frame"] is None else f"{rec['path']}#{rec['frame']}"
+        for d in rec["detections"]:
+            x1, y1, x2, y2 = d["bbox"]
+            out.append({"image_id": image_id, "file_name": name, "category_id": d["category_id"],
+                        "bbox": [x1, y1, x2 - x1, y2 - y1], "score": d["score"]})
+    return out
+
+
+def _local_name(source: str) -> str:
+    """A file name for an input: its own for a path, the last part of a URL's path for a URL."""
+    from urllib.parse import urlparse
+
+    if "://" in source:
+        return Path(urlparse(source).path).name or "url"
+    return Path(source).name
+
+
+def _suffix(source: str) -> str:
+    suffix = Path(_local_name(source)).suffix.lower()
+    return suffix if suffix in SAVE_AS else ".png"

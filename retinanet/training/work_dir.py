@@ -1,0 +1,45 @@
+"""A training run's directory: a new run starts in an empty (or missing) one, so that old epoch checkpoints,
+an appended log and a latest.pth of another run are never mixed with the new run's."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from retinanet.errors import RetinaNetError
+from retinanet.training.train_state import LATEST
+
+RUN_FILES = ("epoch_*.pth", LATEST, "interrupted.pth", "log.jsonl", "*.tmp")  # what a Trainer writes
+
+
+def run_files(work_dir: Path) -> list[Path]:
+    """The files of a run in `work_dir` (none when it does not exist)."""
+    if not work_dir.is_dir():
+        return []
+    found = {p for pattern in RUN_FILES for p in work_dir.glob(pattern) if p.is_file() or p.is_symlink()}
+    return sorted(found)
+
+
+def check_work_dir(work_dir: Path, resume: bool, overwrite: bool) -> None:
+    """RetinaNetError (one line) unless the run can go there: a directory (or nothing yet), empty unless resuming
+    or overwriting."""
+    if resume and overwrite:
+        raise RetinaNetError("--resume continues the run in --work-dir and --overwrite deletes it: give one")
+    if work_dir.exists() and not work_dir.is_dir():
+        raise RetinaNetError(f"--work-dir {work_dir}: exists and is not a directory")
+    if resume or overwrite or not work_dir.is_dir():
+        return
+    contents = sorted(p.name for p in work_dir.iterdir())
+    if contents:
+        shown = ", ".join(contents[:4]) + (", ..." if len(contents) > 4 else "")
+        raise RetinaNetError(f"--work-dir {work_dir} is not empty ({shown}): --resume to continue that run, "
+                             "--overwrite to replace it, or choose another --work-dir")
+    if not os.access(work_dir, os.W_OK):
+        raise RetinaNetError(f"--work-dir {work_dir}: not writable")
+
+
+def clear_run(work_dir: Path) -> list[Path]:
+    """Delete the files an earlier run wrote (for --overwrite); files of other kinds are left alone."""
+    removed = run_files(work_dir)
+    for path in removed:
+        path.unlink()
+    return removed

@@ -1,0 +1,107 @@
+"""Failing fast and clearly (#17 findings 2, 3, 5 and 6): what the user names is checked before any download or
+model load, and bad values are one line with a non-zero exit, never a traceback."""
+import pytest
+
+import zoo
+from cli_inprocess import rdet_here
+from retinanet.errors import RetinaNetError
+from tiny_zoo import NAME, write_tiny_zoo
+
+
+def _one_line(r, code, *words):
+    assert r.returncode == code, (r.stdout, r.stderr)
+    lines = [line for line in r.stderr.strip().splitlines() if not line.startswith("warning")]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_tiny_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture
+def served_zoo(tiny, tmp_path, http_server, rdet_env, monkeypatch):
+    """A tiny zoo whose checkpoint is served over HTTP, and a zoo.load that fails the test if it is reached."""
+    bundled, ckpt = tiny
+    url = http_server.add(f"/w/{ckpt.name}", ckpt.read_bytes())
+    manifest = tmp_path / "zoo.toml"
+    manifest.write_text(bundled.read_text().replace(ckpt.as_uri(), url))
+    monkeypatch.setattr(zoo, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    image = tmp_path / "img.png"
+    image.write_bytes(b"")  # never read: every case below fails before
+    return {"RDET_ZOO": str(manifest), "RDET_CACHE": str(rdet_env)}, image, http_server
+
+
+@pytest.mark.parametrize("args, words", [
+    (["nosuch.jpg"], ["nosuch.jpg: no such file"]),
+    (["IMG", "--out", "IMG"], ["--out", "not a directory"]),
+    (["IMG", "--classes", "persn,car"], ["unknown class 'persn'", "person"]),  # COCO names: checked up front
+    (["IMG", "--score-thr", "2"], ["--score-thr", "at most 1"]),
+    (["IMG", "--score-thr", "0"], ["--score-thr", "above 0"]),
+    (["IMG", "--save-txt"], ["--out"]),
+    (["nomatch/*.jpg"], ["no file matches"]),
+    (["--source", "nosuch.mp4"], ["nosuch.mp4", "no such file"]),
+    (["--source", "rtsp://127.0.0.1:1/live"], ["rtsp://127.0.0.1:1/live", "cannot open"]),  # refused
+    (["0"], ["--source 0"]),
+])
+def test_predict_checks_what_it_is_given_before_any_download(served_zoo, capsys, monkeypatch, args, words):
+    env, image, server = served_zoo
+    args = [str(image) if a == "IMG" else a for a in args]
+    model = "r50_fpn_1x" if "--classes" in args else NAME
+    r = rdet_here(capsys, monkeypatch, "predict", model, *args, env=env)
+    _one_line(r, 2, *words)
+    assert server.requests == []
+
+
+def test_a_very_low_score_threshold_warns_of_the_cost(served_zoo, capsys, monkeypatch):
+    env, _, _ = served_zoo
+    r = rdet_here(capsys, monkeypatch, "predict", NAME, "nosuch.jpg", "--score-thr", "0.001", env=env)
+    assert "warning" in r.stderr and "minutes per image" in r.stderr and r.returncode == 2
+
+
+def test_train_refuses_a_used_or_unusable_work_dir_before_loading_anything(served_zoo, tmp_path, capsys,
+                                                                          monkeypatch):
+    from shapes_data import write_shapes
+
+    env, _, server = served_zoo
+    ann, images = write_shapes(tmp_path / "data", images=1)
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "epoch_1.pth").write_bytes(b"old run")
+    (used / "notes.md").write_text("mine")
+    base = ["train", NAME, "--ann", ann, "--images", images, "--device", "cpu", "--work-dir"]
+    _one_line(rdet_here(capsys, monkeypatch, *base, used, env=env), 2, "not empty", "--resume", "--overwrite")
+    _one_line(rdet_here(capsys, monkeypatch, *base, ann, env=env), 2, "not a directory")
+    _one_line(rdet_here(capsys, monkeypatch, *base, used, "--resume", "--overwrite", env=env), 2, "give one")
+    assert server.requests == []
+
+    from retinanet.training.work_dir import check_work_dir, clear_run
+
+    check_work_dir(used, resume=False, overwrite=True)
+    assert [p.name for p in clear_run(used)] == ["epoch_1.pth"]  # the earlier run's files only
+    assert sorted(p.name for p in used.iterdir()) == ["notes.md"]
+
+
+def test_device_names_weights_files_and_keywords_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    from retinanet.inference.detector import resolve_device
+
+    for bad in ("gpu", "cuda:x", "tpu"):
+        with pytest.raises(RetinaNetError) as info:
+            resolve_device(bad)
+        assert bad in str(info.value) and "cpu, cuda, cuda:N or auto" in str(info.value)
+    manifest, _ = write_tiny_zoo(tmp_path / "zoo")
+    env = {"RDET_ZOO": str(manifest), "RDET_CACHE": str(tmp_path / "cache")}
+    notes = tmp_path / "notes.bin"
+    notes.write_text("some notes, not weights\n" * 20)
+    image = tmp_path / "x.jpg"
+    image.write_text("not an image either")
+    _one_line(rdet_here(capsys, monkeypatch, "predict", NAME, "--weights", notes, env=env), 2,
+              "notes.bin", "not a loadable checkpoint")
+    _one_line(rdet_here(capsys, monkeypatch, "predict", NAME, "--device", "gpu", "--random-weights", env=env), 2,
+              "unknown device 'gpu'")
+    r = rdet_here(capsys, monkeypatch, "predict", NAME, image, "--json", env=env)
+    assert r.returncode == 1 and "x.jpg: not an image file" in r.stderr and "BytesIO" not in r.stderr
+    with pytest.raises(zoo.ZooError, match="unknown option.*scor_thr"):
+        zoo.load(NAME, zoo_file=manifest, scor_thr=0.3)

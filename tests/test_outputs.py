@@ -1,0 +1,69 @@
+"""What predict writes (#17 finding 4): one schema, --classes, --save-crops, and a COCO results file that
+`rdet eval --results` reads back, matched to the set's images by file name."""
+import json
+
+import pytest
+from PIL import Image
+
+from cli_inprocess import rdet_here
+from coco_data import write_annotations, write_images
+from tiny_zoo import CLASSES, NAME, write_tiny_zoo
+
+SMALL = ("--size", "128x96")
+CATEGORIES = tuple((i + 1, name) for i, name in enumerate(CLASSES))  # the ids predict gives a model's own classes
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    manifest, _ = write_tiny_zoo(root)
+    records = write_images(root / "images")
+    return root, {"RDET_ZOO": str(manifest), "RDET_CACHE": str(root / "cache")}, records
+
+
+def test_coco_results_of_predict_are_read_back_by_eval(tiny, tmp_path, capsys, monkeypatch):
+    root, env, records = tiny
+    out = tmp_path / "out"
+    r = rdet_here(capsys, monkeypatch, "predict", NAME, root / "images", "--out", out, "-q", *SMALL, env=env)
+    assert r.returncode == 0, r.stderr
+    results = json.loads((out / "coco_results.json").read_text())
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert len(results) == sum(len(p["detections"]) for p in predictions["images"]) > 0
+    # ground truth made of the detections themselves, under the set's own (unordered, sparse) image ids
+    by_name = {rec["file_name"]: rec["id"] for rec in records}
+    boxes = [(by_name[res["file_name"].rsplit("/", 1)[-1]], res["category_id"], res["bbox"]) for res in results
+             if res["score"] > 0.5]
+    ann = write_annotations(tmp_path / "gt.json", records, boxes, CATEGORIES)
+    r = rdet_here(capsys, monkeypatch, "eval", "--results", out / "coco_results.json", "--ann", ann, "--images",
+                  root / "images", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads(r.stdout)["metrics"]
+    assert metrics["bbox_mAP"] > 0.5  # every ground-truth box is among the detections: matched by file name
+    other = tmp_path / "other.json"
+    write_annotations(other, [{**records[0], "file_name": "elsewhere.jpg"}], [], CATEGORIES)
+    r = rdet_here(capsys, monkeypatch, "eval", "--results", out / "coco_results.json", "--ann", other, "--images",
+                  root / "images", env=env)
+    assert r.returncode == 2 and "not in other.json" in r.stderr
+
+
+def test_classes_filter_and_crops(tiny, tmp_path, capsys, monkeypatch):
+    root, env, records = tiny
+    image = root / "images" / records[0]["file_name"]
+    r = rdet_here(capsys, monkeypatch, "predict", NAME, image, "--json", *SMALL, env=env)
+    every = json.loads(r.stdout)["images"][0]["detections"]
+    kept_class = every[0]["class"]
+    out = tmp_path / "out"
+    r = rdet_here(capsys, monkeypatch, "predict", NAME, image, "--json", "--classes", kept_class, "--out", out,
+                  "--save-crops", *SMALL, env=env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["classes"] == [kept_class]
+    assert doc["images"][0]["detections"] == [d for d in every if d["class"] == kept_class]
+    crops = sorted((out / "crops" / kept_class).iterdir())
+    assert len(crops) == len([d for d in every if d["class"] == kept_class
+                              and d["bbox"][2] - d["bbox"][0] > 0 and d["bbox"][3] - d["bbox"][1] > 0])
+    with Image.open(crops[0]) as im:
+        assert im.size[0] >= 1
+    label = CLASSES.index(kept_class)  # 0-based labels work too
+    r = rdet_here(capsys, monkeypatch, "predict", NAME, image, "--json", "--classes", str(label), *SMALL, env=env)
+    assert json.loads(r.stdout)["images"][0]["detections"] == doc["images"][0]["detections"]
