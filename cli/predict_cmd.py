@@ -12,8 +12,6 @@ import typer
 
 from .common import Fail, WeightsSource, err, load_detector, parse_size, print_json
 from .options import shared_options
-from .outputs import output_dir, writing
-from .text import shown
 
 DEFAULT_MODEL = "r50_fpn_1x"
 LOW_SCORE_THR = 0.01  # below this the NMS gets up to 1000 candidates per level and an image takes minutes on a CPU

@@ -18,13 +18,13 @@ Scores are fractions (0-1) in every JSON rdet writes, as are AP figures.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from .common import Fail
+from .outputs import output_dir
 
 SCHEMA = "rdet-predict/1"
 PREDICTIONS_FILE = "predictions.json"
@@ -76,16 +76,8 @@ def parse_classes(text: Optional[str], names: tuple[str, ...]) -> Optional[set]:
 
 def check_out_dir(out_dir: Optional[Path]) -> None:
     """Before any download or model load: the output directory can be created and written."""
-    if out_dir is None:
-        return
-    if out_dir.exists() and not out_dir.is_dir():
-        raise Fail(f"--out {out_dir}: exists and is not a directory")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise Fail(f"--out {out_dir}: cannot create it ({e.strerror or e})") from None
-    if not os.access(out_dir, os.W_OK):
-        raise Fail(f"--out {out_dir}: not writable")
+    if out_dir is not None:
+        output_dir(out_dir)
 
 
 class Outputs:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cli.globbing import recursive_glob
+from retinanet.data.globbing import recursive_glob
 from cli.text import shown, visible
 from tiny_zoo import NAME, run_rdet, write_tiny_zoo
 

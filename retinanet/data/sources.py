@@ -10,7 +10,6 @@ the caller provides (the CLI passes the zoo's size-limited downloader).
 """
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from retinanet.data.globbing import recursive_glob
 from retinanet.data.images import decode_bgr, read_bgr
 from retinanet.errors import ImageError, RetinaNetError
 
@@ -98,7 +98,7 @@ def _resolve(arg: str, listed_in: Path | None) -> list[Input]:
             raise SourceError(f"{arg}: no image or video files in this directory")
         return [Input(_kind_of_file(str(p)), str(p)) for p in files]
     if any(c in arg for c in "*?[") and not os.path.exists(arg):
-        matches = [m for m in sorted(glob.glob(arg, recursive=True)) if os.path.isfile(m)]
+        matches = [m for m in recursive_glob(arg) if os.path.isfile(m)]  # symlink loops end, each file once
         if not matches:
             raise SourceError(f"no file matches '{arg}'")
         return [Input(_kind_of_file(m), m) for m in matches]
