@@ -33,14 +33,31 @@ def test_images() -> dict:
     return {"astronaut": str(SAMPLE_IMAGE), "shapes": shapes}
 
 
+def cpu_signature() -> str:
+    """The float arithmetic a CPU does: oneDNN picks kernels by instruction set, so the last bits of a forward
+    pass differ between machines, though never between runs on one."""
+    import platform
+
+    import torch
+
+    return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()} torch {torch.__version__.split('+')[0]}"
+
+
 def zoo_detections(tmp_dir: Path) -> dict[str, np.ndarray]:
-    """{f"{arch}/{image}/{boxes|scores|labels}": array} for every distinct architecture of the bundled zoo."""
+    """{f"{arch}/{image}/{boxes|scores|labels}": array} for every distinct architecture of the bundled zoo.
+
+    Each checkpoint is random (seeded) with its head calibrated to a trained model's output load on the bundled
+    photo (model.reference_layout.trained_like_state_dict: ~2000 candidates, 100 detections): fully random heads
+    give saturated scores and thousands of ties, which test the order of ties rather than the engine."""
     from retinanet import Detector
-    from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint
+    from retinanet.data.images import read_bgr
+    from retinanet.model.reference_layout import (reference_state_dict, save_reference_checkpoint,
+                                                  trained_like_state_dict)
     from zoo.manifest import Zoo
 
     zoo = Zoo.load()
     images = test_images()
+    photo = read_bgr(images["astronaut"])
     out: dict[str, np.ndarray] = {}
     for name in zoo.names():
         entry = zoo.get(name)
@@ -48,13 +65,13 @@ def zoo_detections(tmp_dir: Path) -> dict[str, np.ndarray]:
         if f"{arch}/astronaut/boxes" in out:
             continue
         path = tmp_dir / f"{arch}.pth"
-        state = reference_state_dict(entry.depth, entry.groups, entry.base_width, seed=1)
-        for key in ("bbox_head.retina_cls.weight", "bbox_head.retina_reg.weight"):
-            state[key] *= 1e-3  # random backbones give features in the thousands: keep logits and deltas moderate
+        cfg = entry.model_config(scale=SCALE)
+        state = trained_like_state_dict(reference_state_dict(entry.depth, entry.groups, entry.base_width, seed=1),
+                                        cfg, photo, seed=1)
         save_reference_checkpoint(path, state)
-        det = Detector(entry.model_config(scale=SCALE), path, device="cpu")
+        det = Detector(cfg, path, device="cpu")
         for image_name, image in images.items():
-            (res,) = det.predict(image, score_thr=0.0)  # every image keeps its full 100 detections
+            (res,) = det.predict(image)
             out[f"{arch}/{image_name}/boxes"] = res.boxes
             out[f"{arch}/{image_name}/scores"] = res.scores
             out[f"{arch}/{image_name}/labels"] = res.labels
@@ -67,5 +84,5 @@ if __name__ == "__main__":
 
     with tempfile.TemporaryDirectory() as d:
         arrays = zoo_detections(Path(d))
-    np.savez_compressed(RECORD, **arrays)
+    np.savez_compressed(RECORD, cpu=np.array(cpu_signature()), **arrays)
     print(f"{RECORD}: {len(arrays)} arrays, {RECORD.stat().st_size} bytes")
