@@ -62,7 +62,7 @@ def evaluate(
 
       rdet eval r50_fpn_1x --data-root /data/coco --per-class --plots plots/
 
-      rdet eval r50_fpn_1x --weights 'work_dirs/r50/epoch_*.pth' --ann val.json --images val/
+      rdet eval r50_fpn_1x --weights 'runs/epoch_*.pth' --data-root coco
 
       rdet eval --all --data-root /data/coco --check --report zoo-report/
 

@@ -178,9 +178,6 @@ def cache_list(
     if as_json:
         print_json([i.to_dict() for i in items])
         return
-    if not items:
-        out.print(f"{shown(cache.root)}: no files")
-        return
     state = {COMPLETE: "[green]yes[/green]", PARTIAL: "[yellow]partial (resumable)[/yellow]",
              BAD: "[red]no: failed verification, set aside[/red]",
              FOREIGN: "[yellow]another manifest's file of this name[/yellow]"}

@@ -53,7 +53,7 @@ def test_list_fits_80_columns_and_info_prints_urls_whole(tiny):
         assert "r101_caffe_fpn_1x" in r.stdout
     assert "GFLOPs" in r.stdout
     r = run_rdet("info", "r101_caffe_fpn_1x", env_extra=WIDE)
-    url = "http://download.openmmlab.com/mmdetection/v2.0/retinanet/retinanet_r101_caffe_fpn_1x_coco/" \
+    url = "https://download.openmmlab.com/mmdetection/v2.0/retinanet/retinanet_r101_caffe_fpn_1x_coco/" \
           "retinanet_r101_caffe_fpn_1x_coco_20200531-b428fa0f.pth"
     assert any(line.strip().endswith(url) for line in r.stdout.splitlines())  # on one line, copyable
     assert re.search(r"size\s+5\d\.\d\d M parameters, \d+\.\d GFLOPs per 1344x800", r.stdout)
@@ -115,7 +115,7 @@ def test_precision_everywhere_with_amp_as_its_alias(capsys, monkeypatch):
     assert chosen_precision("bf16", True, "cpu") == "bf16"
     with pytest.raises(Fail, match="--amp means --precision fp16"):
         chosen_precision("bf16", True, "cuda")
-    with pytest.raises(Fail, match="one of fp32, bf16, fp16"):
+    with pytest.raises(Fail, match="one of fp32, tf32, bf16, fp16"):
         chosen_precision("fp8", False, "cpu")
     for command in ("predict", "eval", "train", "bench"):
         r = rdet_here(capsys, monkeypatch, command, "--help")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -27,9 +28,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         # torch's message advises weights_only=False, i.e. running the file's code: say only what was refused
         found = [line.split("error:", 1)[-1].strip() for line in str(err).splitlines()
                  if "Unpickler error:" in line or "unsupported GLOBAL" in line or "Unsupported global" in line]
+        # keep what was asked for ("Unsupported global: GLOBAL functools.partial"), not torch's advice after it
+        asked = re.split(r"\s+was not an allowed global|\.\s+Please", found[0])[0] if found else "not weights-only"
         raise CheckpointError(f"{path}: refused: it holds more than tensors and plain containers "
-                              f"({(found[0] if found else 'not weights-only')[:200]}); rdet never runs code from a "
-                              "checkpoint") from None
+                              f"({asked[:200]}); rdet never runs code from a checkpoint") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError, TypeError,
             ImportError, KeyError, IndexError, UnicodeDecodeError) as err:
         # a text or other non-pickle file reaches the legacy unpickler, which fails with e.g. KeyError: 101
