@@ -19,14 +19,14 @@ def _weights_or_reason(entry, cache_dir, offline: bool, quiet: bool) -> tuple[Op
     """(the verified checkpoint, "") or (None, why it cannot be had now), waiting seconds at most when the
     network is down: a short probe of the host comes before any download."""
     from zoo.cache import Cache
-    from zoo.settings import is_offline
     from zoo.errors import DownloadError
+    from zoo.settings import is_offline
     from zoo.remote import probe
-    from zoo.weights import ensure_weights
+    from zoo.weights import checkpoint_file, ensure_weights, is_cached
 
     cache = Cache(cache_dir)
-    if cache.has(entry.filename):
-        return cache.path(entry.filename), ""
+    if is_cached(checkpoint_file(entry), cache):  # this entry's own verified file: checked again, no network
+        return ensure_weights(entry, cache, offline=True, quiet=True), ""
     if is_offline(offline or None):
         return None, "offline mode (--offline or RDET_OFFLINE)"
     reached = probe(entry.url)

@@ -16,7 +16,7 @@ def _probe(directory: Path, flag: str) -> None:
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as e:
-        raise Fail(f"{flag} {directory}: cannot write there ({e.strerror or e})", code=1) from None
+        raise Fail(f"{flag} {directory}: cannot write there ({e.strerror or e})") from None
 
 
 def output_dir(path: Path, flag: str = "--out") -> Path:
@@ -24,9 +24,9 @@ def output_dir(path: Path, flag: str = "--out") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise Fail(f"{flag} {path}: exists and is not a directory", code=1) from None
+        raise Fail(f"{flag} {path}: exists and is not a directory") from None
     except OSError as e:
-        raise Fail(f"{flag} {path}: cannot create the directory ({e.strerror or e})", code=1) from None
+        raise Fail(f"{flag} {path}: cannot create the directory ({e.strerror or e})") from None
     _probe(path, flag)
     return path
 
@@ -34,10 +34,10 @@ def output_dir(path: Path, flag: str = "--out") -> Path:
 def output_file(path: Path, flag: str = "--out") -> Path:
     """A file to write results into: not a directory, in a directory that exists (created) and is writable."""
     if path.is_dir():
-        raise Fail(f"{flag} {path}: is a directory; give a file name", code=1)
+        raise Fail(f"{flag} {path}: is a directory; give a file name")
     output_dir(path.parent if str(path.parent) else Path("."), flag)
     if path.exists() and not os.access(path, os.W_OK):
-        raise Fail(f"{flag} {path}: the file is not writable", code=1)
+        raise Fail(f"{flag} {path}: the file is not writable")
     return path
 
 

@@ -28,6 +28,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         # torch's message advises weights_only=False, i.e. running the file's code: say only what was refused
         found = [line.split("error:", 1)[-1].strip() for line in str(err).splitlines()
                  if "Unpickler error:" in line or "unsupported GLOBAL" in line or "Unsupported global" in line]
+        found = [f for f in found if f]
+        if not found:  # not a refused global: a text or otherwise broken file
+            raise CheckpointError(f"{path}: not a loadable checkpoint (truncated, corrupt, or not a PyTorch "
+                                  "file)") from None
         # keep what was asked for ("Unsupported global: GLOBAL functools.partial"), not torch's advice after it
         asked = re.split(r"\s+was not an allowed global|\.\s+Please", found[0])[0] if found else "not weights-only"
         raise CheckpointError(f"{path}: refused: it holds more than tensors and plain containers "
