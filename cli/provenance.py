@@ -2,21 +2,17 @@
 traced to the code, the weights and the machine that made it."""
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 from typing import Optional
 
-from retinanet.version import package_version
+from retinanet.version import library_versions, package_version
 
 
-def library_versions() -> dict:
-    import cv2
-    import PIL
+def versions() -> dict:
+    """The libraries' versions (one rule with eval's provenance) and the CUDA and cuDNN torch runs with."""
     import torch
-    import torchvision
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "opencv": cv2.__version__, "pillow": PIL.__version__, "cuda": torch.version.cuda,
+    return {**library_versions(), "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None}
 
 
@@ -43,7 +39,7 @@ def provenance(entry, device, precision: str, scale, weights: Optional[Path] = N
         "model": entry.name,
         "manifest": entry.source,
         "weights": weights_provenance(entry, weights, random_weights),
-        "versions": library_versions(),
+        "versions": versions(),
         "device": str(device),
         "device_name": device_name(device),  # the CPU model or GPU, as bench reports it
         "precision": precision,
@@ -58,7 +54,7 @@ def bench_provenance(device, device_name_text: str, precision: str, scale, weigh
 
     kind = ({"source": "random", "seed": RANDOM_WEIGHTS_SEED} if random_weights else
             {"source": "file", "path": str(weights)} if weights is not None else {"source": "zoo", "verified": True})
-    return {"rdet_version": package_version(), "weights": kind, "versions": library_versions(), "device": str(device),
+    return {"rdet_version": package_version(), "weights": kind, "versions": versions(), "device": str(device),
             "device_name": device_name_text, "precision": precision, "scale": list(scale)}
 
 

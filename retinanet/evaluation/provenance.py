@@ -2,17 +2,7 @@
 whether the same code, weights, data and settings were behind them."""
 from __future__ import annotations
 
-import platform
-
-from retinanet.version import installed_version
-
-
-def library_versions() -> dict[str, str | None]:
-    """Installed versions, read from package metadata (so that re-scoring need not import torch)."""
-    return {"python": platform.python_version(), "torch": installed_version("torch"),
-            "torchvision": installed_version("torchvision"),
-            "opencv": installed_version("opencv-python-headless") or installed_version("opencv-python"),
-            "numpy": installed_version("numpy")}
+from retinanet.version import installed_version, library_versions
 
 
 def provenance(*, model: str | None, entry: dict | None, weights: str | None, weights_sha256: str | None,
