@@ -5,11 +5,12 @@ load on the image (retinanet.model.trained_like: ~2000 candidates into NMS, 100 
 costs what it costs on a photo; torchvision keeps 100 detections per image like rdet (its default is 300). Each
 timed call goes from an RGB uint8 array on the host to detections on the host:
 
-- rdet graphed: DevicePath (host resize, uint8 upload, device normalisation, CUDA-graph forward, sync-free
-  post-processing), the GPU path of issue #13;
-- rdet eager: the same without graphs; rdet Detector.predict: the plain path;
+- rdet Detector.predict: on CUDA the device path (host resize, uint8 upload through reused pinned buffers,
+  device normalisation, forward and sync-free post-processing as one CUDA graph), issue #13's GPU path;
+- rdet eager device path: the same without graphs; rdet plain path: `use_device_path = False`;
 - torchvision: the array uploaded, scaled to [0, 1], its transform (resize, normalise, pad), forward and
-  post-processing, `.cpu()` of the outputs.
+  post-processing, `.cpu()` of the outputs. In fp32 its TF32 is off (true fp32, like rdet's fp32; a second row
+  shows it with PyTorch's defaults, whose cuDNN TF32 is on), in tf32 on.
 
 Calls alternate between the models, so drifting clocks hit all alike; medians and ratios are printed (and written
 as JSON with --json). --tf32-cost compares tf32 with fp32 on a set of generated images: detections matched, the
@@ -26,7 +27,10 @@ import json
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
@@ -43,15 +47,12 @@ def _image(width: int, height: int):
 
 
 def _sync(device):
-    import torch
-
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def torchvision_model(device, image, size):
     """torchvision's retinanet_resnet50_fpn, random weights, head calibrated like rdet's on `image`."""
-    import torch
     from torchvision.models.detection import retinanet_resnet50_fpn
 
     from retinanet.model.trained_like import calibrate_final_convs
@@ -68,8 +69,6 @@ def torchvision_model(device, image, size):
 
 
 def to_torchvision_input(image, device):
-    import torch
-
     return torch.from_numpy(image).to(device, non_blocking=True).permute(2, 0, 1).float().div_(255)
 
 
@@ -96,34 +95,64 @@ def time_calls(calls: dict, repeats: int, warmup: int, device) -> dict:
                    "detections": counts[name]} for name, t in times.items()}
 
 
-def compare(device, precision, size, repeats, warmup) -> dict:
-    import torch
+@contextmanager
+def torchvision_tf32(precision: str):
+    """TF32 for torchvision's run as the precision says: off for fp32 (true fp32, as rdet's fp32), on for tf32.
+    PyTorch's default (cuDNN TF32 on, matmul TF32 off) makes a plain "fp32" run TF32 convolutions; the
+    "torchvision, PyTorch defaults" row shows that figure too."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32
+    if precision in ("fp32", "tf32"):
+        cudnn.allow_tf32 = matmul.allow_tf32 = precision == "tf32"
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
 
+
+RDET_ROWS = ("rdet Detector.predict", "rdet eager device path", "rdet plain path")
+
+
+def compare(device, precision, size, repeats, warmup) -> dict:
     from retinanet.inference.device_path import DevicePath
     from retinanet.inference.fast import autocast
 
     image = _image(*size)
     det = rdet_detector(device, precision, size)
-    graphed, eager = DevicePath(det), DevicePath(det, graphs=False)
+    eager = DevicePath(det, graphs=False)
     tv = torchvision_model(device, image, size)
 
-    def run_tv():
-        with torch.inference_mode(), autocast(device, precision):
-            out = tv([to_torchvision_input(image, device)])[0]
-        return len({k: v.cpu() for k, v in out.items()}["scores"])
+    def run_tv(tf32_as):
+        def run():
+            with torch.inference_mode(), autocast(device, precision), torchvision_tf32(tf32_as):
+                out = tv([to_torchvision_input(image, device)])[0]
+            return len({k: v.cpu() for k, v in out.items()}["scores"])
+        return run
 
-    calls = {"rdet graphed": lambda: len(graphed.predict(image)[0]),
-             "rdet eager": lambda: len(eager.predict(image)[0]),
-             "rdet Detector.predict": lambda: len(det.predict(image)[0]),
-             "torchvision": run_tv}
+    def plain():
+        det.use_device_path = False
+        try:
+            return len(det.predict(image)[0])
+        finally:
+            det.use_device_path = True
+
+    calls = {"rdet Detector.predict": lambda: len(det.predict(image)[0]),  # on CUDA: the graphed device path
+             "rdet eager device path": lambda: len(eager.predict(image)[0]),
+             "rdet plain path": plain,
+             "torchvision": run_tv(precision)}
+    if precision == "fp32":
+        calls["torchvision, PyTorch defaults"] = run_tv("defaults")
     result = time_calls(calls, repeats, warmup, device)
-    same = graphed.predict(image)[0], eager.predict(image)[0]
-    result["graphed equals eager"] = bool((same[0].boxes == same[1].boxes).all() and len(same[0]) == len(same[1]))
-    result["graph captures"] = graphed.forward_pass.captures
-    result["graph failures"] = dict((str(k[0]), v) for k, v in graphed.forward_pass.failed.items())
+    graphed = det.device_path()
+    same = det.predict(image)[0], eager.predict(image)[0]
+    result["graphed equals eager"] = bool(len(same[0]) == len(same[1]) and (same[0].boxes == same[1].boxes).all())
+    result["graph captures"] = graphed.captures if graphed else 0
+    result["graph failures"] = {str(k[0][0]): v for k, v in graphed.failed.items()} if graphed else {}
+    result["torchvision TF32"] = {"fp32": "off (true fp32)", "tf32": "on"}.get(precision, "PyTorch defaults")
     tv_ms = result["torchvision"]["median_ms"]
-    for name in ("rdet graphed", "rdet eager", "rdet Detector.predict"):
-        result[name]["ratio_to_torchvision"] = round(result[name]["median_ms"] / tv_ms, 3)
+    for name in RDET_ROWS + ("torchvision, PyTorch defaults",):
+        if name in result:
+            result[name]["ratio_to_torchvision"] = round(result[name]["median_ms"] / tv_ms, 3)
     return result
 
 
@@ -200,15 +229,14 @@ def ap_against(reference, other) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda", help="cuda (default) or cpu (a smoke test)")
-    ap.add_argument("--precision", default="fp32,fp16", help="comma-separated: fp32, tf32, fp16 (default fp32,fp16)")
+    ap.add_argument("--precision", default="fp32,fp16",
+                    help="comma-separated: fp32, tf32, fp16 (default fp32,fp16); none: no timing (--tf32-cost alone)")
     ap.add_argument("--repeats", type=int, default=30, help="timed calls per model (median)")
     ap.add_argument("--warmup", type=int, default=10, help="untimed calls per model first")
     ap.add_argument("--size", default="1333x800", help="image size WxH (default 1333x800)")
     ap.add_argument("--tf32-cost", type=int, default=0, metavar="N", help="also compare tf32 with fp32 on N images")
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
-    import torch
-
     from retinanet.benchmark.measure import device_name
     from retinanet.errors import RetinaNetError
 
@@ -221,7 +249,7 @@ def main(argv=None) -> int:
               "warmup": args.warmup, "results": {}}
     print(f"{report['device']}, torch {torch.__version__}, {size[0]}x{size[1]}, median of {args.repeats} calls "
           f"after {args.warmup} warm-up calls", flush=True)
-    for precision in args.precision.split(","):
+    for precision in [p for p in args.precision.split(",") if p != "none"]:
         try:
             res = compare(device, precision, size, args.repeats, args.warmup)
         except RetinaNetError as err:
@@ -229,13 +257,16 @@ def main(argv=None) -> int:
             report["results"][precision] = {"error": str(err)}
             continue
         report["results"][precision] = res
-        for name in ("rdet graphed", "rdet eager", "rdet Detector.predict", "torchvision"):
+        for name in (*RDET_ROWS, "torchvision", "torchvision, PyTorch defaults"):
+            if name not in res:
+                continue
             r = res[name]
             ratio = f"  {r['ratio_to_torchvision']:.2f}x torchvision" if "ratio_to_torchvision" in r else ""
-            print(f"{precision:5s} {name:22s} {r['median_ms']:8.2f} ms (p90 {r['p90_ms']:.2f})  "
+            print(f"{precision:5s} {name:30s} {r['median_ms']:8.2f} ms (p90 {r['p90_ms']:.2f})  "
                   f"{r['detections']:3d} detections{ratio}", flush=True)
         print(f"{precision:5s} graphed equals eager: {res['graphed equals eager']}; captures "
-              f"{res['graph captures']}, failures {res['graph failures'] or 'none'}", flush=True)
+              f"{res['graph captures']}, failures {res['graph failures'] or 'none'}; torchvision's TF32: "
+              f"{res['torchvision TF32']}", flush=True)
     if args.tf32_cost:
         try:
             report["tf32_cost"] = tf32_cost(device, size, args.tf32_cost)

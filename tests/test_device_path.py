@@ -79,3 +79,22 @@ def test_eval_through_the_device_path_gives_the_plain_paths_results(tmp_path):
     plain = run_detection(det, coco, batch_size=2, workers=0, device_path=False)
     fast = run_detection(det, coco, batch_size=2, workers=1, device_path=True)
     assert len(plain) > 10 and fast == plain
+
+
+def test_predict_and_predict_frames_route_through_the_device_path_where_there_is_one(r18_ckpt, monkeypatch):
+    from retinanet.data.sources import Frame
+
+    det = Detector(CFG, r18_ckpt, device="cpu")
+    images = [photo(s, h, w) for s, (h, w) in enumerate([(180, 240), (200, 150)])]
+    plain = det.predict(images)
+    assert det.device_path() is None  # the CPU keeps the plain path
+    path = DevicePath(det, capacity=CAPACITY)
+    used = []
+    monkeypatch.setattr(path, "launch", lambda *a, _launch=path.launch: used.append(1) or _launch(*a))
+    monkeypatch.setattr(det, "device_path", lambda: path)  # what a CUDA device gets
+    routed = det.predict(images)
+    frames = list(det.predict_frames([Frame(f"f{i}", im[:, :, ::-1].copy()) for i, im in enumerate(images)]))
+    assert len(used) == 4 and sum(len(d) for d in plain) > 50
+    for a, b, c in zip(plain, routed, frames):
+        assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.scores, b.scores)
+        assert np.array_equal(a.labels, c.detections.labels) and np.array_equal(a.boxes, c.detections.boxes)

@@ -50,21 +50,42 @@ def test_fp32_on_the_gpu_equals_the_cpu(row):
     images = [photo(s, 480, 640) for s in range(2)] + [photo(9, 500, 333)]
     cpu = Detector(cfg, path, device="cpu").predict(images)
     gpu_det = Detector(cfg, path, device="cuda")
+    gpu_det.use_device_path = False
     assert sum(len(d) for d in cpu) >= 150  # a trained model's load
     for a, b, c in zip(cpu, gpu_det.predict(images), DevicePath(gpu_det).predict(images * 2)[3:]):  # 2nd round: graphed
         assert_close(b, a)  # the plain path on the GPU
         assert_close(c, a)  # graphs, device pre-processing, sync-free post-processing
 
 
+def test_predict_on_the_gpu_runs_the_graphed_device_path(row):
+    cfg, path = row
+    det = Detector(cfg, path, device="cuda")
+    images = [photo(s, 480, 640) for s in range(3)]
+    cpu = Detector(cfg, path, device="cpu").predict(images)
+    got = [det.predict(im)[0] for im in images]  # the third is replayed from a graph
+    from_files = list(det.predict_frames(_frames(images)))
+    assert det.device_path().captures == 1 and not det.device_path().failed
+    for a, b, c in zip(cpu, got, from_files):
+        assert_close(b, a)
+        assert_close(c.detections, a)
+
+
+def _frames(images):
+    from retinanet.data.sources import Frame
+
+    return [Frame(f"img{i}", im[:, :, ::-1].copy()) for i, im in enumerate(images)]
+
+
 def test_graphs_equal_eager_and_a_new_shape_after_capture_is_still_right(row):
     cfg, path = row
     det = Detector(cfg, path, device="cuda")
     graphed, eager = DevicePath(det, capture_after=1), DevicePath(det, graphs=False)
-    shapes = [(480, 640), (480, 640), (360, 640), (640, 480), (480, 640)]  # back to the first after new ones
+    # back to the first after new ones; 470x630 resizes to 640x477: the 640x480 graph with another geometry
+    shapes = [(480, 640), (480, 640), (470, 630), (360, 640), (640, 480), (480, 640)]
     for s, (h, w) in enumerate(shapes):
         img = photo(20 + s, h, w)
         assert_close(graphed.predict(img)[0], eager.predict(img)[0], box_tol=1e-3, score_tol=1e-5)
-    assert graphed.forward_pass.captures == 3 and not graphed.forward_pass.failed
+    assert graphed.captures == 3 and not graphed.failed
 
 
 def test_graph_cache_is_bounded_and_evicts_the_least_recent(row):
@@ -74,8 +95,8 @@ def test_graph_cache_is_bounded_and_evicts_the_least_recent(row):
     for s, (h, w) in enumerate([(480, 640), (360, 640), (320, 640), (480, 640)]):
         img = photo(40 + s, h, w)
         assert_close(graphed.predict(img)[0], eager.predict(img)[0], box_tol=1e-3, score_tol=1e-5)
-        assert len(graphed.forward_pass.graphs) <= 2
-    assert graphed.forward_pass.captures == 4  # the first shape was evicted by the third and captured again
+        assert graphed.graphs <= 2
+    assert graphed.captures == 4  # the first shape was evicted by the third and captured again
 
 
 def test_fp16_and_tf32_run_and_stay_near_fp32(row):

@@ -146,7 +146,7 @@ def test_a_file_read_as_a_stream_stops_cleanly_on_ctrl_c(tiny, tmp_path):
     seen = [json.loads(proc.stdout.readline()) for _ in range(2)]  # JSON Lines as frames arrive
     assert [s["frame"] for s in seen] == [0, 1] and seen[0]["path"] == str(clip)
     proc.send_signal(signal.SIGINT)
-    rest, stderr = proc.communicate(timeout=60)
+    rest, stderr = proc.communicate(timeout=180)  # the outputs are written after the stop; slow under load
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
     frames_out = len(seen) + len(rest.splitlines())

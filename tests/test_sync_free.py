@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retinanet.inference.postprocess import filter_and_nms
-from retinanet.inference.sync_free import fixed_filter_and_nms
+from retinanet.inference.sync_free import Pending, fixed_filter_and_nms
 
 
 def clustered(seed: int, anchors: int, classes: int, clusters: int):
@@ -20,8 +20,12 @@ def clustered(seed: int, anchors: int, classes: int, clusters: int):
     return boxes, scores
 
 
-def same(fixed, exact):
-    for a, b in zip(fixed, exact):
+def fixed(boxes, scores, capacity=4096, rounds=12, **kw) -> Pending:
+    return Pending(fixed_filter_and_nms(boxes, scores, capacity=capacity, rounds=rounds, **kw), kw)
+
+
+def same(got, exact):
+    for a, b in zip(got, exact):
         assert a.shape == b.shape and torch.equal(a, b)
 
 
@@ -32,7 +36,7 @@ def same(fixed, exact):
 def test_fixed_size_nms_equals_the_exact_path(seed, anchors, classes, clusters, thr, iou, max_per_img):
     boxes, scores = clustered(seed, anchors, classes, clusters)
     kw = {"score_thr": thr, "nms_iou": iou, "max_per_img": max_per_img}
-    pending = fixed_filter_and_nms(boxes, scores, capacity=2048, rounds=64, **kw)
+    pending = fixed(boxes, scores, capacity=2048, rounds=64, **kw)
     assert bool(pending.exact)  # capacity and rounds suffice here: the fixed-size result itself is checked
     same(pending.read(), filter_and_nms(boxes, scores, **kw))
 
@@ -40,8 +44,8 @@ def test_fixed_size_nms_equals_the_exact_path(seed, anchors, classes, clusters, 
 def test_overflow_and_unconverged_fall_back_to_the_exact_path():
     boxes, scores = clustered(7, 400, 4, 3)
     exact = filter_and_nms(boxes, scores)
-    small = fixed_filter_and_nms(boxes, scores, capacity=50)  # far more than 50 pairs pass 0.05
-    unconverged = fixed_filter_and_nms(boxes, scores, rounds=0)  # tight clusters: chains longer than 0
+    small = fixed(boxes, scores, capacity=50)  # far more than 50 pairs pass 0.05
+    unconverged = fixed(boxes, scores, rounds=0)  # tight clusters: chains longer than 0
     assert not bool(small.exact) and not bool(unconverged.exact)
     same(small.read(), exact)
     same(unconverged.read(), exact)
@@ -49,5 +53,5 @@ def test_overflow_and_unconverged_fall_back_to_the_exact_path():
 
 def test_no_candidate_gives_empty_results():
     boxes, scores = clustered(1, 50, 3, 2)
-    b, s, lab = fixed_filter_and_nms(boxes, scores * 0.01).read()
+    b, s, lab = fixed(boxes, scores * 0.01).read()
     assert b.shape == (0, 4) and s.shape == (0,) and lab.shape == (0,)

@@ -124,12 +124,9 @@ def time_inference(detector, load: Callable[[int], tuple], images: int = 2000, w
 
 
 def _runner(detector):
-    if detector.device.type != "cuda":
-        return detector, None
-    from retinanet.inference.device_path import DevicePath
-
-    path = DevicePath(detector)
-    return path, path.to_device
+    """On CUDA the device path (graphs, device normalisation, sync-free post-processing), as predict runs."""
+    path = detector.device_path()
+    return (detector, None) if path is None else (path, path.to_device)
 
 
 def _timed_loop(detector, load, images, warmup, batch_size, progress, min_warmup_seconds) -> Speed:

@@ -3,7 +3,8 @@
 Stages, each timed to its end (the device synchronised after it, which the real pipeline never does):
 decode (OpenCV, from the encoded bytes), pre-process (host resize, then normalise and pad on the device), copy
 (the uint8 upload through pinned memory), forward (graphed on a GPU where possible), post-process (sync-free
-post-processing and reading the detections to the host). Latency is timed separately, without those
+post-processing, graphed too, and reading the detections to the host). Here forward and post-processing are two
+graphs so that each can be timed; predict, eval and bench run them as one. Latency is timed separately, without those
 synchronisations: from the encoded bytes to the detections on the host, one image at a time, as a user sees it.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Callable
 
 from retinanet.benchmark.measure import synchronize
 from retinanet.data.images import decode_bgr
-from retinanet.data.preprocess import normalize, upload
+from retinanet.data.preprocess import normalize
 from retinanet.errors import RetinaNetError
 
 STAGES = ("decode", "pre-process", "copy", "forward", "post-process")
@@ -38,13 +39,13 @@ def _one_image(path, data: bytes, clock: Callable[[str], None] | None):
     mark("decode")
     resized, meta = path.resize_bgr(bgr)
     mark("pre-process")
-    uploaded = upload(resized, det.device)
+    uploaded = path.upload(resized)
     mark("copy")
     tensor = normalize(uploaded, det.cfg)
     mark("pre-process")
-    outputs = path.forward([(tensor, meta)])
+    forwarded = path.forward([(tensor, meta)])
     mark("forward")
-    result = path.finish(path.postprocess(outputs, [meta]), [meta])[0]
+    result = path.finish(path.postprocess(forwarded), [meta])[0]
     mark("post-process")
     return result
 

@@ -26,8 +26,12 @@ def rescale_size(w: int, h: int, scale=TEST_SCALE) -> tuple[int, int]:
 def resize(img: np.ndarray, scale=TEST_SCALE) -> tuple[np.ndarray, tuple[float, float]]:
     h, w = img.shape[:2]
     new_w, new_h = rescale_size(w, h, scale)
-    out = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    return out, (new_w / w, new_h / h)
+    return resize_to(img, new_w, new_h), (new_w / w, new_h / h)
+
+
+def resize_to(img: np.ndarray, new_w: int, new_h: int) -> np.ndarray:
+    """The reference's interpolation: OpenCV bilinear on uint8 (device_resize reproduces it bit for bit)."""
+    return cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
 
 
 def upload(img: np.ndarray | torch.Tensor, device="cpu") -> torch.Tensor:
@@ -64,12 +68,16 @@ def padded_size(h: int, w: int, divisor: int = 32) -> tuple[int, int]:
     return -(-h // divisor) * divisor, -(-w // divisor) * divisor
 
 
+def planned_meta(h: int, w: int, cfg: ModelConfig) -> ImageMeta:
+    """The geometry the test pipeline gives an h x w image (what resize_with_meta's resize will produce)."""
+    new_w, new_h = rescale_size(w, h, cfg.scale)
+    return ImageMeta((h, w), (new_h, new_w), padded_size(new_h, new_w, cfg.size_divisor), (new_w / w, new_h / h))
+
+
 def resize_with_meta(img_bgr: np.ndarray, cfg: ModelConfig) -> tuple[np.ndarray, ImageMeta]:
     """The host part: one decoded image -> (resized uint8 BGR, its geometry)."""
-    h, w = img_bgr.shape[:2]
-    resized, scale_factor = resize(img_bgr, cfg.scale)
-    new_h, new_w = resized.shape[:2]
-    return resized, ImageMeta((h, w), (new_h, new_w), padded_size(new_h, new_w, cfg.size_divisor), scale_factor)
+    meta = planned_meta(*img_bgr.shape[:2], cfg)
+    return resize_to(img_bgr, meta.img_shape[1], meta.img_shape[0]), meta
 
 
 def prepare(img_bgr: np.ndarray, cfg: ModelConfig, device="cpu") -> tuple[torch.Tensor, ImageMeta]:

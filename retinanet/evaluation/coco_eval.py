@@ -178,7 +178,7 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
     after each batch with the number of images this process finished. `dist`: a DistInfo (default: one process).
     `decoded`: keep pre-processed images in memory for the next run (many checkpoints of one model).
 
-    `device_path` (default: on a GPU): loader workers decode and resize, the resized uint8 images are pinned and
+    `device_path` (default: where Detector.device_path() gives one, i.e. on a GPU): loader workers decode and resize, the resized uint8 images are pinned and
     copied without waiting, normalised on the device, batched by padded size, run through CUDA graphs and
     sync-free post-processing (inference.device_path), and each batch's results are read only after the next
     batch is queued, so decoding, copying and the forward overlap. Same detections as the plain path.
@@ -188,7 +188,7 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
     dist = dist or DistInfo()
     check_classes(detector.cfg.num_classes, coco_set)
     ids = list(coco_set.image_ids if image_ids is None else image_ids)
-    use_path = detector.device.type == "cuda" if device_path is None else device_path
+    use_path = detector.device_path() is not None if device_path is None else device_path
     mine = same_size_order(coco_set, shard(ids, dist), detector.cfg, batch_size)
     pin = detector.device.type == "cuda"
     if decoded is not None:
@@ -208,7 +208,7 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
     if use_path:
         from retinanet.inference.device_path import DevicePath
 
-        path = DevicePath(detector)
+        path = detector.device_path() or DevicePath(detector)  # the latter: asked for where predict would not
     in_flight = None  # (batch, queued) whose results are read after the next batch is queued
     for batch in batches:
         for tensor, meta, _ in batch:

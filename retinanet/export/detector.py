@@ -20,6 +20,8 @@ from retinanet.model.anchors import AnchorGenerator
 class ExportedDetector(Detector):
     """Images -> detections through an exported file; the pre-processing is the one its metadata records."""
 
+    use_device_path = False  # the runtime runs the network: there is no PyTorch module to graph
+
     def __init__(self, path: str | os.PathLike, device="auto", threads: int | None = None):
         # Not Detector.__init__: there is no PyTorch model to build, only the attributes its methods read.
         self.path = Path(path)

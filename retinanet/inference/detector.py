@@ -91,6 +91,10 @@ class FileResult:
 class Detector:
     """Build from a ModelConfig and (optionally) a reference-format weights file.
 
+    On a CUDA device predict, predict_files and predict_frames run through the GPU path
+    (inference.device_path.DevicePath: CUDA graphs, device pre-processing, sync-free post-processing; the same
+    detections within the GPU's own rounding); set `use_device_path = False` for the plain path.
+
     >>> det = Detector(ModelConfig(depth=50), "retinanet_r50_fpn_1x_coco.pth", device="cpu")
     >>> det.predict(["a.jpg"])[0].boxes
     """
@@ -126,8 +130,32 @@ class Detector:
             optimize_for_inference(self.model, self.device, fuse=precision == "fp32" and not compile)
         self._compile = compile
         self.compile_seconds = 0.0
+        self._device_path = None
         self.class_names = cfg.names
         self.category_ids = category_ids(self.class_names)
+
+    use_device_path = True  # on CUDA (ExportedDetector: its runtime is no PyTorch module to graph)
+
+    def device_path(self):
+        """The DevicePath that predict uses on CUDA (made once: it holds the captured graphs), or None where the
+        plain path runs: the CPU, torch.compile, or use_device_path off."""
+        if self.device.type != "cuda" or self._compile or not self.use_device_path:
+            return None
+        if getattr(self, "_device_path", None) is None:
+            from retinanet.inference.device_path import DevicePath
+
+            self._device_path = DevicePath(self)
+        return self._device_path
+
+    def _detect_prepared_fast(self, prepared, score_thr, batch_size) -> list[Detections]:
+        path = self.device_path()
+        if path is None:
+            return self.detect_prepared(prepared, score_thr=score_thr, batch_size=batch_size)
+        return path.detect_prepared(prepared, score_thr, batch_size)
+
+    def _prepare_fast(self, bgr: np.ndarray) -> tuple[torch.Tensor, ImageMeta]:
+        path = self.device_path()
+        return prepare(bgr, self.cfg, self.device) if path is None else path.prepare_bgr(bgr)
 
     @property
     def runtime(self) -> str:
@@ -173,8 +201,8 @@ class Detector:
         """
         if isinstance(images, (str, os.PathLike, np.ndarray)) or hasattr(images, "getpixel"):
             images = [images]
-        prepared = [self.prepare(im) for im in images]
-        return self.detect_prepared(prepared, score_thr=score_thr, batch_size=batch_size)
+        prepared = [self._prepare_fast(to_bgr(im)) for im in images]
+        return self._detect_prepared_fast(prepared, score_thr, batch_size)
 
     def predict_files(self, paths: Iterable[str | os.PathLike], score_thr: float | None = None,
                       batch_size: int = 1) -> Iterator[FileResult]:
@@ -193,8 +221,8 @@ class Detector:
         while chunk := list(itertools.islice(frames, max(1, batch_size))):
             good = [f for f in chunk if f.error is None]
             t0, compiling = time.perf_counter(), self.compile_seconds
-            dets = self.detect_prepared([prepare(f.image, self.cfg, self.device) for f in good], score_thr=score_thr,
-                                        batch_size=batch_size) if good else []
+            dets = self._detect_prepared_fast([self._prepare_fast(f.image) for f in good], score_thr,
+                                              batch_size) if good else []
             per_image = (time.perf_counter() - t0 - (self.compile_seconds - compiling)) / max(len(good), 1)
             found = {id(f): d for f, d in zip(good, dets)}
             for f in chunk:

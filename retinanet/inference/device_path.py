@@ -1,10 +1,11 @@
-"""A Detector's inference at the GPU's pace, with the same detections as Detector.predict.
+"""A Detector's inference at the GPU's pace, with the same detections as the plain path (Detector.detect_prepared).
 
-Per image: decode and resize on the host (OpenCV's bilinear, the reference's; a GPU resize would differ by a grey
-level), upload the uint8 result through pinned memory without waiting, normalise and pad on the device, run the
-forward as a CUDA graph (graphs.GraphedForward), post-process without host synchronisation (sync_free), and read
-the results only at the end, so the host prepares the next image while the GPU works. On the CPU the same code
-runs eagerly (no graphs, no pinning), which is how the tests check it.
+Per image: decode and resize on the host (OpenCV's bilinear, the reference's), upload the uint8 result through
+reused pinned buffers without waiting (staging), normalise and pad on the device, then forward and post-process
+as one CUDA graph per padded size (graphs.GraphedCall; the post-processing is the sync-free one, its geometry a
+small tensor, so one graph serves every image of that size), and read the results only at the end, so the host
+prepares the next image while the GPU works. On the CPU the same code runs eagerly (no graphs, no pinning), which
+is how the tests check it.
 """
 from __future__ import annotations
 
@@ -13,72 +14,133 @@ import os
 import numpy as np
 import torch
 
-from retinanet.data.images import to_bgr
-from retinanet.data.preprocess import collate, normalize, resize_with_meta, upload
-from retinanet.inference.graphs import GraphedForward
-from retinanet.inference.torch_switches import inference_switches
 from retinanet.data.image_meta import ImageMeta
-from retinanet.inference.sync_free import CAPACITY, Pending, detect_single_fixed
+from retinanet.data.images import to_bgr
+from retinanet.data.preprocess import collate, normalize, resize_with_meta
+from retinanet.inference.graphs import GraphedCall, graph_safe_autocast
+from retinanet.inference.staging import PinnedStaging
+from retinanet.inference.sync_free import CAPACITY, FIELDS, Pending, detect_single_fixed, geometry_rows
+from retinanet.inference.torch_switches import inference_switches
 
 
 class DevicePath:
     def __init__(self, detector, graphs: bool = True, max_graphs: int = 4, capture_after: int = 2,
                  capacity: int = CAPACITY):
         """`capacity`: candidates the sync-free NMS holds (sync_free.CAPACITY; beyond it an image is redone
-        exactly)."""
+        exactly). `max_graphs`, `capture_after`: graphs.GraphedCall's, per score threshold."""
         self.detector, self.capacity = detector, capacity
-        self.forward_pass = GraphedForward(detector.model, detector.precision,
-                                           max_graphs=max_graphs if graphs else 0, capture_after=capture_after)
+        self.graph_options = {"max_graphs": max_graphs if graphs else 0, "capture_after": capture_after}
+        self.calls: dict = {}  # GraphedCalls: per score threshold (a constant inside a graph), and the halves
+        self.staging = PinnedStaging(detector.device)
 
     @property
     def device(self) -> torch.device:
         return self.detector.device
 
-    def resize(self, image) -> tuple[np.ndarray, ImageMeta]:
-        """Host part: a path, PIL image or RGB array -> (resized BGR uint8, geometry)."""
-        return self.resize_bgr(to_bgr(image))
+    @property
+    def captures(self) -> int:
+        return sum(c.captures for c in self.calls.values())
+
+    @property
+    def graphs(self) -> int:
+        return sum(len(c.graphs) for c in self.calls.values())
+
+    @property
+    def failed(self) -> dict:
+        return {k: v for c in self.calls.values() for k, v in c.failed.items()}
 
     def resize_bgr(self, bgr: np.ndarray) -> tuple[np.ndarray, ImageMeta]:
+        """Host part: a decoded BGR image -> (resized BGR uint8, geometry)."""
         return resize_with_meta(bgr, self.detector.cfg)
 
-    def to_device(self, resized: np.ndarray) -> torch.Tensor:
+    def upload(self, resized) -> torch.Tensor:
+        """A resized uint8 BGR image (array, or tensor pinned by a loader) -> uint8 on the device, not waiting."""
+        return self.staging.upload(resized)
+
+    def to_device(self, resized) -> torch.Tensor:
         """A resized uint8 BGR image -> normalised 3xHxW on the device (upload, then normalise there)."""
-        return normalize(upload(resized, self.device), self.detector.cfg)
+        return normalize(self.upload(resized), self.detector.cfg)
 
     def prepare(self, image) -> tuple[torch.Tensor, ImageMeta]:
         """(normalised 3xHxW tensor on the device, geometry), as Detector.prepare gives, without a host wait."""
-        resized, meta = self.resize(image)
+        return self.prepare_bgr(to_bgr(image))
+
+    def prepare_bgr(self, bgr: np.ndarray) -> tuple[torch.Tensor, ImageMeta]:
+        resized, meta = self.resize_bgr(bgr)
         return self.to_device(resized), meta
 
-    @torch.inference_mode()
-    def forward(self, prepared: list[tuple[torch.Tensor, ImageMeta]]):
-        """Queue the forward of images of one padded size as one batch: (class logits, box deltas) per level."""
-        det = self.detector
-        batch = collate([t for t, _ in prepared], det.cfg.size_divisor)
-        if det.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with inference_switches(self.device, det.precision):  # fp32 on CUDA: TF32 off, as Detector does
-            return self.forward_pass(batch)
+    def _graphed(self, key, fn) -> GraphedCall:
+        if key not in self.calls:
+            self.calls[key] = GraphedCall(fn, **self.graph_options)
+        return self.calls[key]
 
-    @torch.inference_mode()
-    def postprocess(self, outputs, metas: list[ImageMeta], score_thr: float | None = None) -> list[Pending]:
-        """Queue the post-processing of a batch's head outputs; nothing waits."""
-        det, cfg = self.detector, self.detector.cfg
-        cls_scores, bbox_preds = outputs
+    def _forward(self, batch: torch.Tensor) -> tuple:
+        """The network on a padded batch: per-level class logits, then box deltas, in float32."""
+        det = self.detector
+        with graph_safe_autocast(batch.device, det.precision):
+            cls_scores, bbox_preds = det.model(batch)
         if det.precision in ("fp16", "bf16"):  # post-processing always in float32
             cls_scores, bbox_preds = [c.float() for c in cls_scores], [b.float() for b in bbox_preds]
-        anchors = det.model.anchor_generator.grid_anchors([tuple(c.shape[-2:]) for c in cls_scores],
-                                                          cls_scores[0].device)
-        thr = cfg.score_thr if score_thr is None else score_thr
-        return [detect_single_fixed([c[i] for c in cls_scores], [r[i] for r in bbox_preds], anchors, meta,
-                                    nms_pre=cfg.nms_pre, score_thr=thr, nms_iou=cfg.nms_iou,
-                                    max_per_img=cfg.max_per_img, num_classes=cfg.num_classes,
-                                    capacity=self.capacity)
-                for i, meta in enumerate(metas)]
+        return (*cls_scores, *bbox_preds)
 
+    def _postprocess(self, score_thr: float, geometry: torch.Tensor, *maps: torch.Tensor) -> tuple:
+        """Sync-free post-processing of _forward's maps: FIELDS tensors per image, flat."""
+        cfg = self.detector.cfg
+        cls_scores, bbox_preds = maps[:len(maps) // 2], maps[len(maps) // 2:]
+        anchors = self.detector.model.anchor_generator.grid_anchors([tuple(c.shape[-2:]) for c in cls_scores],
+                                                                     geometry.device)
+        out: list[torch.Tensor] = []
+        for i in range(geometry.shape[0]):
+            out.extend(detect_single_fixed([c[i] for c in cls_scores], [r[i] for r in bbox_preds], anchors,
+                                           geometry[i], nms_pre=cfg.nms_pre, score_thr=score_thr,
+                                           nms_iou=cfg.nms_iou, max_per_img=cfg.max_per_img,
+                                           num_classes=cfg.num_classes, capacity=self.capacity))
+        return tuple(out)
+
+    def _batch(self, prepared: list[tuple[torch.Tensor, ImageMeta]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(padded batch, its geometry rows) on the device."""
+        batch = collate([t for t, _ in prepared], self.detector.cfg.size_divisor)
+        if self.detector.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch, self.staging_geometry([m for _, m in prepared])
+
+    def _pending(self, flat: tuple, score_thr: float) -> list[Pending]:
+        cfg = self.detector.cfg
+        settings = {"score_thr": score_thr, "nms_iou": cfg.nms_iou, "max_per_img": cfg.max_per_img}
+        return [Pending(flat[i:i + FIELDS], settings) for i in range(0, len(flat), FIELDS)]
+
+    def _threshold(self, score_thr: float | None) -> float:
+        return float(self.detector.cfg.score_thr if score_thr is None else score_thr)
+
+    @torch.inference_mode()
     def launch(self, prepared: list[tuple[torch.Tensor, ImageMeta]], score_thr: float | None = None) -> list[Pending]:
-        """Queue forward and post-processing of images of one padded size; nothing waits."""
-        return self.postprocess(self.forward(prepared), [m for _, m in prepared], score_thr)
+        """Queue forward and post-processing of images of one padded size, as one graph; nothing waits."""
+        thr = self._threshold(score_thr)
+        batch, geometry = self._batch(prepared)
+        call = self._graphed(thr, lambda b, g: self._postprocess(thr, g, *self._forward(b)))
+        with inference_switches(self.device, self.detector.precision):  # fp32 on CUDA: TF32 off, as Detector
+            return self._pending(call(batch, geometry), thr)
+
+    @torch.inference_mode()
+    def forward(self, prepared: list[tuple[torch.Tensor, ImageMeta]]) -> tuple:
+        """launch's first half alone (its own graph), for timing stages: the network's maps and the geometry."""
+        batch, geometry = self._batch(prepared)
+        with inference_switches(self.device, self.detector.precision):
+            return (geometry, *self._graphed("forward", self._forward)(batch))
+
+    @torch.inference_mode()
+    def postprocess(self, forwarded: tuple, score_thr: float | None = None) -> list[Pending]:
+        """launch's second half alone (its own graph), on what forward() gave."""
+        thr = self._threshold(score_thr)
+        call = self._graphed(("post", thr), lambda g, *maps: self._postprocess(thr, g, *maps))
+        return self._pending(call(*forwarded), thr)
+
+    def staging_geometry(self, metas: list[ImageMeta]) -> torch.Tensor:
+        """The batch's geometry rows (sync_free.geometry_rows) on the device, uploaded without waiting."""
+        rows = geometry_rows(metas)
+        if self.device.type == "cuda":
+            rows = rows.pin_memory()
+        return rows.to(self.device, non_blocking=True)
 
     def finish(self, pending: list[Pending], metas: list[ImageMeta]):
         """Read queued results: Detections in original pixels (the one host wait)."""

@@ -16,8 +16,6 @@ threshold or the iteration had not converged, that image is redone by detect_sin
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from retinanet.inference.postprocess import candidates, filter_and_nms
@@ -26,18 +24,13 @@ CAPACITY = 4096  # candidates into NMS; a trained model passes ~2000 at score_th
 ROUNDS = 12  # fixed-point iterations: suppression chains on real images are a few boxes long
 
 
-@dataclass
 class Pending:
     """One image's fixed-size results, still on the device, and what an exact recomputation needs."""
 
-    boxes: torch.Tensor  # (max_per_img, 4)
-    scores: torch.Tensor  # (max_per_img,)
-    labels: torch.Tensor  # (max_per_img,)
-    count: torch.Tensor  # () int: how many rows are real
-    exact: torch.Tensor  # () bool: capacity sufficed and the greedy iteration converged
-    all_boxes: torch.Tensor  # (M, 4) decoded candidates, for the fallback
-    all_scores: torch.Tensor  # (M, K)
-    settings: dict
+    def __init__(self, outputs: tuple[torch.Tensor, ...], settings: dict):
+        """`outputs`: what fixed_filter_and_nms gives (FIELDS tensors); `settings`: filter_and_nms's options."""
+        self.boxes, self.scores, self.labels, self.count, self.exact, self.all_boxes, self.all_scores = outputs
+        self.settings = settings
 
     def read(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(boxes, scores, labels) on the host: one synchronising copy, or the exact path where needed."""
@@ -46,6 +39,9 @@ class Pending:
             b, s, lab = filter_and_nms(self.all_boxes, self.all_scores, **self.settings)
             return b.cpu(), s.cpu(), lab.cpu()
         return self.boxes[:n].cpu(), self.scores[:n].cpu(), self.labels[:n].cpu()
+
+
+FIELDS = 7  # tensors per image: kept boxes, scores, labels (max_per_img rows), count, exact, all boxes, all scores
 
 
 def pairwise_suppression(boxes: torch.Tensor, iou: float) -> torch.Tensor:
@@ -73,9 +69,9 @@ def greedy_keep(suppresses: torch.Tensor, valid: torch.Tensor, rounds: int = ROU
 
 
 def fixed_filter_and_nms(boxes: torch.Tensor, scores: torch.Tensor, *, score_thr=0.05, nms_iou=0.5,
-                         max_per_img=100, capacity: int = CAPACITY, rounds: int = ROUNDS) -> Pending:
-    """filter_and_nms's result from (M, 4) boxes and (M, K) scores, with fixed sizes and no host sync."""
-    settings = {"score_thr": score_thr, "nms_iou": nms_iou, "max_per_img": max_per_img}
+                         max_per_img=100, capacity: int = CAPACITY, rounds: int = ROUNDS) -> tuple:
+    """filter_and_nms's result from (M, 4) boxes and (M, K) scores, with fixed sizes and no host sync: the
+    FIELDS tensors that Pending takes."""
     m, k = scores.shape
     flat = scores.reshape(-1)
     n = min(capacity, flat.numel())
@@ -96,13 +92,30 @@ def fixed_filter_and_nms(boxes: torch.Tensor, scores: torch.Tensor, *, score_thr
     # positions of the kept boxes first, in order (a stable sort of 0 = kept, 1 = not), then fixed-size
     kept = torch.sort((~keep).to(torch.uint8), stable=True).indices[:max_per_img if max_per_img > 0 else n]
     count = keep.sum().clamp(max=kept.numel())
-    return Pending(cand_boxes[kept], cand_scores[kept], cand_labels[kept], count, converged & ~overflow,
-                   boxes, scores, settings)
+    return (cand_boxes[kept], cand_scores[kept], cand_labels[kept], count, converged & ~overflow, boxes, scores)
 
 
-def detect_single_fixed(cls_scores, bbox_preds, anchors, meta, *, nms_pre=1000, score_thr=0.05, nms_iou=0.5,
-                        max_per_img=100, num_classes=None, capacity: int = CAPACITY) -> Pending:
-    """postprocess.detect_single without host synchronisation (see the module docstring)."""
-    boxes, scores = candidates(cls_scores, bbox_preds, anchors, meta, nms_pre=nms_pre, num_classes=num_classes)
+class TensorGeometry:
+    """An image's geometry as candidates() reads it, from a (4,) float32 tensor on the device: resized height and
+    width, width and height scale factors. A captured graph then serves every image of one padded size; the
+    values equal the ImageMeta's (sizes are exact in float32, and a scale factor is rounded to float32 either
+    way before it divides)."""
+
+    def __init__(self, row: torch.Tensor):
+        self.img_shape = (row[0], row[1])
+        self.scale_factor = (row[2], row[3])
+
+
+def geometry_rows(metas) -> torch.Tensor:
+    """(B, 4) float32 on the host: each ImageMeta's resized (h, w) and (w, h) scale factors, for TensorGeometry."""
+    return torch.tensor([[*m.img_shape, *m.scale_factor] for m in metas], dtype=torch.float32)
+
+
+def detect_single_fixed(cls_scores, bbox_preds, anchors, geometry: torch.Tensor, *, nms_pre=1000, score_thr=0.05,
+                        nms_iou=0.5, max_per_img=100, num_classes=None, capacity: int = CAPACITY) -> tuple:
+    """postprocess.detect_single without host synchronisation (see the module docstring), for one image whose
+    geometry is a row of geometry_rows(): the FIELDS tensors that Pending takes."""
+    boxes, scores = candidates(cls_scores, bbox_preds, anchors, TensorGeometry(geometry), nms_pre=nms_pre,
+                               num_classes=num_classes)
     return fixed_filter_and_nms(boxes, scores, score_thr=score_thr, nms_iou=nms_iou, max_per_img=max_per_img,
                                 capacity=capacity)
