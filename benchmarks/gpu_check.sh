@@ -31,7 +31,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a timeout, log to $OUT/NAME.l
 { nvidia-smi -L; $PY -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision',
 torchvision.__version__, torch.cuda.get_device_name(0))"; } >"$OUT/device.log" 2>&1
 
-step gpu_tests 100 $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
+step gpu_tests 100 $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py tests/test_device_resize.py
 step predict_gpu 110 $PY benchmarks/predict_gpu.py --precision fp32,fp16,tf32 --repeats 20 --warmup 8 \
     --json "$OUT/predict_gpu.json"
 step tf32_cost 60 $PY benchmarks/predict_gpu.py --precision none --tf32-cost 12 --json "$OUT/tf32_cost.json"

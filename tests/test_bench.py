@@ -54,6 +54,9 @@ class _FakeDetector:
     def __init__(self):
         self.calls = []
 
+    def device_path(self):
+        return None  # the CPU's plain path
+
     def detect_prepared(self, prepared, batch_size=1):
         self.calls.append(len(prepared))
         assert all(t.device.type == "cpu" for t, _ in prepared)

@@ -82,19 +82,22 @@ def test_eval_through_the_device_path_gives_the_plain_paths_results(tmp_path):
 
 
 def test_predict_and_predict_frames_route_through_the_device_path_where_there_is_one(r18_ckpt, monkeypatch):
+    """What a CUDA device gets, here on the CPU: predict and predict_frames through a DevicePath that also resizes
+    on the device (data.device_resize), with the plain path's detections exactly."""
     from retinanet.data.sources import Frame
 
     det = Detector(CFG, r18_ckpt, device="cpu")
-    images = [photo(s, h, w) for s, (h, w) in enumerate([(180, 240), (200, 150)])]
+    images = [photo(1, 180, 240), photo(2, 150, 200)]  # 200x150 is upscaled: the device resize's work
     plain = det.predict(images)
     assert det.device_path() is None  # the CPU keeps the plain path
-    path = DevicePath(det, capacity=CAPACITY)
-    used = []
-    monkeypatch.setattr(path, "launch", lambda *a, _launch=path.launch: used.append(1) or _launch(*a))
-    monkeypatch.setattr(det, "device_path", lambda: path)  # what a CUDA device gets
-    routed = det.predict(images)
-    frames = list(det.predict_frames([Frame(f"f{i}", im[:, :, ::-1].copy()) for i, im in enumerate(images)]))
-    assert len(used) == 4 and sum(len(d) for d in plain) > 50
-    for a, b, c in zip(plain, routed, frames):
+    path = DevicePath(det, capacity=CAPACITY, resize_on_device=True)
+    resized = []
+    monkeypatch.setattr(path, "device_part", lambda up, meta, _part=path.device_part: resized.append(
+        tuple(up.shape[:2]) != meta.img_shape) or _part(up, meta))
+    monkeypatch.setattr(det, "device_path", lambda: path)
+    routed = det.predict(images[:1])
+    frames = list(det.predict_frames([Frame("f", images[1][:, :, ::-1].copy())]))
+    assert resized == [True, True] and sum(len(d) for d in plain) > 50
+    for a, b in zip(plain, [routed[0], frames[0].detections]):
         assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.scores, b.scores)
-        assert np.array_equal(a.labels, c.detections.labels) and np.array_equal(a.boxes, c.detections.boxes)
+        assert np.array_equal(a.labels, b.labels) and (a.width, a.height) == (b.width, b.height)

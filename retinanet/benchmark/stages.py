@@ -1,8 +1,8 @@
 """Where one image's time goes: per-stage medians and end-to-end latency percentiles (`rdet bench --stages`).
 
 Stages, each timed to its end (the device synchronised after it, which the real pipeline never does):
-decode (OpenCV, from the encoded bytes), pre-process (host resize, then normalise and pad on the device), copy
-(the uint8 upload through pinned memory), forward (graphed on a GPU where possible), post-process (sync-free
+decode (OpenCV, from the encoded bytes), pre-process (resize, on the device where DevicePath does, then
+normalise and pad on the device), copy (the uint8 upload through pinned memory), forward (graphed on a GPU where possible), post-process (sync-free
 post-processing, graphed too, and reading the detections to the host). Here forward and post-processing are two
 graphs so that each can be timed; predict, eval and bench run them as one. Latency is timed separately, without those
 synchronisations: from the encoded bytes to the detections on the host, one image at a time, as a user sees it.
@@ -16,7 +16,6 @@ from typing import Callable
 
 from retinanet.benchmark.measure import synchronize
 from retinanet.data.images import decode_bgr
-from retinanet.data.preprocess import normalize
 from retinanet.errors import RetinaNetError
 
 STAGES = ("decode", "pre-process", "copy", "forward", "post-process")
@@ -34,14 +33,13 @@ def percentile(values: list[float], q: float) -> float:
 def _one_image(path, data: bytes, clock: Callable[[str], None] | None):
     """Bytes -> Detections through `path` (a DevicePath), calling clock(stage) at each stage's end."""
     mark = clock or (lambda stage: None)
-    det = path.detector
     bgr = decode_bgr(data)
     mark("decode")
-    resized, meta = path.resize_bgr(bgr)
+    host, meta = path.host_part(bgr)
     mark("pre-process")
-    uploaded = path.upload(resized)
+    uploaded = path.upload(host)
     mark("copy")
-    tensor = normalize(uploaded, det.cfg)
+    tensor = path.device_part(uploaded, meta)
     mark("pre-process")
     forwarded = path.forward([(tensor, meta)])
     mark("forward")

@@ -1,7 +1,8 @@
 """A Detector's inference at the GPU's pace, with the same detections as the plain path (Detector.detect_prepared).
 
-Per image: decode and resize on the host (OpenCV's bilinear, the reference's), upload the uint8 result through
-reused pinned buffers without waiting (staging), normalise and pad on the device, then forward and post-process
+Per image: decode on the host, upload the uint8 image through reused pinned buffers without waiting (staging),
+resize on the device (OpenCV's bilinear bit for bit, data.device_resize; on the host with OpenCV itself where
+that is not proven for the installed OpenCV), normalise and pad on the device, then forward and post-process
 as one CUDA graph per padded size (graphs.GraphedCall; the post-processing is the sync-free one, its geometry a
 small tensor, so one graph serves every image of that size), and read the results only at the end, so the host
 prepares the next image while the GPU works. On the CPU the same code runs eagerly (no graphs, no pinning), which
@@ -16,7 +17,8 @@ import torch
 
 from retinanet.data.image_meta import ImageMeta
 from retinanet.data.images import to_bgr
-from retinanet.data.preprocess import collate, normalize, resize_with_meta
+from retinanet.data.device_resize import matches_opencv, resize_uint8
+from retinanet.data.preprocess import collate, normalize, planned_meta, resize_with_meta
 from retinanet.inference.graphs import GraphedCall, graph_safe_autocast
 from retinanet.inference.staging import PinnedStaging
 from retinanet.inference.sync_free import CAPACITY, FIELDS, Pending, detect_single_fixed, geometry_rows
@@ -25,10 +27,12 @@ from retinanet.inference.torch_switches import inference_switches
 
 class DevicePath:
     def __init__(self, detector, graphs: bool = True, max_graphs: int = 4, capture_after: int = 2,
-                 capacity: int = CAPACITY):
+                 capacity: int = CAPACITY, resize_on_device: bool | None = None):
         """`capacity`: candidates the sync-free NMS holds (sync_free.CAPACITY; beyond it an image is redone
-        exactly). `max_graphs`, `capture_after`: graphs.GraphedCall's, per score threshold."""
+        exactly). `max_graphs`, `capture_after`: graphs.GraphedCall's, per score threshold. `resize_on_device`:
+        None decides by the device and the installed OpenCV (see the property)."""
         self.detector, self.capacity = detector, capacity
+        self._resize_on_device = resize_on_device
         self.graph_options = {"max_graphs": max_graphs if graphs else 0, "capture_after": capture_after}
         self.calls: dict = {}  # GraphedCalls: per score threshold (a constant inside a graph), and the halves
         self.staging = PinnedStaging(detector.device)
@@ -49,16 +53,34 @@ class DevicePath:
     def failed(self) -> dict:
         return {k: v for c in self.calls.values() for k, v in c.failed.items()}
 
-    def resize_bgr(self, bgr: np.ndarray) -> tuple[np.ndarray, ImageMeta]:
-        """Host part: a decoded BGR image -> (resized BGR uint8, geometry)."""
+    @property
+    def resize_on_device(self) -> bool:
+        """Resize on the GPU (data.device_resize: OpenCV's bilinear bit for bit, where matches_opencv() proves it
+        for the installed OpenCV): the decoded image is uploaded as it is, no host resize."""
+        if self._resize_on_device is None:
+            self._resize_on_device = self.device.type == "cuda" and matches_opencv()
+        return self._resize_on_device
+
+    def host_part(self, bgr: np.ndarray) -> tuple[np.ndarray, ImageMeta]:
+        """A decoded BGR image -> (what to upload, geometry): the resized image, or the decoded one as it is when
+        the GPU resizes."""
+        if self.resize_on_device:
+            return bgr, planned_meta(*bgr.shape[:2], self.detector.cfg)
         return resize_with_meta(bgr, self.detector.cfg)
 
-    def upload(self, resized) -> torch.Tensor:
-        """A resized uint8 BGR image (array, or tensor pinned by a loader) -> uint8 on the device, not waiting."""
-        return self.staging.upload(resized)
+    def upload(self, image) -> torch.Tensor:
+        """A uint8 BGR image (array, or tensor pinned by a loader) -> uint8 on the device, not waiting."""
+        return self.staging.upload(image)
+
+    def device_part(self, uploaded: torch.Tensor, meta: ImageMeta) -> torch.Tensor:
+        """What host_part gave, on the device -> normalised 3xHxW (resized there first if it is not yet)."""
+        h, w = meta.img_shape
+        if tuple(uploaded.shape[:2]) != (h, w):
+            uploaded = resize_uint8(uploaded, w, h)
+        return normalize(uploaded, self.detector.cfg)
 
     def to_device(self, resized) -> torch.Tensor:
-        """A resized uint8 BGR image -> normalised 3xHxW on the device (upload, then normalise there)."""
+        """An already resized uint8 BGR image -> normalised 3xHxW on the device (upload, normalise there)."""
         return normalize(self.upload(resized), self.detector.cfg)
 
     def prepare(self, image) -> tuple[torch.Tensor, ImageMeta]:
@@ -66,8 +88,8 @@ class DevicePath:
         return self.prepare_bgr(to_bgr(image))
 
     def prepare_bgr(self, bgr: np.ndarray) -> tuple[torch.Tensor, ImageMeta]:
-        resized, meta = self.resize_bgr(bgr)
-        return self.to_device(resized), meta
+        host, meta = self.host_part(bgr)
+        return self.device_part(self.upload(host), meta), meta
 
     def _graphed(self, key, fn) -> GraphedCall:
         if key not in self.calls:
