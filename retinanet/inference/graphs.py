@@ -85,7 +85,9 @@ class GraphedCall:
                     self.fn(*static_in)
             torch.cuda.current_stream(device).wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # thread_local: only this thread is barred from unsafe calls while capturing; a DataLoader's
+            # pin-memory thread (eval) goes on pinning the next batch meanwhile
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 static_out = tuple(self.fn(*static_in))
         except Exception as err:  # noqa: BLE001 - any capture failure means: run this signature eagerly
             self.failed[key] = f"{err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}"

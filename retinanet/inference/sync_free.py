@@ -33,12 +33,17 @@ class Pending:
         self.settings = settings
 
     def read(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(boxes, scores, labels) on the host: one synchronising copy, or the exact path where needed."""
-        n, exact = (int(v) for v in torch.stack([self.count, self.exact.long()]).cpu())
+        """(boxes, scores, labels) on the host: one synchronising copy (everything packed in float32, exact for
+        labels and counts), or the exact path where needed."""
+        rows = self.scores.numel()
+        packed = torch.cat([self.boxes.reshape(-1), self.scores, self.labels.float(),
+                            torch.stack([self.count.float(), self.exact.float()])]).cpu()
+        n, exact = int(packed[-2]), bool(packed[-1])
         if not exact:
             b, s, lab = filter_and_nms(self.all_boxes, self.all_scores, **self.settings)
             return b.cpu(), s.cpu(), lab.cpu()
-        return self.boxes[:n].cpu(), self.scores[:n].cpu(), self.labels[:n].cpu()
+        boxes, scores, labels = packed[:4 * rows].view(rows, 4), packed[4 * rows:5 * rows], packed[5 * rows:6 * rows]
+        return boxes[:n].clone(), scores[:n].clone(), labels[:n].to(self.labels.dtype)
 
 
 FIELDS = 7  # tensors per image: kept boxes, scores, labels (max_per_img rows), count, exact, all boxes, all scores
