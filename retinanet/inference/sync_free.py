@@ -12,7 +12,9 @@ nms, which copies its suppression mask to the host for the greedy scan). Here ev
 - output: the first max_per_img kept (a stable sort puts them first), with their count.
 
 Exactness is checked when the results are read (one host copy): if more than `capacity` pairs passed the
-threshold or the iteration had not converged, that image is redone by detect_single's exact path.
+threshold or the iteration had not converged, that image is redone by detect_single's exact path. Capacity 0
+skips the fixed-size NMS altogether (the CPU's choice: there is no host synchronisation to avoid there, and an
+N x N matrix costs far more than the greedy scan).
 """
 from __future__ import annotations
 
@@ -122,5 +124,8 @@ def detect_single_fixed(cls_scores, bbox_preds, anchors, geometry: torch.Tensor,
     geometry is a row of geometry_rows(): the FIELDS tensors that Pending takes."""
     boxes, scores = candidates(cls_scores, bbox_preds, anchors, TensorGeometry(geometry), nms_pre=nms_pre,
                                num_classes=num_classes)
+    if capacity == 0:  # no fixed-size NMS: read() runs the exact path on these candidates
+        none = boxes.new_zeros(())
+        return (boxes[:0], boxes.new_zeros(0), none.long().view(1)[:0], none.long(), none.bool(), boxes, scores)
     return fixed_filter_and_nms(boxes, scores, score_thr=score_thr, nms_iou=nms_iou, max_per_img=max_per_img,
                                 capacity=capacity)
