@@ -101,3 +101,30 @@ def test_predict_and_predict_frames_route_through_the_device_path_where_there_is
     for a, b in zip(plain, [routed[0], frames[0].detections]):
         assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.scores, b.scores)
         assert np.array_equal(a.labels, b.labels) and (a.width, a.height) == (b.width, b.height)
+
+
+def test_what_a_graph_captures_never_waits_for_the_device(r18_ckpt):
+    """A CUDA graph cannot hold a host synchronisation (.item(), nonzero(), a size that depends on values).
+    FakeTensorMode has shapes but no values, so any such operation raises in it: the captured function (forward
+    and sync-free post-processing) runs through, and the exact path, which synchronises, is caught."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from retinanet.data.preprocess import planned_meta
+    from retinanet.inference.postprocess import detect_single
+    from retinanet.inference.sync_free import FIELDS, geometry_rows
+
+    det = Detector(CFG, r18_ckpt, device="cpu", fast=False)  # no fused oneDNN ops: those are the CPU's alone
+    metas = [planned_meta(180, 240, CFG), planned_meta(170, 236, CFG)]  # one padded size, two geometries
+    batch, geometry = torch.zeros(2, 3, *metas[0].pad_shape), geometry_rows(metas)
+    fn = DevicePath(det, capacity=CAPACITY).detect_fn(0.05)
+    with torch.inference_mode():
+        det.model.anchor_generator.grid_anchors([(24, 32), (12, 16), (6, 8), (3, 4), (2, 2)], "cpu")  # cached
+        with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+            out = fn(mode.from_tensor(batch), mode.from_tensor(geometry))
+        assert len(out) == 2 * FIELDS and tuple(out[0].shape) == (CFG.max_per_img, 4)
+        cls, reg = det.model(batch)
+        anchors = det.model.anchor_generator.grid_anchors([tuple(c.shape[-2:]) for c in cls], "cpu")
+        with pytest.raises(Exception, match="nonzero|data.dependent|local_scalar"):
+            with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+                detect_single([mode.from_tensor(c[0]) for c in cls], [mode.from_tensor(r[0]) for r in reg], anchors,
+                              metas[0])

@@ -135,12 +135,16 @@ class DevicePath:
     def _threshold(self, score_thr: float | None) -> float:
         return float(self.detector.cfg.score_thr if score_thr is None else score_thr)
 
+    def detect_fn(self, score_thr: float):
+        """What launch captures as one graph: (padded batch, geometry rows) -> FIELDS tensors per image, flat."""
+        return lambda batch, geometry: self._postprocess(score_thr, geometry, *self._forward(batch))
+
     @torch.inference_mode()
     def launch(self, prepared: list[tuple[torch.Tensor, ImageMeta]], score_thr: float | None = None) -> list[Pending]:
         """Queue forward and post-processing of images of one padded size, as one graph; nothing waits."""
         thr = self._threshold(score_thr)
         batch, geometry = self._batch(prepared)
-        call = self._graphed(thr, lambda b, g: self._postprocess(thr, g, *self._forward(b)))
+        call = self._graphed(thr, self.detect_fn(thr))
         with inference_switches(self.device, self.detector.precision):  # fp32 on CUDA: TF32 off, as Detector
             return self._pending(call(batch, geometry), thr)
 
