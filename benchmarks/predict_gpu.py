@@ -148,6 +148,7 @@ def compare(device, precision, size, repeats, warmup) -> dict:
     result["graphed equals eager"] = bool(len(same[0]) == len(same[1]) and (same[0].boxes == same[1].boxes).all())
     result["graph captures"] = graphed.captures if graphed else 0
     result["graph failures"] = {str(k[0][0]): v for k, v in graphed.failed.items()} if graphed else {}
+    result["resize on the device"] = bool(graphed and graphed.resize_on_device)
     result["torchvision TF32"] = {"fp32": "off (true fp32)", "tf32": "on"}.get(precision, "PyTorch defaults")
     tv_ms = result["torchvision"]["median_ms"]
     for name in RDET_ROWS + ("torchvision, PyTorch defaults",):
@@ -265,7 +266,8 @@ def main(argv=None) -> int:
             print(f"{precision:5s} {name:30s} {r['median_ms']:8.2f} ms (p90 {r['p90_ms']:.2f})  "
                   f"{r['detections']:3d} detections{ratio}", flush=True)
         print(f"{precision:5s} graphed equals eager: {res['graphed equals eager']}; captures "
-              f"{res['graph captures']}, failures {res['graph failures'] or 'none'}; torchvision's TF32: "
+              f"{res['graph captures']}, failures {res['graph failures'] or 'none'}; resize on the device: "
+              f"{res['resize on the device']}; torchvision's TF32: "
               f"{res['torchvision TF32']}", flush=True)
     if args.tf32_cost:
         try:

@@ -60,7 +60,7 @@ def test_stage_timings_cover_every_stage_and_latency_percentiles_are_ordered(r18
     assert list(report["stages_ms"]) == list(STAGES) and all(v > 0 for v in report["stages_ms"].values())
     lat = report["latency_ms"]
     assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
-    assert report["detections_per_image"] > 10 and report["graphs"] is False
+    assert report["detections_per_image"] > 10 and report["graphs"] is False and report["resize_on_device"] is False
 
 
 def test_eval_through_the_device_path_gives_the_plain_paths_results(tmp_path):

@@ -88,7 +88,7 @@ def time_stages(detector, encoded: list[bytes], images: int = 200, warmup: int =
             "latency_ms": {"p50": round(percentile(latency, 50), 3), "p90": round(percentile(latency, 90), 3),
                            "p99": round(percentile(latency, 99), 3), "mean": round(statistics.fmean(latency), 3)},
             "detections_per_image": round(statistics.fmean(detections), 2), "images": images, "warmup": warmup,
-            "graphs": graphs and device.type == "cuda"}
+            "graphs": graphs and device.type == "cuda", "resize_on_device": path.resize_on_device}
 
 
 __all__ = ["STAGES", "time_stages", "percentile"]
