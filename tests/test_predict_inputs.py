@@ -144,8 +144,8 @@ def test_a_file_read_as_a_stream_stops_cleanly_on_ctrl_c(tiny, tmp_path):
     # a test runner started in the background inherits an ignored SIGINT, which Python then never turns into
     # KeyboardInterrupt: give rdet the default disposition a terminal's Ctrl-C meets
     proc = subprocess.Popen(rdet_command() + ["predict", NAME, "--source", str(clip), "--json", "--out", str(out),
-                                              *SMALL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                              *SMALL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=full_env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = [json.loads(proc.stdout.readline()) for _ in range(2)]  # JSON Lines as frames arrive
     assert [s["frame"] for s in seen] == [0, 1] and seen[0]["path"] == str(clip)
     proc.send_signal(signal.SIGINT)

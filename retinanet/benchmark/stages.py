@@ -1,11 +1,12 @@
 """Where one image's time goes: per-stage medians and end-to-end latency percentiles (`rdet bench --stages`).
 
-Stages, each timed to its end (the device synchronised after it, which the real pipeline never does):
-decode (OpenCV, from the encoded bytes), pre-process (resize, on the device where DevicePath does, then
-normalise and pad on the device), copy (the uint8 upload through pinned memory), forward (graphed on a GPU where possible), post-process (sync-free
-post-processing, graphed too, and reading the detections to the host). Here forward and post-processing are two
-graphs so that each can be timed; predict, eval and bench run them as one. Latency is timed separately, without those
-synchronisations: from the encoded bytes to the detections on the host, one image at a time, as a user sees it.
+Stages, each timed to its end (the device synchronised after it, which the real pipeline never does): decode
+(OpenCV, from the encoded bytes), pre-process (resize, on the device where DevicePath does, then normalise and
+pad on the device), copy (the uint8 upload through pinned memory), forward (graphed on a GPU where possible),
+post-process (sync-free post-processing, graphed too, and reading the detections to the host). Here forward and
+post-processing are two graphs so that each can be timed; predict, eval and bench run them as one. Latency is
+timed separately, without those synchronisations: from the encoded bytes to the detections on the host, one
+image at a time, as a user sees it.
 """
 from __future__ import annotations
 

@@ -178,10 +178,11 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
     after each batch with the number of images this process finished. `dist`: a DistInfo (default: one process).
     `decoded`: keep pre-processed images in memory for the next run (many checkpoints of one model).
 
-    `device_path` (default: where Detector.device_path() gives one, i.e. on a GPU): loader workers decode and resize, the resized uint8 images are pinned and
-    copied without waiting, normalised on the device, batched by padded size, run through CUDA graphs and
-    sync-free post-processing (inference.device_path), and each batch's results are read only after the next
-    batch is queued, so decoding, copying and the forward overlap. Same detections as the plain path.
+    `device_path` (default: where Detector.device_path() gives one, i.e. on a GPU): loader workers decode and
+    resize, the resized uint8 images are pinned and copied without waiting, normalised on the device, batched by
+    padded size, run through CUDA graphs with sync-free post-processing (inference.device_path), and each batch's
+    results are read only after the next batch is queued, so decoding, copying and the forward overlap. Same
+    detections as the plain path.
     """
     from retinanet.distributed import DistInfo, gather_to_main, shard
 

@@ -29,8 +29,9 @@ class DevicePath:
     def __init__(self, detector, graphs: bool = True, max_graphs: int = 4, capture_after: int = 2,
                  capacity: int | None = None, resize_on_device: bool | None = None):
         """`capacity`: candidates the sync-free NMS holds (beyond it an image is redone exactly); None:
-        sync_free.CAPACITY on a GPU, 0 on the CPU (the exact NMS, faster there; sync_free's docstring says why). `max_graphs`, `capture_after`: graphs.GraphedCall's, per score threshold. `resize_on_device`:
-        None decides by the device and the installed OpenCV (see the property)."""
+        sync_free.CAPACITY on a GPU, 0 on the CPU (the exact NMS, faster there; sync_free's docstring says why).
+        `max_graphs`, `capture_after`: graphs.GraphedCall's, per score threshold. `resize_on_device`: None
+        decides by the device and the installed OpenCV (see the property)."""
         self.detector = detector
         self.capacity = (CAPACITY if detector.device.type == "cuda" else 0) if capacity is None else capacity
         self._resize_on_device = resize_on_device
