@@ -10,7 +10,7 @@ def metrics_table(title: str, metrics: dict, *, published_ap: Optional[float] = 
                   compare: bool = False) -> Table:
     """Figures in percent (COCOeval's fractions x 100), n/a where COCOeval says -1 (no ground truth of that size).
     With `compare`, the published box AP (percent) and the difference stand beside bbox_mAP."""
-    from retinanet.evaluation.coco_eval import METRICS
+    from retinanet.evaluation.scorer import METRICS
 
     table = Table(title=title, title_justify="left")
     columns = ["metric", "", "IoU", "area", "max dets", "measured"] + (["published", "diff"] if compare else [])

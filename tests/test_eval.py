@@ -20,10 +20,10 @@ from PIL import Image
 from coco_data import CAT_IDS, IMAGES, boxes_from_results, write_annotations, write_calm_weights, write_images
 from retinanet.data.coco import CocoSet
 from retinanet.evaluation.analysis import class_figures
-from retinanet.evaluation.coco_eval import (METRIC_NAMES, DecodedImages, coco_metrics, load_results,
-                                          run_detection, save_results, score_set)
+from retinanet.evaluation.coco_eval import (DecodedImages, coco_metrics, load_results, run_detection, save_results,
+                                          score_set)
 from retinanet.evaluation.per_class import class_mean
-from retinanet.evaluation.scorer import available_backends
+from retinanet.evaluation.scorer import METRIC_NAMES, available_backends
 from retinanet.errors import DatasetError
 from tiny_zoo import NAME, free_port, rdet_command, run_rdet, write_tiny_zoo, zoo_row
 

@@ -17,7 +17,7 @@ from retinanet.evaluation.coco_eval import score_set
 from retinanet.evaluation.matching import IGNORED, UNMATCHED, group_by_image, greedy_match
 from retinanet.evaluation.per_class import by_ap, class_mean, csv_text
 from retinanet.evaluation.plots import ap_by_epoch_chart
-from retinanet.evaluation.scorer import METRIC_NAMES, available_backends
+from retinanet.evaluation.scorer import available_backends
 
 BACKENDS = available_backends()
 

@@ -148,6 +148,13 @@ def read_bgr(path: str | os.PathLike) -> np.ndarray:
     return decode_bgr(data, str(path))
 
 
+def image_list(images) -> list:
+    """What predict takes: one image (a path, a PIL image or an array) or an iterable of them -> a list."""
+    if isinstance(images, (str, os.PathLike, np.ndarray, Image.Image)):
+        return [images]
+    return list(images)
+
+
 def to_bgr(image) -> np.ndarray:
     """A path, a PIL image or an HxWx3 RGB (or HxW gray) uint8 array -> HxWx3 uint8 BGR."""
     if isinstance(image, (str, os.PathLike)):

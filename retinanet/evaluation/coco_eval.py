@@ -20,7 +20,7 @@ from typing import Callable
 from retinanet.atomic_write import write_text_atomically
 from retinanet.data.coco import CocoSet
 from retinanet.errors import DatasetError, ImageError
-from retinanet.evaluation.scorer import METRIC_NAMES, METRICS, score_coco  # noqa: F401 (re-exported)
+from retinanet.evaluation.scorer import score_coco
 
 
 # --- detection ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from retinanet.data.classes import category_ids
 from retinanet.config import ModelConfig
 from retinanet.inference.fast import autocast as fast_autocast
 from retinanet.inference.fast import compile_model, optimize_for_inference
-from retinanet.data.images import to_bgr
+from retinanet.data.images import image_list, to_bgr
 from retinanet.model.retinanet import RetinaNet
 from retinanet.data.image_meta import ImageMeta
 from retinanet.inference.postprocess import detect_single
@@ -99,6 +99,8 @@ class Detector:
     >>> det.predict(["a.jpg"])[0].boxes
     """
 
+    use_device_path = True  # on CUDA (ExportedDetector: its runtime is no PyTorch module to graph)
+
     def __init__(self, cfg: ModelConfig, weights: str | os.PathLike | None = None, device="auto",
                  model: RetinaNet | None = None, *, precision: str = "fp32", fast: bool = True,
                  compile: bool = False):
@@ -134,14 +136,12 @@ class Detector:
         self.class_names = cfg.names
         self.category_ids = category_ids(self.class_names)
 
-    use_device_path = True  # on CUDA (ExportedDetector: its runtime is no PyTorch module to graph)
-
     def device_path(self):
         """The DevicePath that predict uses on CUDA (made once: it holds the captured graphs), or None where the
         plain path runs: the CPU, torch.compile, or use_device_path off."""
         if self.device.type != "cuda" or self._compile or not self.use_device_path:
             return None
-        if getattr(self, "_device_path", None) is None:
+        if self._device_path is None:
             from retinanet.inference.device_path import DevicePath
 
             self._device_path = DevicePath(self)
@@ -199,9 +199,7 @@ class Detector:
         Images are batched only with others of the same padded size, so a batch gives exactly the detections of
         one image at a time (padding a batch to a common size would change the border features).
         """
-        if isinstance(images, (str, os.PathLike, np.ndarray)) or hasattr(images, "getpixel"):
-            images = [images]
-        prepared = [self._prepare_fast(to_bgr(im)) for im in images]
+        prepared = [self._prepare_fast(to_bgr(im)) for im in image_list(images)]
         return self._detect_prepared_fast(prepared, score_thr, batch_size)
 
     def predict_files(self, paths: Iterable[str | os.PathLike], score_thr: float | None = None,

@@ -10,13 +10,11 @@ is how the tests check it.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 
 from retinanet.data.image_meta import ImageMeta
-from retinanet.data.images import to_bgr
+from retinanet.data.images import image_list, to_bgr
 from retinanet.data.device_resize import matches_opencv, resize_uint8
 from retinanet.data.preprocess import collate, normalize, planned_meta, resize_with_meta
 from retinanet.inference.graphs import GraphedCall, graph_safe_autocast
@@ -126,7 +124,7 @@ class DevicePath:
         batch = collate([t for t, _ in prepared], self.detector.cfg.size_divisor)
         if self.detector.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        return batch, self.staging_geometry([m for _, m in prepared])
+        return batch, self._geometry_on_device([m for _, m in prepared])
 
     def _pending(self, flat: tuple, score_thr: float) -> list[Pending]:
         cfg = self.detector.cfg
@@ -163,7 +161,7 @@ class DevicePath:
         call = self._graphed(("post", thr), lambda g, *maps: self._postprocess(thr, g, *maps))
         return self._pending(call(*forwarded), thr)
 
-    def staging_geometry(self, metas: list[ImageMeta]) -> torch.Tensor:
+    def _geometry_on_device(self, metas: list[ImageMeta]) -> torch.Tensor:
         """The batch's geometry rows (sync_free.geometry_rows) on the device, uploaded without waiting."""
         rows = geometry_rows(metas)
         if self.device.type == "cuda":
@@ -200,6 +198,4 @@ class DevicePath:
         return self.collect(self.queue(prepared, score_thr, batch_size))
 
     def predict(self, images, score_thr: float | None = None, batch_size: int = 1):
-        if isinstance(images, (str, os.PathLike, np.ndarray)) or hasattr(images, "getpixel"):
-            images = [images]
-        return self.detect_prepared([self.prepare(im) for im in images], score_thr, batch_size)
+        return self.detect_prepared([self.prepare(im) for im in image_list(images)], score_thr, batch_size)

@@ -78,7 +78,10 @@ def greedy_keep(suppresses: torch.Tensor, valid: torch.Tensor, rounds: int = ROU
 def fixed_filter_and_nms(boxes: torch.Tensor, scores: torch.Tensor, *, score_thr=0.05, nms_iou=0.5,
                          max_per_img=100, capacity: int = CAPACITY, rounds: int = ROUNDS) -> tuple:
     """filter_and_nms's result from (M, 4) boxes and (M, K) scores, with fixed sizes and no host sync: the
-    FIELDS tensors that Pending takes."""
+    FIELDS tensors that Pending takes. Capacity 0: no fixed-size NMS, read() runs the exact path."""
+    if capacity == 0:
+        count = scores.new_zeros((), dtype=torch.long)
+        return boxes[:0], scores.new_zeros(0), count.new_zeros(0), count, count.bool(), boxes, scores
     m, k = scores.shape
     flat = scores.reshape(-1)
     n = min(capacity, flat.numel())
@@ -124,8 +127,5 @@ def detect_single_fixed(cls_scores, bbox_preds, anchors, geometry: torch.Tensor,
     geometry is a row of geometry_rows(): the FIELDS tensors that Pending takes."""
     boxes, scores = candidates(cls_scores, bbox_preds, anchors, TensorGeometry(geometry), nms_pre=nms_pre,
                                num_classes=num_classes)
-    if capacity == 0:  # no fixed-size NMS: read() runs the exact path on these candidates
-        none = boxes.new_zeros(())
-        return (boxes[:0], boxes.new_zeros(0), none.long().view(1)[:0], none.long(), none.bool(), boxes, scores)
     return fixed_filter_and_nms(boxes, scores, score_thr=score_thr, nms_iou=nms_iou, max_per_img=max_per_img,
                                 capacity=capacity)
