@@ -1,6 +1,7 @@
 """The `rdet` command: wires the subcommands together and turns every known error into one line."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Optional
 
@@ -82,6 +83,24 @@ def main(argv=None) -> None:
     except _usage_errors() as e:  # unknown options, bad values: click's own message and exit code 2
         e.show()
         sys.exit(e.exit_code)
+    except MemoryError:
+        err.print("[red]error:[/red] out of host memory (fewer images at a time, or a smaller --batch-size?)")
+        sys.exit(UNEXPECTED_EXIT)
+    except Exception as e:  # a failure no check foresaw: still one line; the traceback when asked for
+        if os.environ.get("RDET_TRACEBACK", "").strip() not in ("", "0"):
+            raise
+        err.print(f"[red]error:[/red] {shown(unexpected(e))}", highlight=False)
+        sys.exit(UNEXPECTED_EXIT)
+
+
+UNEXPECTED_EXIT = 70  # sysexits' EX_SOFTWARE: rdet itself failed, not the input or the network
+
+
+def unexpected(error: BaseException) -> str:
+    """One line for an exception no check foresaw, saying it is a bug and how to see where it happened."""
+    text = " ".join(str(error).split())[:300] or "(no message)"
+    return (f"unexpected {error.__class__.__name__}: {text} (a bug in rdet; RDET_TRACEBACK=1 shows the "
+            f"traceback, which a bug report should include)")
 
 
 def _usage_errors():

@@ -105,3 +105,16 @@ def test_device_names_weights_files_and_keywords_are_one_line_errors(tmp_path, c
     assert r.returncode == 1 and "x.jpg: not an image file" in r.stderr and "BytesIO" not in r.stderr
     with pytest.raises(zoo.ZooError, match="unknown option.*scor_thr"):
         zoo.load(NAME, zoo_file=manifest, scor_thr=0.3)
+
+
+def test_an_unforeseen_failure_is_one_line_exit_70_and_its_traceback_comes_on_request(capsys, monkeypatch):
+    import cli.zoo_cmds
+
+    def broken(_zoo_file):
+        raise ValueError("invariant broken\nsecond line")
+
+    monkeypatch.setattr(cli.zoo_cmds, "load_zoo", broken)
+    r = rdet_here(capsys, monkeypatch, "list")
+    _one_line(r, 70, "unexpected ValueError: invariant broken second line", "a bug in rdet", "RDET_TRACEBACK=1")
+    with pytest.raises(ValueError, match="invariant broken"):
+        rdet_here(capsys, monkeypatch, "list", env={"RDET_TRACEBACK": "1"})
