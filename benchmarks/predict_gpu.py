@@ -7,10 +7,14 @@ timed call goes from an RGB uint8 array on the host to detections on the host:
 
 - rdet Detector.predict: on CUDA the device path (host resize, uint8 upload through reused pinned buffers,
   device normalisation, forward and sync-free post-processing as one CUDA graph), issue #13's GPU path;
-- rdet eager device path: the same without graphs; rdet plain path: `use_device_path = False`;
+- rdet graphs, heuristic kernels: the same with the captured convolutions chosen by cuDNN's heuristics instead of
+  its autotuner (graphs.GraphedCall's `autotune`), to show what the tuning gives;
+- rdet eager device path: the same without graphs; rdet plain path: `use_device_path = False`; both eager, with
+  the process's cuDNN setting (no autotuning, PyTorch's default);
 - torchvision: the array uploaded, scaled to [0, 1], its transform (resize, normalise, pad), forward and
-  post-processing, `.cpu()` of the outputs. In fp32 its TF32 is off (true fp32, like rdet's fp32; a second row
-  shows it with PyTorch's defaults, whose cuDNN TF32 is on), in tf32 on.
+  post-processing, `.cpu()` of the outputs, with cuDNN autotuning on (one input size: tuning can only help it).
+  In fp32 its TF32 is off (true fp32, like rdet's fp32; a second row shows it with PyTorch's defaults: cuDNN
+  TF32 on, no autotuning), in tf32 on.
 
 Calls alternate between the models, so drifting clocks hit all alike; medians and ratios are printed (and written
 as JSON with --json). --tf32-cost compares tf32 with fp32 on a set of generated images: detections matched, the
@@ -96,21 +100,23 @@ def time_calls(calls: dict, repeats: int, warmup: int, device) -> dict:
 
 
 @contextmanager
-def torchvision_tf32(precision: str):
-    """TF32 for torchvision's run as the precision says: off for fp32 (true fp32, as rdet's fp32), on for tf32.
-    PyTorch's default (cuDNN TF32 on, matmul TF32 off) makes a plain "fp32" run TF32 convolutions; the
-    "torchvision, PyTorch defaults" row shows that figure too."""
+def torchvision_switches(precision: str):
+    """torchvision's run: TF32 as the precision says (off for fp32: true fp32, as rdet's fp32; on for tf32) and
+    cuDNN autotuning on. "defaults": PyTorch's own settings (cuDNN TF32 on, matmul TF32 off, no autotuning), with
+    which a plain "fp32" run makes TF32 convolutions; the "torchvision, PyTorch defaults" row shows that figure."""
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    saved = cudnn.allow_tf32, matmul.allow_tf32
+    saved = cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark
+    if precision != "defaults":
+        cudnn.benchmark = True
     if precision in ("fp32", "tf32"):
         cudnn.allow_tf32 = matmul.allow_tf32 = precision == "tf32"
     try:
         yield
     finally:
-        cudnn.allow_tf32, matmul.allow_tf32 = saved
+        cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark = saved
 
 
-RDET_ROWS = ("rdet Detector.predict", "rdet eager device path", "rdet plain path")
+RDET_ROWS = ("rdet Detector.predict", "rdet graphs, heuristic kernels", "rdet eager device path", "rdet plain path")
 
 
 def compare(device, precision, size, repeats, warmup) -> dict:
@@ -120,11 +126,12 @@ def compare(device, precision, size, repeats, warmup) -> dict:
     image = _image(*size)
     det = rdet_detector(device, precision, size)
     eager = DevicePath(det, graphs=False)
+    heuristic = DevicePath(det, autotune=False)
     tv = torchvision_model(device, image, size)
 
-    def run_tv(tf32_as):
+    def run_tv(switches):
         def run():
-            with torch.inference_mode(), autocast(device, precision), torchvision_tf32(tf32_as):
+            with torch.inference_mode(), autocast(device, precision), torchvision_switches(switches):
                 out = tv([to_torchvision_input(image, device)])[0]
             return len({k: v.cpu() for k, v in out.items()}["scores"])
         return run
@@ -137,6 +144,7 @@ def compare(device, precision, size, repeats, warmup) -> dict:
             det.use_device_path = True
 
     calls = {"rdet Detector.predict": lambda: len(det.predict(image)[0]),  # on CUDA: the graphed device path
+             "rdet graphs, heuristic kernels": lambda: len(heuristic.predict(image)[0]),
              "rdet eager device path": lambda: len(eager.predict(image)[0]),
              "rdet plain path": plain,
              "torchvision": run_tv(precision)}

@@ -234,6 +234,11 @@ def test_building_and_running_a_detector_changes_no_process_wide_switch():
     det = Detector(ModelConfig(depth=18, num_classes=3, scale=(64, 64)), device="cpu")
     det.predict(np.zeros((40, 50, 3), np.uint8))
     assert (cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark) == before
+    # nor does preparing a model for CUDA (graphs.GraphedCall tunes only what it captures)
+    from retinanet.inference.fast import optimize_for_inference
+
+    optimize_for_inference(RetinaNet(ModelConfig(depth=18, num_classes=3)), torch.device("cuda"))
+    assert (cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark) == before
     # on CUDA in fp32 TF32 is off inside the call only (the flags can be set without a GPU)
     cudnn.allow_tf32, matmul.allow_tf32 = True, True
     try:

@@ -82,10 +82,14 @@ def test_graphs_equal_eager_and_a_new_shape_after_capture_is_still_right(row):
     graphed, eager = DevicePath(det, capture_after=1), DevicePath(det, graphs=False)
     # back to the first after new ones; 470x630 resizes to 640x477: the 640x480 graph with another geometry
     shapes = [(480, 640), (480, 640), (470, 630), (360, 640), (640, 480), (480, 640)]
+    heuristic = DevicePath(det, capture_after=1, autotune=False)
+    autotuning = torch.backends.cudnn.benchmark
     for s, (h, w) in enumerate(shapes):
         img = photo(20 + s, h, w)
         assert_close(graphed.predict(img)[0], eager.predict(img)[0], box_tol=1e-3, score_tol=1e-5)
-    assert graphed.captures == 3 and not graphed.failed
+        assert_close(heuristic.predict(img)[0], eager.predict(img)[0], box_tol=1e-3, score_tol=1e-5)
+        assert torch.backends.cudnn.benchmark == autotuning  # tuned for the capture only
+    assert graphed.captures == heuristic.captures == 3 and not graphed.failed and not heuristic.failed
 
 
 def test_graph_cache_is_bounded_and_evicts_the_least_recent(row):

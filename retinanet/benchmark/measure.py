@@ -6,7 +6,8 @@ covered there: the copy of the already pre-processed image to the device, the fo
 down to host arrays. Decoding, resizing and normalising (the reference's data loader) are outside the timer.
 fps = timed images / accumulated time. (The reference adds its last iteration's time twice; we do not.)
 The detector is timed as given: rdet's inference path folds BatchNorm into the convolutions (the reference's
-optional --fuse-conv-bn, off for the published figures) and runs channels-last; cuDNN autotuning is off as there.
+optional --fuse-conv-bn, off for the published figures) and runs channels-last; cuDNN autotuning is off as there
+for eager calls, while a CUDA graph's convolutions are tuned once, in its warm-up before capture (graphs.py).
 
 Memory is what mmcv's logger reports: the peak of `torch.cuda.max_memory_allocated` over training iterations
 (forward + loss + backward + SGD step, 2 images per device at 1333x800), measured in a fresh child process so
@@ -111,8 +112,8 @@ def time_inference(detector, load: Callable[[int], tuple], images: int = 2000, w
     On a GPU the detector runs through inference.device_path (CUDA graphs, sync-free post-processing), and the
     warm-up lasts at least `min_warmup_seconds` (clocks ramp up, graphs are captured, cuDNN handles are made):
     a model timed first in a process then gives the figure it gives when timed second.
-    cuDNN autotuning is off by default, as in the reference: with real images of many sizes it would tune
-    each new size inside the timed region."""
+    cuDNN autotuning is off by default for eager calls, as in the reference: with real images of many sizes it
+    would tune each new size inside the timed region (a graph is tuned once, when it is captured)."""
     if batch_size < 1 or warmup < 0:
         raise RetinaNetError("batch size must be >= 1 and warm-up >= 0")
     if images <= warmup * batch_size:

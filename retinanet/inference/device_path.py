@@ -25,15 +25,16 @@ from retinanet.inference.torch_switches import inference_switches
 
 class DevicePath:
     def __init__(self, detector, graphs: bool = True, max_graphs: int = 4, capture_after: int = 2,
-                 capacity: int | None = None, resize_on_device: bool | None = None):
+                 capacity: int | None = None, resize_on_device: bool | None = None, autotune: bool = True):
         """`capacity`: candidates the sync-free NMS holds (beyond it an image is redone exactly); None:
         sync_free.CAPACITY on a GPU, 0 on the CPU (the exact NMS, faster there; sync_free's docstring says why).
-        `max_graphs`, `capture_after`: graphs.GraphedCall's, per score threshold. `resize_on_device`: None
+        `max_graphs`, `capture_after`, `autotune`: graphs.GraphedCall's, per score threshold. `resize_on_device`: None
         decides by the device and the installed OpenCV (see the property)."""
         self.detector = detector
         self.capacity = (CAPACITY if detector.device.type == "cuda" else 0) if capacity is None else capacity
         self._resize_on_device = resize_on_device
-        self.graph_options = {"max_graphs": max_graphs if graphs else 0, "capture_after": capture_after}
+        self.graph_options = {"max_graphs": max_graphs if graphs else 0, "capture_after": capture_after,
+                              "autotune": autotune}
         self.calls: dict = {}  # GraphedCalls: per score threshold (a constant inside a graph), and the halves
         self.staging = PinnedStaging(detector.device)
 

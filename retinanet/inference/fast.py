@@ -102,8 +102,7 @@ def optimize_for_inference(model: nn.Module, device: torch.device, *, channels_l
         model.to(memory_format=torch.channels_last)
     if fuse and device.type == "cpu" and fused.available():
         fused.fuse_relus(model)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes per batch: autotuning pays off
+    # cuDNN autotuning is not switched on here for the whole process: graphs.GraphedCall tunes what it captures
     return model
 
 

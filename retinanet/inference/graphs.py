@@ -8,6 +8,10 @@ is not worth a capture), and kept in a bounded least-recently-used cache (each g
 Anything else (the CPU, a signature not yet seen often enough, a capture that failed) runs eagerly, with the same
 arithmetic: a graph replays exactly the kernels the eager call launched.
 
+A graph's kernels are fixed for its lifetime, so the warm-up before a capture runs with cuDNN's autotuner on
+(each convolution's algorithm measured, not guessed by heuristics) and the capture records the measured choice.
+Eager calls keep the process's setting (off by default): tuning a size that is met once costs more than it saves.
+
 Inputs are copied into the graph's static buffers before a replay; the outputs are cloned after it (queued on
 the same stream, so nothing waits), so they stay valid however many replays follow before they are read.
 """
@@ -19,6 +23,7 @@ from typing import Callable
 import torch
 
 from retinanet.inference.fast import PRECISIONS, autocast
+from retinanet.inference.torch_switches import inference_switches
 
 
 def graph_safe_autocast(device: torch.device, precision: str):
@@ -41,9 +46,13 @@ class GraphedCall:
     fn must not synchronise with the host (no .item(), nonzero() or data-dependent sizes) and must compute every
     output from its inputs and from state that outlives the graph (the model's weights, cached anchors)."""
 
-    def __init__(self, fn: Callable[..., tuple], max_graphs: int = 4, capture_after: int = 2, warmup: int = 3):
+    def __init__(self, fn: Callable[..., tuple], max_graphs: int = 4, capture_after: int = 2, warmup: int = 3,
+                 autotune: bool = True):
+        """`autotune`: cuDNN's autotuner picks the captured convolutions' algorithms (False: its heuristics, as
+        eager calls by default; benchmarks/predict_gpu.py times both)."""
         self.fn = fn
         self.max_graphs, self.capture_after, self.warmup = max_graphs, capture_after, warmup
+        self.autotune = autotune
         self.graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self.seen: dict[tuple, int] = {}
         self.failed: dict[tuple, str] = {}  # signature -> why its capture failed (it then stays eager)
@@ -80,14 +89,16 @@ class GraphedCall:
         stream = torch.cuda.Stream(device)
         stream.wait_stream(torch.cuda.current_stream(device))
         try:
-            with torch.cuda.stream(stream):  # warm-up off the capture: cuDNN picks its algorithms, caches fill
+            with torch.cuda.stream(stream), inference_switches(device, None, cudnn_benchmark=self.autotune):
+                # warm-up off the capture: cuDNN picks (or measures) its algorithms, caches fill
                 for _ in range(self.warmup):
                     self.fn(*static_in)
             torch.cuda.current_stream(device).wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
             # thread_local: only this thread is barred from unsafe calls while capturing; a DataLoader's
             # pin-memory thread (eval) goes on pinning the next batch meanwhile
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"), \
+                    inference_switches(device, None, cudnn_benchmark=self.autotune):  # the warm-up's choices
                 static_out = tuple(self.fn(*static_in))
         except Exception as err:  # noqa: BLE001 - any capture failure means: run this signature eagerly
             self.failed[key] = f"{err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}"
