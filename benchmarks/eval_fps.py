@@ -61,10 +61,9 @@ def measure(precision: str, ann: Path, images: Path, device: str, workers: int, 
     import torch
 
     import zoo
+    from retinanet.benchmark.inputs import loader_for
     from retinanet.benchmark.measure import synchronize, time_inference
     from retinanet.data.coco import CocoSet
-    from retinanet.data.images import read_bgr
-    from retinanet.data.preprocess import resize_with_meta
     from retinanet.evaluation.coco_eval import run_detection
 
     det = zoo.load("r50_fpn_1x", random_weights=True, device=device, precision=precision,
@@ -77,9 +76,8 @@ def measure(precision: str, ann: Path, images: Path, device: str, workers: int, 
     results = run_detection(det, coco, batch_size=batch_size, workers=workers)
     synchronize(det.device)
     eval_seconds = time.perf_counter() - start
-    paths, cfg = [coco.path(i) for i in ids], det.cfg
-    speed = time_inference(det, lambda i: resize_with_meta(read_bgr(paths[i % len(paths)]), cfg),
-                           images=len(paths), warmup=10)
+    paths = [coco.path(i) for i in ids]
+    speed = time_inference(det, loader_for(det, paths), images=len(paths), warmup=10)  # as rdet bench times
     eval_fps = len(ids) / eval_seconds
     del det
     if torch.cuda.is_available():

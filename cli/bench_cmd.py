@@ -293,16 +293,14 @@ def _measure_speed(row: _Row, entry, weights_file, plan: _Plan, advance) -> None
     """fps, ms per image, detections per image (rounded as the table shows them), the runtime and --stages,
     into `row`."""
     import zoo
-    from retinanet.benchmark.inputs import encoded_images, host_loader
+    from retinanet.benchmark.inputs import encoded_images, loader_for
     from retinanet.benchmark.measure import time_inference
-    from retinanet.inference.detector import Detector
 
     det = zoo.load(entry.name, weights=weights_file, device=str(plan.device), zoo_file=plan.source.zoo_file,
                    random_weights=plan.source.random_weights, precision=plan.precision, quiet=True,
                    **plan.overrides)
     try:
-        load = host_loader(det.cfg, plan.paths, uint8=plan.device.type == "cuda" and isinstance(det, Detector))
-        speed = time_inference(det, load, images=plan.images, warmup=plan.warmup, batch_size=plan.batch_size,
+        speed = time_inference(det, loader_for(det, plan.paths), images=plan.images, warmup=plan.warmup, batch_size=plan.batch_size,
                                progress=advance)
         row.fps, row.ms_per_image, row.detections = (round(speed.fps, 3), round(speed.ms_per_image, 2),
                                                      round(speed.detections, 1))
@@ -370,6 +368,8 @@ def _notes(plan: _Plan) -> list[str]:
         source = "the bundled photo" if plan.paths is None else f"{len(plan.paths)} dataset images"
         notes += [f"measured fps: {plan.images} images ({plan.warmup} warm-up iterations) of {source} at "
                   f"{'x'.join(map(str, plan.size))}, batch {plan.batch_size}, {plan.precision}"
+                  + ("; uint8 images handed over in pinned memory, uploaded and normalised in the timed region"
+                     if plan.device.type == "cuda" else "")
                   + ("; random weights with a trained model's output load" if plan.source.random_weights else ""),
                   PUBLISHED_FPS]
         if plan.precision != "fp32":

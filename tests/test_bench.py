@@ -89,6 +89,26 @@ def test_timing_skips_the_warmup_iterations_and_counts_images():
     assert speed.detections == 2  # per timed image: the post-processing load the figure includes
 
 
+def test_uint8_arrays_uint8_tensors_and_normalised_tensors_time_the_same_detections():
+    """What a loader may hand over (inputs.loader_for: uint8 pinned tensors on CUDA, normalised tensors on the
+    CPU; a uint8 array): each is uploaded and normalised as it needs, to the same detections."""
+    import numpy as np
+
+    from retinanet import Detector, ModelConfig
+    from retinanet.benchmark.inputs import host_loader, loader_for
+
+    det = Detector(ModelConfig(depth=18, num_classes=3, scale=(96, 64)), device="cpu")
+    seen = []
+    det.detect_prepared = lambda prepared, batch_size=1, f=det.detect_prepared: seen.append(
+        prepared[0][0]) or f(prepared, batch_size=batch_size)
+    arrays = host_loader(det.cfg, uint8=True)
+    for load in (loader_for(det), arrays, lambda i: (torch.from_numpy(arrays(i)[0]), arrays(i)[1])):
+        time_inference(det, load, images=2, warmup=1)
+    assert isinstance(arrays(0)[0], np.ndarray) and arrays(0)[0].dtype == np.uint8
+    assert len(seen) == 6 and all(t.dtype == torch.float32 and t.shape == seen[0].shape for t in seen)
+    assert all(torch.equal(t, seen[0]) for t in seen)
+
+
 def test_timing_needs_something_left_after_the_warmup():
     with pytest.raises(benchmark.RetinaNetError, match="nothing to time"):
         time_inference(_FakeDetector(), lambda i: None, images=5, warmup=5)

@@ -156,3 +156,16 @@ def test_eval_on_the_gpu_equals_eval_on_the_cpu(tmp_path):
         assert (a["image_id"], a["category_id"]) == (b["image_id"], b["category_id"])
         np.testing.assert_allclose(a["bbox"], b["bbox"], atol=0.01)
         assert abs(a["score"] - b["score"]) < 1e-4
+
+
+def test_bench_times_pinned_uint8_images_through_one_graph(row):
+    from retinanet.benchmark.inputs import loader_for
+    from retinanet.benchmark.measure import time_inference
+
+    cfg, path = row
+    det = Detector(cfg, path, device="cuda")
+    load = loader_for(det)
+    image, _ = load(0)
+    assert image.dtype == torch.uint8 and image.is_pinned()  # as eval's DataLoader hands images over
+    speed = time_inference(det, load, images=6, warmup=2, min_warmup_seconds=0)
+    assert speed.images == 4 and det.device_path().captures == 1 and not det.device_path().failed

@@ -106,8 +106,9 @@ def time_inference(detector, load: Callable[[int], tuple], images: int = 2000, w
                    batch_size: int = 1, progress: Callable[[int], None] | None = None,
                    cudnn_benchmark: bool = False, min_warmup_seconds: float = 2.0) -> Speed:
     """Time `detector.detect_prepared` over `images` images, `batch_size` at a time, the first `warmup`
-    iterations untimed. `load(i)` gives image i prepared on the host: (normalised float tensor 3xHxW, ImageMeta),
-    or (resized uint8 BGR array, ImageMeta), which the timed region uploads and normalises on the device.
+    iterations untimed. `load(i)` gives image i prepared on the host (inputs.loader_for): (normalised float
+    tensor 3xHxW, ImageMeta), or (resized uint8 BGR array or tensor, ImageMeta), which the timed region uploads
+    and normalises on the device.
 
     On a GPU the detector runs through inference.device_path (CUDA graphs, sync-free post-processing), and the
     warm-up lasts at least `min_warmup_seconds` (clocks ramp up, graphs are captured, cuDNN handles are made):
@@ -133,7 +134,7 @@ def _runner(detector):
 def _timed_loop(detector, load, images, warmup, batch_size, progress, min_warmup_seconds) -> Speed:
     device = detector.device
     runner, to_device = _runner(detector)
-    to_device = to_device or (lambda array: _host_normalised(detector, array))
+    to_device = to_device or (lambda image: _host_normalised(detector, image))
     done = timed = iteration = detections = 0
     seconds = warm_seconds = 0.0
     while done < images:
@@ -142,7 +143,7 @@ def _timed_loop(detector, load, images, warmup, batch_size, progress, min_warmup
         synchronize(device)
         start = time.perf_counter()
         # the reference scatters inside the timed call; a uint8 image is uploaded and normalised there
-        moved = [(t.to(device) if isinstance(t, torch.Tensor) else to_device(t), meta) for t, meta in batch]
+        moved = [(t.to(device) if _normalised(t) else to_device(t), meta) for t, meta in batch]
         results = runner.detect_prepared(moved, batch_size=n)  # ends in host arrays, as rescale=True results do
         synchronize(device)
         elapsed = time.perf_counter() - start
@@ -160,10 +161,14 @@ def _timed_loop(detector, load, images, warmup, batch_size, progress, min_warmup
     return Speed(timed, seconds, detections / timed if timed else 0.0)
 
 
-def _host_normalised(detector, array):
-    from retinanet.data.preprocess import normalize
+def _normalised(image) -> bool:
+    return isinstance(image, torch.Tensor) and image.is_floating_point()
 
-    return normalize(array, detector.cfg, detector.device)
+
+def _host_normalised(detector, image):
+    from retinanet.data.preprocess import normalize, upload
+
+    return normalize(upload(image, detector.device), detector.cfg)
 
 
 # --- memory ------------------------------------------------------------------------------------------------
