@@ -103,6 +103,33 @@ def test_predict_and_predict_frames_route_through_the_device_path_where_there_is
         assert np.array_equal(a.labels, b.labels) and (a.width, a.height) == (b.width, b.height)
 
 
+def test_predict_frames_read_ahead_in_a_thread_gives_the_same_results_in_order(r18_ckpt):
+    """On CUDA the next frames are decoded by a thread while the current ones are detected (data.read_ahead):
+    forced here on the CPU, the same detections and errors come out in input order."""
+    import threading
+
+    from retinanet.data.sources import Frame
+
+    det = Detector(CFG, r18_ckpt, device="cpu")
+    readers = []
+
+    def frames():
+        for i, (h, w) in enumerate([(180, 240), (0, 0), (150, 200), (180, 240)]):
+            readers.append(threading.current_thread().name)
+            yield Frame(f"f{i}", photo(i, h, w)[:, :, ::-1].copy()) if h else Frame(f"f{i}", None, error="broken")
+
+    assert det._read_ahead_depth(1) == 0  # the CPU reads in its own thread by default
+    plain = list(det.predict_frames(frames()))
+    det.read_ahead_frames = 2
+    ahead = list(det.predict_frames(frames(), batch_size=2))
+    assert readers[:4] == ["MainThread"] * 4 and set(readers[4:]) == {"rdet-read-ahead"}
+    assert [r.path for r in ahead] == ["f0", "f1", "f2", "f3"] and ahead[1].error == "broken"
+    for a, b in zip(plain, ahead):
+        assert (a.detections is None) == (b.detections is None)
+        if a.detections is not None:
+            assert np.array_equal(a.detections.boxes, b.detections.boxes) and len(a.detections) > 0
+
+
 def test_what_a_graph_captures_never_waits_for_the_device(r18_ckpt):
     """A CUDA graph cannot hold a host synchronisation (.item(), nonzero(), a size that depends on values).
     FakeTensorMode has shapes but no values, so any such operation raises in it: the captured function (forward

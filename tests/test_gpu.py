@@ -169,3 +169,16 @@ def test_bench_times_pinned_uint8_images_through_one_graph(row):
     assert image.dtype == torch.uint8 and image.is_pinned()  # as eval's DataLoader hands images over
     speed = time_inference(det, load, images=6, warmup=2, min_warmup_seconds=0)
     assert speed.images == 4 and det.device_path().captures == 1 and not det.device_path().failed
+
+
+def test_predict_frames_on_the_gpu_reads_ahead_and_equals_the_cpu(row):
+    from retinanet.data.sources import Frame
+
+    cfg, path = row
+    frames = [Frame(f"f{i}", to_bgr(photo(60 + i, 480, 640))) for i in range(3)]
+    cpu = [r.detections for r in Detector(cfg, path, device="cpu").predict_frames(frames)]
+    det = Detector(cfg, path, device="cuda")
+    assert det._read_ahead_depth(1) == 2
+    gpu = [r.detections for r in det.predict_frames(iter(frames))]
+    for a, b in zip(cpu, gpu):
+        assert_close(b, a)
