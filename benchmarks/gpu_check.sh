@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue #13's GPU figures in one run, from the repository root on a CUDA machine (about 6 minutes on an H100;
-# the steps' limits add up to 540 s):
+# the steps' limits add up to 570 s):
 #   bash benchmarks/gpu_check.sh            # logs and JSON under $OUT (default ./gpu-check-out)
 # Wheels for packages the machine lacks (pycocotools, platformdirs) are installed from .whl/ when present.
 # Each step has its own timeout and a failing step does not stop the others; summary.txt is written last.
@@ -35,20 +35,23 @@ step gpu_tests 100 $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
 step predict_gpu 120 $PY benchmarks/predict_gpu.py --precision fp32,fp16,tf32 --repeats 20 --warmup 8 \
     --json "$OUT/predict_gpu.json"
 step tf32_cost 60 $PY benchmarks/predict_gpu.py --precision none --tf32-cost 12 --json "$OUT/tf32_cost.json"
+step files 40 $PY benchmarks/predict_gpu.py --precision fp16 --repeats 3 --warmup 2 --files 40 \
+    --json "$OUT/files.json"
 step bench_fp16 50 "${RDET[@]}" bench r50_fpn_1x --fps --precision fp16 --random-weights --stages --json
 step bench_fp32 60 "${RDET[@]}" bench r50_fpn_1x --fps --precision fp32 --random-weights --stages --json
 step eval_fps 80 $PY benchmarks/eval_fps.py --images 300 --precision fp32,fp16 --workers 8 --json "$OUT/eval_fps.json"
-step bench_mem 70 "${RDET[@]}" bench r50_fpn_1x r101_fpn_1x x101_64x4d_fpn_1x --mem --random-weights --json
+step bench_mem 60 "${RDET[@]}" bench r50_fpn_1x r101_fpn_1x x101_64x4d_fpn_1x --mem --random-weights --json
 
 {
     echo "rdet GPU check: $(head -1 "$OUT/device.log")"
     tail -1 "$OUT/device.log"
-    for name in gpu_tests predict_gpu tf32_cost bench_fp16 bench_fp32 eval_fps bench_mem; do
+    for name in gpu_tests predict_gpu tf32_cost files bench_fp16 bench_fp32 eval_fps bench_mem; do
         echo "$name: ${STATUS[$name]:-not run}"
     done
     echo "--- gpu tests"; grep -E "passed|failed|error" "$OUT/gpu_tests.log" | tail -3
     echo "--- predict_gpu (median ms, ratio to torchvision)"; grep -E "^(fp32|fp16|tf32)" "$OUT/predict_gpu.log"
     echo "--- tf32 cost"; grep -E "tf32 cost" "$OUT/tf32_cost.log"
+    echo "--- predict_files, read ahead or not"; grep -E "^files" "$OUT/files.log"
     for name in bench_fp16 bench_fp32 bench_mem; do
         echo "--- $name"
         $PY - "$OUT/$name.log" <<'EOF'

@@ -22,6 +22,7 @@ largest box and score differences, and the box AP of tf32's detections scored ag
 
     python benchmarks/predict_gpu.py                          # fp32 and fp16, 30 timed calls each
     python benchmarks/predict_gpu.py --precision fp16 --repeats 50 --json out.json
+    python benchmarks/predict_gpu.py --precision fp16 --files 40   # also predict_files, read ahead or not
     python benchmarks/predict_gpu.py --device cpu --size 320x256 --repeats 3   # a smoke test without a GPU
 """
 from __future__ import annotations
@@ -165,6 +166,34 @@ def compare(device, precision, size, repeats, warmup) -> dict:
     return result
 
 
+def files_throughput(device, precision: str, files: int, photo_size=(1600, 1200)) -> dict:
+    """Images per second of Detector.predict_files over `files` JPEG photos (decoding included), reading the next
+    photos ahead in a thread (the default on CUDA) and not; each way run twice, the second run timed."""
+    import tempfile
+
+    import cv2
+
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = _image(*photo_size)
+        paths = []
+        for i in range(files):
+            paths.append(f"{tmp}/photo{i}.jpg")
+            cv2.imwrite(paths[-1], photo[:, ::-1 if i % 2 else 1, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+        det = rdet_detector(device, precision, (1333, 800))
+        out = {"files": files, "photo": f"{photo_size[0]}x{photo_size[1]} JPEG"}
+        for name, depth in (("read ahead", None), ("no read-ahead", 0)):
+            det.read_ahead_frames = depth
+            for _ in range(2):
+                _sync(device)
+                start = time.perf_counter()
+                found = sum(len(r.detections) for r in det.predict_files(paths))
+                _sync(device)
+                seconds = time.perf_counter() - start
+            out[name] = {"images_per_s": round(files / seconds, 2), "detections": found}
+        out["read-ahead speed-up"] = round(out["read ahead"]["images_per_s"] / out["no read-ahead"]["images_per_s"], 3)
+    return out
+
+
 def tf32_cost(device, size, images: int) -> dict:
     """tf32 against fp32 on generated photo-like images: matching, largest differences, AP against fp32."""
     import numpy as np
@@ -244,6 +273,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=10, help="untimed calls per model first")
     ap.add_argument("--size", default="1333x800", help="image size WxH (default 1333x800)")
     ap.add_argument("--tf32-cost", type=int, default=0, metavar="N", help="also compare tf32 with fp32 on N images")
+    ap.add_argument("--files", type=int, default=0, metavar="N",
+                    help="also time predict_files over N JPEG photos, reading ahead and not (first precision)")
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     from retinanet.benchmark.measure import device_name
@@ -277,6 +308,13 @@ def main(argv=None) -> int:
               f"{res['graph captures']}, failures {res['graph failures'] or 'none'}; resize on the device: "
               f"{res['resize on the device']}; torchvision's TF32: "
               f"{res['torchvision TF32']}", flush=True)
+    if args.files:
+        precision = next((p for p in args.precision.split(",") if p != "none"), "fp32")
+        try:
+            report["files"] = files_throughput(device, precision, args.files)
+        except RetinaNetError as err:
+            report["files"] = {"error": str(err)}
+        print(f"files ({precision}):", json.dumps(report["files"]), flush=True)
     if args.tf32_cost:
         try:
             report["tf32_cost"] = tf32_cost(device, size, args.tf32_cost)
