@@ -7,6 +7,7 @@ from pathlib import Path
 from retinanet.config import ModelConfig
 from retinanet.data.images import read_bgr
 from retinanet.data.preprocess import prepare, resize_with_meta
+from retinanet.errors import ImageError
 
 
 def loader_for(detector, paths: Sequence[str | Path] | None = None) -> Callable[[int], tuple]:
@@ -32,7 +33,15 @@ def host_loader(cfg: ModelConfig, paths: Sequence[str | Path] | None = None,
 
         sample = step(read_bgr(SAMPLE_IMAGE), cfg)
         return lambda i: sample
-    return lambda i: step(read_bgr(paths[i % len(paths)]), cfg)
+
+    def load(i: int) -> tuple:
+        path = paths[i % len(paths)]
+        bgr = read_bgr(path)
+        try:
+            return step(bgr, cfg)
+        except ImageError as e:  # decoded, but too thin to resize: say which file
+            raise ImageError(f"{path}: {e}") from None
+    return load
 
 
 def _pinned(array, meta) -> tuple:

@@ -14,13 +14,24 @@ import torch
 
 from retinanet.config import TEST_SCALE, ModelConfig
 from retinanet.data.image_meta import ImageMeta
+from retinanet.errors import ImageError
 
 
 def rescale_size(w: int, h: int, scale=TEST_SCALE) -> tuple[int, int]:
-    """(new_w, new_h) of a keep-ratio resize that fits the long edge in max(scale), the short in min(scale)."""
+    """(new_w, new_h) of a keep-ratio resize that fits the long edge in max(scale), the short in min(scale).
+
+    ImageError when a side would round to 0 pixels (a 1x10000 strip): OpenCV cannot resize to that, and the
+    reference (mmcv's imrescale) crashes on it. Every resize size comes from here, so predict, eval, training,
+    the device path and bench all refuse such an image the same way."""
     long_edge, short_edge = max(scale), min(scale)
-    factor = min(long_edge / max(h, w), short_edge / min(h, w))
-    return int(w * float(factor) + 0.5), int(h * float(factor) + 0.5)
+    new_w = new_h = 0
+    if w >= 1 and h >= 1:
+        factor = min(long_edge / max(h, w), short_edge / min(h, w))
+        new_w, new_h = int(w * float(factor) + 0.5), int(h * float(factor) + 0.5)
+    if new_w < 1 or new_h < 1:
+        raise ImageError(f"{w}x{h} resizes to 0 pixels on a side: too thin to detect in "
+                         f"(scale {long_edge}x{short_edge})")
+    return new_w, new_h
 
 
 def resize(img: np.ndarray, scale=TEST_SCALE) -> tuple[np.ndarray, tuple[float, float]]:

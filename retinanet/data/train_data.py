@@ -20,7 +20,7 @@ import torch
 from retinanet.config import ModelConfig
 from retinanet.errors import DatasetError, ImageError
 from retinanet.data.images import read_bgr
-from retinanet.data.preprocess import collate, normalize, resize
+from retinanet.data.preprocess import collate, normalize, rescale_size, resize
 
 MIN_SIDE = 32
 FLIP_RATIO = 0.5
@@ -60,6 +60,13 @@ class TrainSet(torch.utils.data.Dataset):
         self.targets = [coco_set.annotations(i) for i in self.ids]
         infos = [coco_set.info(i) for i in self.ids]
         self.sizes = [(info.get("width") or 1, info.get("height") or 1) for info in infos]
+        for image_id, info in zip(self.ids, infos):  # refused before training starts, not hours into it
+            if info.get("width") and info.get("height"):
+                try:
+                    rescale_size(info["width"], info["height"], cfg.scale)
+                except ImageError as e:
+                    raise DatasetError(f"{getattr(coco_set, 'ann_file', 'the dataset')}: image id {image_id} "
+                                       f"({info.get('file_name')}): {e}") from None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -74,8 +81,11 @@ class TrainSet(torch.utils.data.Dataset):
         try:
             img = read_bgr(self.paths[index])
         except ImageError as e:
-            return Sample(None, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), (0, 0), str(e))
-        img, (w_scale, h_scale) = resize(img, self.cfg.scale)
+            return _unusable(str(e))
+        try:
+            img, (w_scale, h_scale) = resize(img, self.cfg.scale)
+        except ImageError as e:  # decoded, but too thin to resize (its annotated size said otherwise)
+            return _unusable(f"{self.paths[index]}: {e}")
         h, w = img.shape[:2]
         boxes = boxes * np.array([w_scale, h_scale, w_scale, h_scale], np.float32)
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
@@ -86,6 +96,10 @@ class TrainSet(torch.utils.data.Dataset):
         tensor = normalize(np.ascontiguousarray(img), self.cfg)
         return Sample(tensor, torch.from_numpy(np.ascontiguousarray(boxes, np.float32)).reshape(-1, 4),
                       torch.from_numpy(labels), (h, w))
+
+
+def _unusable(error: str) -> Sample:
+    return Sample(None, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), (0, 0), error)
 
 
 @dataclass

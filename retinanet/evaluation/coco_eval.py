@@ -53,10 +53,13 @@ class CocoImages:
             # Returned, not raised: a worker's exception reaches the main process wrapped in a multi-line
             # traceback, and the user should see one line naming the file.
             return None, str(e), self.image_ids[i]
-        if self.device_normalise:
-            resized, meta = resize_with_meta(bgr, self.cfg)
-            return torch.from_numpy(resized), meta, self.image_ids[i]
-        tensor, meta = prepare(bgr, self.cfg, "cpu")
+        try:
+            if self.device_normalise:
+                resized, meta = resize_with_meta(bgr, self.cfg)
+                return torch.from_numpy(resized), meta, self.image_ids[i]
+            tensor, meta = prepare(bgr, self.cfg, "cpu")
+        except ImageError as e:  # decoded, but too thin to resize
+            return None, f"{self.paths[i]}: {e}", self.image_ids[i]
         return tensor, meta, self.image_ids[i]
 
 
@@ -74,7 +77,7 @@ def same_size_order(coco_set: CocoSet, ids: list[int], cfg, batch_size: int) -> 
         try:
             w, h = rescale_size(int(info["width"]), int(info["height"]), cfg.scale)
             key = padded_size(h, w, cfg.size_divisor)
-        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        except (KeyError, TypeError, ValueError, ImageError):  # the image itself is checked when read
             key = ()
         groups.setdefault(key, []).append(i)
     return [i for group in groups.values() for i in group]

@@ -22,6 +22,7 @@ from retinanet.inference.postprocess import detect_single
 from retinanet.inference.torch_switches import inference_switches
 from retinanet.data.preprocess import collate, prepare
 from retinanet.data.read_ahead import read_ahead
+from retinanet.errors import ImageError
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -222,15 +223,20 @@ class Detector:
         where `read_ahead_frames` says so (on CUDA by default)."""
         frames = read_ahead(frames, self._read_ahead_depth(batch_size))
         while chunk := list(itertools.islice(frames, max(1, batch_size))):
-            good = [f for f in chunk if f.error is None]
             t0, compiling = time.perf_counter(), self.compile_seconds
-            dets = self._detect_prepared_fast([self._prepare_fast(f.image) for f in good], score_thr,
-                                              batch_size) if good else []
-            per_image = (time.perf_counter() - t0 - (self.compile_seconds - compiling)) / max(len(good), 1)
-            found = {id(f): d for f, d in zip(good, dets)}
+            prepared, errors = {}, {}
+            for f in chunk:
+                if f.error is None:
+                    try:
+                        prepared[id(f)] = self._prepare_fast(f.image)
+                    except ImageError as e:  # decoded but unusable (too thin to resize): skipped like unreadable
+                        errors[id(f)] = f"{f.source}{'' if f.index is None else f' frame {f.index}'}: {e}"
+            dets = self._detect_prepared_fast(list(prepared.values()), score_thr, batch_size) if prepared else []
+            per_image = (time.perf_counter() - t0 - (self.compile_seconds - compiling)) / max(len(prepared), 1)
+            found = dict(zip(prepared, dets))
             for f in chunk:
                 d = found.get(id(f))
-                yield FileResult(f.source, d, f.error, None if d is None else f.image[:, :, ::-1],
+                yield FileResult(f.source, d, f.error or errors.get(id(f)), None if d is None else f.image[:, :, ::-1],
                                  per_image if d is not None else 0.0, f.index, f.fps)
 
     def _read_ahead_depth(self, batch_size: int) -> int:
