@@ -1,6 +1,8 @@
 """Hostile and degenerate input data for predict, eval, train and bench: each gives one line naming the input
 (predict skips it and goes on; eval, train and bench stop), never a traceback or a hang."""
 import json
+import os
+import warnings
 
 import cv2
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 from cli_inprocess import rdet_here
 from retinanet.config import ModelConfig
 from retinanet.data.coco import CocoSet
+from retinanet.data.images import read_bgr
 from retinanet.data.preprocess import planned_meta, rescale_size
 from retinanet.errors import DatasetError, ImageError
 from tiny_zoo import NAME, write_tiny_zoo
@@ -81,3 +84,51 @@ def test_eval_train_and_bench_name_the_too_thin_file(tmp_path):
     (tmp_path / "ann.json").write_text(json.dumps(doc))
     sample = TrainSet(CocoSet.load(tmp_path / "ann.json", tmp_path), cfg)[(0, False)]
     assert sample.image is None and sample.error.startswith(f"{thin}: 10000x1 resizes to 0 pixels")
+# --- files that are not what their name says -------------------------------------------------------------------
+
+def test_a_fifo_named_like_an_image_is_refused_not_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "pipe.jpg")
+    with pytest.raises(ImageError, match="pipe.jpg: not a regular file"):
+        read_bgr(tmp_path / "pipe.jpg")  # before the fix: open() waited for a writer forever
+    (tmp_path / "dir.jpg").mkdir()
+    with pytest.raises(ImageError, match="dir.jpg: is a directory"):
+        read_bgr(tmp_path / "dir.jpg")
+
+
+def test_corrupt_exif_is_ignored_silently_as_opencv_does(tmp_path):
+    img = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    jpg = cv2.imencode(".jpg", img)[1].tobytes()
+    junk = b"\xff\xe1\x00\x28Exif\x00\x00MM\x00*\x00\x00\x00\x08" + b"\xff" * 24  # an IFD cut short
+    (tmp_path / "x.jpg").write_bytes(jpg[:2] + junk + jpg[2:])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert read_bgr(tmp_path / "x.jpg").shape == (48, 64, 3)
+    assert not caught  # was: Pillow's UserWarning "Corrupt EXIF data", two lines on stderr
+
+
+def test_a_header_over_pillows_own_bomb_limit_is_reported_with_its_real_size(tmp_path, monkeypatch):
+    import struct
+    import zlib
+
+    png = bytearray(cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes())
+    ihdr = png.index(b"IHDR")
+    png[ihdr + 4:ihdr + 12] = struct.pack(">II", 100000, 100000)
+    png[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(png[ihdr:ihdr + 17])))
+    (tmp_path / "bomb.png").write_bytes(bytes(png))
+    monkeypatch.delenv("RDET_MAX_PIXELS", raising=False)
+    with pytest.raises(ImageError, match=r"bomb.png: image too large \(100000x100000 = 10000 megapixels"):
+        read_bgr(tmp_path / "bomb.png")  # was: "89478485x2 = 179 megapixels", Pillow's limit, not the image
+    monkeypatch.setenv("RDET_MAX_PIXELS", str(10 ** 10))  # above OpenCV's own limit: its refusal, in one line
+    with pytest.raises(ImageError, match=r"bomb.png: OpenCV could not decode the image \(pixels <= CV_IO_MAX"):
+        read_bgr(tmp_path / "bomb.png")  # was: MemoryError (read(limit) allocated 80 GB), then a cv2.error
+
+
+def test_a_symlink_loop_is_named_for_what_it_is(tmp_path):
+    from retinanet.data.sources import SourceError, resolve_inputs
+
+    os.symlink(tmp_path / "b.jpg", tmp_path / "a.jpg")
+    os.symlink(tmp_path / "a.jpg", tmp_path / "b.jpg")
+    with pytest.raises(SourceError, match="a.jpg: a symbolic link to nothing"):
+        resolve_inputs([str(tmp_path / "a.jpg")])
+    with pytest.raises(ImageError, match="a.jpg: cannot read .Too many levels of symbolic links"):
+        read_bgr(tmp_path / "a.jpg")

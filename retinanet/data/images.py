@@ -31,6 +31,7 @@ DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's limit: a 0.25 GB decoded image; larg
 _BYTES_PER_PIXEL = 8  # no image format stores more (16-bit RGBA), so a bigger file cannot be a permitted image
 _LIBJPEG_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file", "Invalid JPEG", "Warning")
 _stderr_lock = threading.Lock()
+_pillow_lock = threading.Lock()  # guards Pillow's global MAX_IMAGE_PIXELS
 
 
 def max_pixels() -> int:
@@ -60,15 +61,11 @@ def _check_header(data: bytes, name: str) -> str:
         raise ImageError(f"{name}: {len(data)} bytes is more than an image within RDET_MAX_PIXELS can take")
     limit = max_pixels()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides, below
-            with Image.open(io.BytesIO(data)) as im:  # reads the header only
-                w, h = im.size
-                fmt = im.format
-                if fmt == "PNG" and w * h <= limit:
-                    im.verify()  # walks the chunks and checks their CRCs: catches truncation and corruption
-    except Image.DecompressionBombError:
-        w, h, fmt = limit, 2, None  # over twice Pillow's limit: reported as over ours
+        with _pillow_header_reading(), Image.open(io.BytesIO(data)) as im:  # reads the header only
+            w, h = im.size
+            fmt = im.format
+            if fmt == "PNG" and w * h <= limit:
+                im.verify()  # walks the chunks and checks their CRCs: catches truncation and corruption
     except Exception as err:  # PIL raises many types for bad data
         if isinstance(err, Image.UnidentifiedImageError):  # its text names the BytesIO object: say it plainly
             raise ImageError(f"{name}: not an image file (no known image format)") from None
@@ -79,6 +76,20 @@ def _check_header(data: bytes, name: str) -> str:
     if fmt == "JPEG" and b"\xff\xd9" not in data[-64 * 1024:]:
         raise ImageError(f"{name}: truncated JPEG (no end-of-image marker)")
     return fmt
+
+
+@contextmanager
+def _pillow_header_reading():
+    """Pillow's own bomb check off while a header is read, so that our limit decides from the real size (the
+    check reports none, and RDET_MAX_PIXELS may be above it); its warnings off too: corrupt EXIF is metadata
+    OpenCV copes with, not a reason to print two lines."""
+    with _pillow_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 @contextmanager
@@ -111,16 +122,19 @@ def decode_bgr(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Encoded bytes -> HxWx3 uint8 BGR, as cv2.imdecode(IMREAD_COLOR) gives the reference."""
     fmt = _check_header(data, name)
     buffer = np.frombuffer(data, np.uint8)
-    if fmt == "JPEG":
-        with _decoder_messages() as messages:
+    try:
+        if fmt == "JPEG":
+            with _decoder_messages() as messages:
+                img = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+            if messages and img is not None:
+                if not _allow_corrupt():
+                    raise ImageError(f"{name}: corrupt JPEG data ({messages[0]}); RDET_ALLOW_CORRUPT_IMAGES=1 "
+                                     "decodes what libjpeg recovers")
+                print(f"warning: {name}: corrupt JPEG data, decoded anyway ({messages[0]})", file=sys.stderr)
+        else:
             img = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-        if messages and img is not None:
-            if not _allow_corrupt():
-                raise ImageError(f"{name}: corrupt JPEG data ({messages[0]}); RDET_ALLOW_CORRUPT_IMAGES=1 "
-                                 "decodes what libjpeg recovers")
-            print(f"warning: {name}: corrupt JPEG data, decoded anyway ({messages[0]})", file=sys.stderr)
-    else:
-        img = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    except cv2.error as err:  # OpenCV's own checks, e.g. its pixel limit when RDET_MAX_PIXELS is above it
+        raise ImageError(f"{name}: OpenCV could not decode the image ({getattr(err, 'err', '') or err})") from None
     if img is None or img.ndim != 3 or img.shape[2] != 3 or img.size == 0:
         raise ImageError(f"{name}: OpenCV could not decode the image")
     return img
@@ -130,15 +144,7 @@ def read_bgr(path: str | os.PathLike) -> np.ndarray:
     """An image file -> HxWx3 uint8 BGR; its size is checked before it is read (a 10 GB file, /dev/zero)."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            info = os.fstat(f.fileno())
-            limit = max_file_bytes()
-            if not stat.S_ISREG(info.st_mode):
-                raise ImageError(f"{path}: not a regular file")
-            if info.st_size > limit:
-                raise ImageError(f"{path}: {info.st_size} bytes is more than an image within RDET_MAX_PIXELS "
-                                 "can take")
-            data = f.read(limit + 1)  # never more, even if the file grows meanwhile
+        data = _read_image_file(path)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -146,6 +152,31 @@ def read_bgr(path: str | os.PathLike) -> np.ndarray:
     except OSError as err:
         raise ImageError(f"{path}: cannot read ({err.strerror or err})") from None
     return decode_bgr(data, str(path))
+
+
+def _read_image_file(path: Path) -> bytes:
+    """The bytes of a regular file no larger than an image can be, checked on the open descriptor (no race)."""
+    # O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever (regular files ignore the flag)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        limit = max_file_bytes()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(f"{path}: not a regular file")
+        if info.st_size > limit:
+            raise ImageError(f"{path}: {info.st_size} bytes is more than an image within RDET_MAX_PIXELS can take")
+        f, fd = os.fdopen(fd, "rb"), None  # the file object closes it from here on
+    finally:
+        if fd is not None:
+            os.close(fd)
+    with f:
+        # the size read is what fstat said (read(n) allocates n bytes up front: never the limit itself)
+        data = f.read(info.st_size + 1)
+    if len(data) > info.st_size:
+        raise ImageError(f"{path}: grew while being read (is it still being written?)")
+    return data
 
 
 def image_list(images) -> list:

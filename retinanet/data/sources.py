@@ -104,7 +104,8 @@ def _resolve(arg: str, listed_in: Path | None) -> list[Input]:
         return [Input(_kind_of_file(m), m) for m in matches]
     if not os.path.exists(arg):
         where = f" (listed in {listed_in})" if listed_in else ""
-        raise SourceError(f"{arg}: no such file{where}")
+        what = "a symbolic link to nothing (broken, or a loop)" if os.path.islink(arg) else "no such file"
+        raise SourceError(f"{arg}: {what}{where}")
     if Path(arg).suffix.lower() in LIST_SUFFIXES:
         if listed_in is not None:
             raise SourceError(f"{arg}: a list file inside a list file ({listed_in}) is not read")
