@@ -132,3 +132,16 @@ def test_a_symlink_loop_is_named_for_what_it_is(tmp_path):
         resolve_inputs([str(tmp_path / "a.jpg")])
     with pytest.raises(ImageError, match="a.jpg: cannot read .Too many levels of symbolic links"):
         read_bgr(tmp_path / "a.jpg")
+
+
+# --- URLs --------------------------------------------------------------------------------------------------------
+
+def test_url_failures_say_what_happened_and_name_the_url(rdet_env, monkeypatch):
+    from zoo.errors import DownloadError
+    from zoo.remote import fetch_image_bytes
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with pytest.raises(DownloadError, match=r"127.0.0.1:1/x.jpg: cannot download \(127.0.0.1 refused the conn"):
+        fetch_image_bytes("http://127.0.0.1:1/x.jpg")  # was "(timed out)", at once: urllib3's class tree
+    with pytest.raises(DownloadError, match=r"^https://\[::1/x.jpg: not a valid URL \(Invalid IPv6 URL\)$"):
+        fetch_image_bytes("https://[::1/x.jpg")  # was "Invalid IPv6 URL" alone, naming no input

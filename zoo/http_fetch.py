@@ -175,8 +175,13 @@ def _permanent(e: BaseException, url: str) -> str | None:
     return None
 
 
-def _reason(e: BaseException) -> str:
-    """A short cause for a network error (the raw ones nest urllib3 reprs several levels deep)."""
+def _reason(e: BaseException, url: str = "") -> str:
+    """A short cause for a network error (the raw ones nest urllib3 reprs several levels deep). A refused
+    connection or an unknown host come first: urllib3 bases its NewConnectionError on ConnectTimeoutError, so
+    they would otherwise read 'timed out'."""
+    permanent = _permanent(e, url)
+    if permanent:
+        return permanent
     if any(isinstance(x, (requests.Timeout, socket.timeout, urllib3.exceptions.TimeoutError)) for x in _causes(e)):
         return "timed out"
     if any(isinstance(x, (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError))

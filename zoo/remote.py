@@ -23,7 +23,11 @@ PROBE_TIMEOUT = 4.0  # seconds: a reachable host answers well within this
 
 def fetch_image_bytes(url: str, max_bytes: int = MAX_IMAGE_BYTES, offline: bool | None = None) -> bytes:
     """The body of an http(s) URL, at most `max_bytes` long; DownloadError (one line) for anything else."""
-    if urlparse(url).scheme not in ("http", "https"):
+    try:
+        scheme = urlparse(url).scheme
+    except ValueError as e:  # 'Invalid IPv6 URL' and the like, which would not name the URL
+        raise DownloadError(f"{url}: not a valid URL ({e})") from None
+    if scheme not in ("http", "https"):
         raise DownloadError(f"{url}: only http:// and https:// URLs are read")
     if is_offline(offline):
         raise DownloadError(f"{url}: rdet is offline (--offline or RDET_OFFLINE), URLs are not read")
@@ -43,7 +47,7 @@ def fetch_image_bytes(url: str, max_bytes: int = MAX_IMAGE_BYTES, offline: bool 
                     raise DownloadError(f"{url}: more than the {human(max_bytes)} limit for an image")
             return bytes(body)
     except requests.RequestException as e:
-        raise DownloadError(f"{url}: cannot download ({_reason(e)})") from None
+        raise DownloadError(f"{url}: cannot download ({_reason(e, url)})") from None
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ def probe(url: str, timeout: float = PROBE_TIMEOUT, offline: bool | None = None)
         try:
             answer["status"] = requests.head(url, timeout=(timeout, timeout), allow_redirects=True).status_code
         except requests.RequestException as e:
-            answer["error"] = _reason(e)
+            answer["error"] = _reason(e, url)
 
     thread = threading.Thread(target=ask, daemon=True)
     thread.start()
