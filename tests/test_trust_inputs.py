@@ -1,6 +1,7 @@
 """Hostile and degenerate input data for predict, eval, train and bench: each gives one line naming the input
 (predict skips it and goes on; eval, train and bench stop), never a traceback or a hang."""
 import json
+import re
 import os
 import warnings
 
@@ -145,3 +146,45 @@ def test_url_failures_say_what_happened_and_name_the_url(rdet_env, monkeypatch):
         fetch_image_bytes("http://127.0.0.1:1/x.jpg")  # was "(timed out)", at once: urllib3's class tree
     with pytest.raises(DownloadError, match=r"^https://\[::1/x.jpg: not a valid URL \(Invalid IPv6 URL\)$"):
         fetch_image_bytes("https://[::1/x.jpg")  # was "Invalid IPv6 URL" alone, naming no input
+
+
+# --- COCO sets and results files ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, words", [
+    ("[" * 100000 + "]" * 100000, "nests its JSON too deeply to read"),  # was: unexpected RecursionError
+    ('{"images": [{"id": ' + "1" * 5000 + "}]}", "is not valid JSON (Exceeds the limit (4300 digits)"),
+])
+def test_json_the_parser_cannot_take_is_one_line_for_sets_and_results(tmp_path, text, words):
+    from retinanet.evaluation.coco_eval import load_results
+
+    (tmp_path / "x.json").write_text(text)
+    with pytest.raises(DatasetError, match=rf"^annotation file {tmp_path}/x.json {re.escape(words)}"):
+        CocoSet.load(tmp_path / "x.json", tmp_path)
+    with pytest.raises(DatasetError, match=rf"^results file {tmp_path}/x.json {re.escape(words)}"):
+        load_results(tmp_path / "x.json")
+    os.mkfifo(tmp_path / "fifo.json")  # was: read_bytes() waited for a writer forever
+    with pytest.raises(DatasetError, match="fifo.json is not a regular file"):
+        load_results(tmp_path / "fifo.json")
+
+
+def test_a_category_record_is_named_in_the_categories_list(tmp_path):
+    doc = {"images": [], "categories": [{"id": 3, "name": 5}], "annotations": []}
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    with pytest.raises(DatasetError, match=r"category id 3 \(categories\[0\]\): lacks"):  # was 'categorys[0]'
+        CocoSet.load(tmp_path / "x.json", tmp_path)
+
+
+def test_training_drops_a_box_wholly_outside_its_image_instead_of_an_infinite_loss(tmp_path):
+    from retinanet.data.train_data import TrainSet
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((40, 60, 3), 100, np.uint8))
+    doc = {"images": [{"id": 1, "file_name": "a.png", "width": 60, "height": 40}],
+           "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [5000, 10, 20, 20]},
+                           {"id": 2, "image_id": 1, "category_id": 2, "bbox": [50, 30, 20, 20]}]}
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    train = TrainSet(CocoSet.load(tmp_path / "x.json", tmp_path), ModelConfig(depth=18, num_classes=2, scale=(60, 40)))
+    for flip in (False, True):
+        sample = train[(0, flip)]  # the box partly inside is kept, clipped; the one outside is gone
+        assert sample.labels.tolist() == [1] and sample.boxes.shape == (1, 4)
+    assert sample.boxes.tolist() == [[0.0, 30.0, 10.0, 40.0]]

@@ -19,14 +19,27 @@ from retinanet.errors import DatasetError
 _SHOW_MISSING = 5
 
 
-def _read_json(ann_file: Path) -> dict:
-    if not ann_file.is_file():
-        raise DatasetError(f"annotation file not found: {ann_file}")
+def read_json_file(path: Path, what: str):
+    """The parsed contents of a user's JSON file (`what` names it in messages: "annotation file"); DatasetError
+    in one line when it is missing, not a regular file (a FIFO would block), unreadable or not JSON, including
+    JSON nested too deeply for the parser and integers too long for Python to convert."""
+    if not path.exists():
+        raise DatasetError(f"{what} not found: {path}")
+    if not path.is_file():
+        raise DatasetError(f"{what} {path} is not a regular file")
     try:
-        with open(ann_file, "rb") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DatasetError(f"annotation file {ann_file} is not valid JSON ({str(e).splitlines()[0]})") from None
+        with open(path, "rb") as f:
+            return json.load(f)
+    except RecursionError:
+        raise DatasetError(f"{what} {path} nests its JSON too deeply to read") from None
+    except OSError as e:
+        raise DatasetError(f"{what} {path} cannot be read ({e.strerror or e})") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, the int digits limit
+        raise DatasetError(f"{what} {path} is not valid JSON ({str(e).splitlines()[0]})") from None
+
+
+def _read_json(ann_file: Path) -> dict:
+    data = read_json_file(ann_file, "annotation file")
     if not isinstance(data, dict):
         raise DatasetError(f"annotation file {ann_file} is not a COCO object (top level is {type(data).__name__})")
     return data
@@ -48,6 +61,9 @@ def _shown(v) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+_LISTS = {"category": "categories"}  # the COCO list each record kind lives in, where it is not kind + "s"
+
+
 class _Where:
     """Names the offending record in a message: 'instances.json: image id 7 (images[3])'."""
 
@@ -56,7 +72,8 @@ class _Where:
 
     def fail(self, what: str, record, i: int, problem: str):
         rid = record.get("id") if isinstance(record, dict) else None
-        label = f"{what} id {_shown(rid)} ({what}s[{i}])" if rid is not None else f"{what}s[{i}]"
+        where = f"{_LISTS.get(what, what + 's')}[{i}]"
+        label = f"{what} id {_shown(rid)} ({where})" if rid is not None else where
         raise DatasetError(f"annotation file {self.ann_file}: {label}: {problem}")
 
 

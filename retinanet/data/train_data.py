@@ -2,8 +2,8 @@
 
 Kept images: those with at least one annotation (crowd ones count, as in the reference's filter_empty_gt) and a
 short side of at least 32 pixels. Each image is read with OpenCV, resized keeping its ratio to fit the scale (boxes
-scaled by the separate width/height factors and clipped to the resized image), flipped horizontally with
-probability 0.5, normalised, and zero-padded with the rest of its batch.
+scaled by the separate width/height factors and clipped to the resized image, those clipped to nothing dropped
+as from v2.2 on), flipped horizontally with probability 0.5, normalised, and zero-padded with the rest of its batch.
 
 Batches come from GroupedBatches: the two aspect groups (w/h > 1 or not) are shuffled separately, padded by
 repetition to whole global batches, cut into per-device batches and those shuffled, as the reference's
@@ -90,6 +90,10 @@ class TrainSet(torch.utils.data.Dataset):
         boxes = boxes * np.array([w_scale, h_scale, w_scale, h_scale], np.float32)
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        # A box wholly outside the image is clipped to nothing, and its regression target log(0 / anchor) would
+        # make the loss infinite (v2.0 does that; v2.2 drops such boxes, and so do we)
+        inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, labels = boxes[inside], labels[inside]
         if flip:
             img = img[:, ::-1]
             boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from retinanet.atomic_write import write_text_atomically
-from retinanet.data.coco import CocoSet
+from retinanet.data.coco import CocoSet, read_json_file
 from retinanet.errors import DatasetError, ImageError
 from retinanet.evaluation.scorer import score_coco
 
@@ -290,12 +290,7 @@ def _valid_result(r) -> bool:
 def load_results(path: str | os.PathLike) -> list[dict]:
     """A COCO results file, checked: a list of {image_id, category_id, bbox [x, y, w, h], score}."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise DatasetError(f"results file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DatasetError(f"results file {path} is not valid JSON ({str(e).splitlines()[0]})") from None
+    data = read_json_file(path, "results file")
     if not isinstance(data, list):
         raise DatasetError(f"results file {path} is not a list of COCO detections")
     for i, r in enumerate(data):
