@@ -188,3 +188,25 @@ def test_training_drops_a_box_wholly_outside_its_image_instead_of_an_infinite_lo
         sample = train[(0, flip)]  # the box partly inside is kept, clipped; the one outside is gone
         assert sample.labels.tolist() == [1] and sample.boxes.shape == (1, 4)
     assert sample.boxes.tolist() == [[0.0, 30.0, 10.0, 40.0]]
+
+
+# --- videos ------------------------------------------------------------------------------------------------------
+
+def test_broken_videos_are_one_line_each_without_ffmpegs_own_lines(tmp_path, capfd):
+    from retinanet.data.sources import Input, frames
+
+    rng = np.random.default_rng(0)
+    writer = cv2.VideoWriter(str(tmp_path / "ok.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for _ in range(10):
+        writer.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    data = bytearray((tmp_path / "ok.avi").read_bytes())
+    data[len(data) // 3:2 * len(data) // 3:5] = bytes(len(range(len(data) // 3, 2 * len(data) // 3, 5)))
+    (tmp_path / "cut.avi").write_bytes(bytes(data))  # frames from a third of the file on zeroed here and there
+    (tmp_path / "text.mp4").write_text("not a video\n")
+    got = list(frames([Input("video", str(tmp_path / name)) for name in ("cut.avi", "text.mp4")]))
+    read, errors = [f for f in got if f.ok], [f.error for f in got if not f.ok]
+    assert 0 < len(read) < 10 and all(f.source.endswith("cut.avi") for f in read)
+    assert errors[0].startswith(f"{tmp_path / 'cut.avi'}: corrupt after frame {len(read) - 1} of 10 (")
+    assert errors[1] == f"{tmp_path / 'text.mp4'}: OpenCV cannot open it as a video or stream"
+    assert capfd.readouterr().err == ""  # was: '[mjpeg @ 0x...] error count: 65', 'moov atom not found', ...

@@ -93,9 +93,10 @@ def _pillow_header_reading():
 
 
 @contextmanager
-def _decoder_messages():
-    """Collect what C libraries write to stderr (fd 2) meanwhile: libjpeg's warnings go nowhere else. Other
-    output caught in that window is passed on to the real stderr."""
+def c_library_messages(keep: tuple[str, ...] | None = _LIBJPEG_WARNINGS):
+    """Collect what C libraries write to stderr (fd 2) meanwhile: libjpeg's warnings go nowhere else. Lines
+    starting with `keep` are collected (every line when None); other output caught in that window is passed on
+    to the real stderr."""
     with _stderr_lock, tempfile.TemporaryFile() as tmp:
         sys.stderr.flush()
         lines: list[str] = []
@@ -112,9 +113,9 @@ def _decoder_messages():
             os.close(saved)
             tmp.seek(0)
             for line in tmp.read().decode(errors="replace").splitlines():
-                if line.startswith(_LIBJPEG_WARNINGS):
+                if keep is None or line.startswith(keep):
                     lines.append(line.strip())
-                else:
+                elif line.strip():
                     print(line, file=sys.stderr)
 
 
@@ -124,7 +125,7 @@ def decode_bgr(data: bytes, name: str = "<bytes>") -> np.ndarray:
     buffer = np.frombuffer(data, np.uint8)
     try:
         if fmt == "JPEG":
-            with _decoder_messages() as messages:
+            with c_library_messages() as messages:
                 img = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
             if messages and img is not None:
                 if not _allow_corrupt():

@@ -11,6 +11,8 @@ the caller provides (the CLI passes the zoo's size-limited downloader).
 from __future__ import annotations
 
 import os
+import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -18,7 +20,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from retinanet.data.globbing import recursive_glob
-from retinanet.data.images import decode_bgr, read_bgr
+from retinanet.data.images import c_library_messages, decode_bgr, read_bgr
 from retinanet.errors import ImageError, RetinaNetError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"}
@@ -157,6 +159,7 @@ def _url_frame(url: str, fetch_url: FetchURL | None) -> Frame:
     return _still(url, lambda: decode_bgr(data, url))
 
 
+_LOG_LINES = ("[",)  # how FFmpeg's ('[mjpeg @ 0x...] ...') and OpenCV's ('[ERROR:0@1.2] ...') log lines start
 STREAM_TIMEOUT_MS = 10_000  # a network stream that neither opens nor sends a frame in 10 s is given up
 
 
@@ -165,13 +168,14 @@ def open_capture(location: str):
     import cv2
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our one-line error says it; not its WARNs
-    if location.isdigit():
-        cap = cv2.VideoCapture(int(location))
-    elif "://" in location:
-        cap = cv2.VideoCapture(location, cv2.CAP_ANY, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
-                                                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
-    else:
-        cap = cv2.VideoCapture(location)
+    with c_library_messages(keep=_LOG_LINES):  # nor FFmpeg's and OpenCV's own ('moov atom not found', ...)
+        if location.isdigit():
+            cap = cv2.VideoCapture(int(location))
+        elif "://" in location:
+            cap = cv2.VideoCapture(location, cv2.CAP_ANY, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                                                           cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+        else:
+            cap = cv2.VideoCapture(location)
     if not cap.isOpened():
         cap.release()
         what = f"webcam {location}" if location.isdigit() else location
@@ -202,13 +206,17 @@ def _capture_frames(location: str, vid_stride: int, stream: bool) -> Iterator[Fr
         import cv2
 
         fps = cap.get(cv2.CAP_PROP_FPS) or None
-        index, produced = 0, 0
+        announced = 0 if stream else int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        index, produced, complaints = 0, 0, []
         while True:
-            if index % vid_stride:
-                ok = cap.grab()  # skipped frames are not decoded
-                frame = None
-            else:
-                ok, frame = cap.read()
+            # a file's decoder complaints are kept for the one line below; a live source keeps the terminal's
+            with nullcontext([]) if stream else c_library_messages(keep=_LOG_LINES) as said:
+                if index % vid_stride:
+                    ok = cap.grab()  # skipped frames are not decoded
+                    frame = None
+                else:
+                    ok, frame = cap.read()
+            complaints += said
             if not ok:
                 break
             if frame is not None:
@@ -218,5 +226,9 @@ def _capture_frames(location: str, vid_stride: int, stream: bool) -> Iterator[Fr
         if not produced:
             what = "the stream" if stream else "the video"
             yield Frame(location, None, error=f"{location}: {what} gave no frames OpenCV could decode")
+        elif complaints and index < announced:  # the decoder gave up part way: say so, the frames read are kept
+            said = re.sub(r"^\[[^]]*\]\s*", "", complaints[-1])
+            yield Frame(location, None, index=index, error=f"{location}: corrupt after frame {index - 1} of "
+                        f"{announced} ({said}); the frames before it were read")
     finally:
         cap.release()
