@@ -43,8 +43,10 @@ def output_file(path: Path, flag: str = "--out") -> Path:
 
 @contextmanager
 def writing(path: Path):
-    """Turn a failing write of `path` (disk full, removed directory) into a one-line error."""
+    """Turn a failing write of `path`, or of a file in it (disk full, removed directory, a directory where the
+    file goes), into a one-line error naming the file."""
     try:
         yield
     except OSError as e:
-        raise Fail(f"cannot write {path}: {e.strerror or e}", code=1) from None
+        where = getattr(e, "filename2", None) or getattr(e, "filename", None) or path  # a rename's target first
+        raise Fail(f"cannot write {where}: {e.strerror or e}", code=1) from None

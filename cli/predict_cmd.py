@@ -123,7 +123,7 @@ def predict(
 
     entry = zoo_entry(name, zoo_file)  # an unknown name fails here, before anything else
     found = resolve(inputs, source)
-    check_out_dir(out_dir)
+    check_out_dir(out_dir, found)
     names_known = weights is None and (entry.class_names is not None or entry.num_classes == 80)
     labels = parse_classes(classes, entry.model_config().names) if names_known else None
     source_of_weights = WeightsSource(zoo_file, cache_dir, offline, weights, random_weights)

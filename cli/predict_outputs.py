@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 from .common import Fail
-from .outputs import output_dir
+from .outputs import output_dir, writing
 
 SCHEMA = "rdet-predict/1"
 PREDICTIONS_FILE = "predictions.json"
@@ -74,10 +74,17 @@ def parse_classes(text: Optional[str], names: tuple[str, ...]) -> Optional[set]:
     return wanted
 
 
-def check_out_dir(out_dir: Optional[Path]) -> None:
-    """Before any download or model load: the output directory can be created and written."""
-    if out_dir is not None:
-        output_dir(out_dir)
+def check_out_dir(out_dir: Optional[Path], inputs=()) -> None:
+    """Before any download or model load: the output directory can be created and written, and holds none of
+    the input files (`inputs`: retinanet.data.sources.Input), whose annotated copies would overwrite them."""
+    if out_dir is None:
+        return
+    output_dir(out_dir)
+    target = out_dir.resolve()
+    for item in inputs:
+        if item.kind in ("image", "video") and Path(item.location).parent.resolve() == target:
+            raise Fail(f"--out {out_dir} holds the input {item.location}: its annotated copy would overwrite it "
+                       "(give another --out)")
 
 
 class Outputs:
@@ -96,6 +103,10 @@ class Outputs:
         self.records.append(rec)
         if self.out_dir is None or dets is None:
             return
+        with writing(self.out_dir):  # a directory or a dangling link where a file goes: one line, not a traceback
+            self._write(result, dets, rec)
+
+    def _write(self, result, dets, rec: dict) -> None:
         if result.frame is None:
             stem = self._unique(Path(_local_name(result.path)).stem)
             self._annotated(result, dets).save(self.out_dir / (stem + _suffix(result.path)))
@@ -150,8 +161,9 @@ class Outputs:
             return
         from retinanet.atomic_write import write_text_atomically
 
-        write_text_atomically(self.out_dir / PREDICTIONS_FILE, json.dumps(document, indent=1))
-        write_text_atomically(self.out_dir / COCO_RESULTS_FILE, json.dumps(coco_results(self.records)))
+        with writing(self.out_dir):
+            write_text_atomically(self.out_dir / PREDICTIONS_FILE, json.dumps(document, indent=1))
+            write_text_atomically(self.out_dir / COCO_RESULTS_FILE, json.dumps(coco_results(self.records)))
 
     @property
     def written(self) -> list[str]:

@@ -54,7 +54,7 @@ def test_predict_skips_a_too_thin_image_and_detects_the_others(tiny, tmp_path, c
     good = tmp_path / "good.png"
     cv2.imwrite(str(good), np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8))
     r = rdet_here(capsys, monkeypatch, "predict", NAME, thin, good, "--json", "--out", tmp_path / "out", *SMALL,
-                  env=tiny)
+                  "--quiet", env=tiny)
     assert r.returncode == 1
     assert _one_line(r.stderr) == f"skipped {thin}: 10000x1 resizes to 0 pixels on a side: too thin to detect in " \
                                   "(scale 128x96)"
@@ -210,3 +210,25 @@ def test_broken_videos_are_one_line_each_without_ffmpegs_own_lines(tmp_path, cap
     assert errors[0].startswith(f"{tmp_path / 'cut.avi'}: corrupt after frame {len(read) - 1} of 10 (")
     assert errors[1] == f"{tmp_path / 'text.mp4'}: OpenCV cannot open it as a video or stream"
     assert capfd.readouterr().err == ""  # was: '[mjpeg @ 0x...] error count: 65', 'moov atom not found', ...
+
+
+# --- --out targets -----------------------------------------------------------------------------------------------
+
+def test_unwritable_out_files_are_one_line_and_inputs_are_never_overwritten(tiny, tmp_path, capsys, monkeypatch):
+    image = tmp_path / "in" / "photo.png"
+    image.parent.mkdir()
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    kept = image.read_bytes()
+    r = rdet_here(capsys, monkeypatch, "predict", NAME, image, "--out", image.parent, *SMALL, env=tiny)
+    assert r.returncode == 2 and image.read_bytes() == kept  # was: the annotated copy replaced the photo
+    assert _one_line(r.stderr) == f"error: --out {image.parent} holds the input {image}: its annotated copy would " \
+                                  "overwrite it (give another --out)"
+    for blocker, extra in (("predictions.json", ()), ("photo.png", ()), ("labels/photo.txt", ("--save-txt",))):
+        out = tmp_path / blocker.replace("/", "_")
+        (out / blocker).mkdir(parents=True)  # a directory where rdet writes a file: was 'unexpected ...Error'
+        r = rdet_here(capsys, monkeypatch, "predict", NAME, image, "--out", out, *extra, *SMALL, "--quiet",
+                      env=tiny)
+        assert r.returncode == 1
+        assert _one_line(r.stderr) == f"error: cannot write {out / blocker}: Is a directory"
+        if blocker != "predictions.json":  # what was done before the failure is still recorded
+            assert json.loads((out / "predictions.json").read_text())["images"][0]["path"] == str(image)
