@@ -8,6 +8,8 @@ import warnings
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cli_inprocess import rdet_here
 from retinanet.config import ModelConfig
@@ -232,3 +234,27 @@ def test_unwritable_out_files_are_one_line_and_inputs_are_never_overwritten(tiny
         assert _one_line(r.stderr) == f"error: cannot write {out / blocker}: Is a directory"
         if blocker != "predictions.json":  # what was done before the failure is still recorded
             assert json.loads((out / "predictions.json").read_text())["images"][0]["path"] == str(image)
+
+
+@given(w=st.integers(1, 20000), h=st.integers(1, 20000), long_edge=st.integers(1, 2000),
+       short_edge=st.integers(1, 2000))
+@settings(max_examples=300, deadline=None)
+def test_rescale_size_either_refuses_or_gives_sizes_opencv_can_resize_to(w, h, long_edge, short_edge):
+    long_edge, short_edge = max(long_edge, short_edge), min(long_edge, short_edge)
+    factor = min(long_edge / max(w, h), short_edge / min(w, h))
+    exact = (int(w * factor + 0.5), int(h * factor + 0.5))  # mmcv's rounding
+    try:
+        assert rescale_size(w, h, (long_edge, short_edge)) == exact and min(exact) >= 1
+    except ImageError:
+        assert min(exact) == 0
+
+
+def test_an_image_name_held_by_a_directory_or_fifo_is_not_called_missing(tmp_path):
+    doc = {"images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"}],
+           "categories": [{"id": 1, "name": "a"}]}
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.png").mkdir()
+    os.mkfifo(tmp_path / "img" / "b.png")
+    with pytest.raises(DatasetError, match=r"2 of 2 images .* are missing \(or not regular files\) in .*a.png, b.png"):
+        CocoSet.load(tmp_path / "x.json", tmp_path / "img")

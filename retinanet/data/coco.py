@@ -201,8 +201,10 @@ class CocoSet:
         missing = [self.info(i)["file_name"] for i in self.image_ids if not self.path(i).is_file()]
         if missing:
             shown = ", ".join(missing[:_SHOW_MISSING]) + (", ..." if len(missing) > _SHOW_MISSING else "")
+            odd = any(self.images_dir.joinpath(n).exists() for n in missing)  # a directory or a FIFO by that name
+            what = "missing (or not regular files) in" if odd else "missing from"
             raise DatasetError(f"{len(missing)} of {len(self.image_ids)} images listed in {self.ann_file.name} are "
-                               f"missing from {self.images_dir}: {shown}")
+                               f"{what} {self.images_dir}: {shown}")
 
     def __len__(self) -> int:
         return len(self.image_ids)
