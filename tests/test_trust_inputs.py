@@ -96,6 +96,12 @@ def test_a_fifo_named_like_an_image_is_refused_not_waited_on(tmp_path):
     (tmp_path / "dir.jpg").mkdir()
     with pytest.raises(ImageError, match="dir.jpg: is a directory"):
         read_bgr(tmp_path / "dir.jpg")
+    from retinanet.data.sources import video_frames
+
+    os.mkfifo(tmp_path / "pipe.mp4")  # was: FFmpeg's open waited for a writer forever
+    assert [f.error for f in video_frames(str(tmp_path / "pipe.mp4"))] == [
+        f"{tmp_path / 'pipe.mp4'}: not a regular file (a pipe or device is read as a live stream: --source "
+        f"{tmp_path / 'pipe.mp4'})"]
 
 
 def test_corrupt_exif_is_ignored_silently_as_opencv_does(tmp_path):

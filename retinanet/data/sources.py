@@ -185,6 +185,10 @@ def open_capture(location: str):
 
 def video_frames(location: str, vid_stride: int = 1) -> Iterator[Frame]:
     """Every `vid_stride`-th frame of a video file (frames 0, N, 2N, ...), decoded by OpenCV as BGR."""
+    if os.path.exists(location) and not os.path.isfile(location):  # FFmpeg would wait on a FIFO for ever
+        yield Frame(location, None, error=f"{location}: not a regular file (a pipe or device is read as a live "
+                                          f"stream: --source {location})")
+        return
     yield from _capture_frames(location, vid_stride, stream=False)
 
 
