@@ -4,6 +4,7 @@ import json
 import re
 import os
 import warnings
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -67,7 +68,7 @@ def test_predict_skips_a_too_thin_image_and_detects_the_others(tiny, tmp_path, c
 def test_eval_train_and_bench_name_the_too_thin_file(tmp_path):
     from retinanet.benchmark.inputs import host_loader
     from retinanet.data.train_data import TrainSet
-    from retinanet.evaluation.coco_eval import CocoImages
+    from retinanet.evaluation.coco_eval import CocoImages, run_detection
 
     cfg = ModelConfig(depth=18, num_classes=1)
     thin = _thin(tmp_path / "thin.png")
@@ -81,8 +82,12 @@ def test_eval_train_and_bench_name_the_too_thin_file(tmp_path):
            "categories": [{"id": 1, "name": "a"}],
            "annotations": [{"id": 1, "image_id": 5, "category_id": 1, "bbox": [0, 0, 100, 1]}]}
     (tmp_path / "ann.json").write_text(json.dumps(doc))
-    with pytest.raises(DatasetError, match=r"image id 5 \(thin.png\): 10000x40 resizes to 0 pixels"):
-        TrainSet(CocoSet.load(tmp_path / "ann.json", tmp_path), ModelConfig(depth=18, num_classes=1, scale=(64, 64)))
+    small = ModelConfig(depth=18, num_classes=1, scale=(64, 64))
+    up_front = r"ann.json: image id 5 \(thin.png\): 10000x40 resizes to 0 pixels"  # from the annotated size
+    with pytest.raises(DatasetError, match=up_front):
+        TrainSet(CocoSet.load(tmp_path / "ann.json", tmp_path), small)
+    with pytest.raises(DatasetError, match=up_front):  # before any detection (the detector is never called)
+        run_detection(SimpleNamespace(cfg=small), CocoSet.load(tmp_path / "ann.json", tmp_path), workers=0)
     doc["images"][0].update(width=100, height=40)  # the annotation lies: the decoded image is caught when read
     (tmp_path / "ann.json").write_text(json.dumps(doc))
     sample = TrainSet(CocoSet.load(tmp_path / "ann.json", tmp_path), cfg)[(0, False)]

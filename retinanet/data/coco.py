@@ -206,6 +206,20 @@ class CocoSet:
             raise DatasetError(f"{len(missing)} of {len(self.image_ids)} images listed in {self.ann_file.name} are "
                                f"{what} {self.images_dir}: {shown}")
 
+    def check_resizable(self, scale, ids: list[int] | None = None) -> None:
+        """Before any work: DatasetError for an image whose annotated size resizes to 0 pixels on a side at
+        `scale` (preprocess.rescale_size's rule; the decoded image meets it again when read)."""
+        from retinanet.data.preprocess import rescale_size
+        from retinanet.errors import ImageError
+
+        for image_id in self.image_ids if ids is None else ids:
+            info = self.info(image_id)
+            if info.get("width") and info.get("height"):
+                try:
+                    rescale_size(info["width"], info["height"], scale)
+                except ImageError as e:
+                    raise DatasetError(f"{self.ann_file}: image id {image_id} ({info['file_name']}): {e}") from None
+
     def __len__(self) -> int:
         return len(self.image_ids)
 

@@ -20,7 +20,7 @@ import torch
 from retinanet.config import ModelConfig
 from retinanet.errors import DatasetError, ImageError
 from retinanet.data.images import read_bgr
-from retinanet.data.preprocess import collate, normalize, rescale_size, resize
+from retinanet.data.preprocess import collate, normalize, resize
 
 MIN_SIDE = 32
 FLIP_RATIO = 0.5
@@ -60,13 +60,7 @@ class TrainSet(torch.utils.data.Dataset):
         self.targets = [coco_set.annotations(i) for i in self.ids]
         infos = [coco_set.info(i) for i in self.ids]
         self.sizes = [(info.get("width") or 1, info.get("height") or 1) for info in infos]
-        for image_id, info in zip(self.ids, infos):  # refused before training starts, not hours into it
-            if info.get("width") and info.get("height"):
-                try:
-                    rescale_size(info["width"], info["height"], cfg.scale)
-                except ImageError as e:
-                    raise DatasetError(f"{getattr(coco_set, 'ann_file', 'the dataset')}: image id {image_id} "
-                                       f"({info.get('file_name')}): {e}") from None
+        coco_set.check_resizable(cfg.scale, self.ids)  # refused before training starts, not hours into it
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -192,6 +192,7 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
     dist = dist or DistInfo()
     check_classes(detector.cfg.num_classes, coco_set)
     ids = list(coco_set.image_ids if image_ids is None else image_ids)
+    coco_set.check_resizable(detector.cfg.scale, ids)  # before any inference, not when the loader meets it
     use_path = detector.device_path() is not None if device_path is None else device_path
     mine = same_size_order(coco_set, shard(ids, dist), detector.cfg, batch_size)
     pin = detector.device.type == "cuda"

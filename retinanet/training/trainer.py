@@ -156,6 +156,8 @@ class Trainer:
         """This rank's aspect-grouped batches, and the lr schedule for the global batch they make."""
         cfg, options, dist_info = self.cfg, self.options, self.dist
         self.data = TrainSet(train_set, cfg)
+        if self.val_set is not None:  # a validation image that cannot be resized fails now, not after an epoch
+            self.val_set.check_resizable(cfg.scale)
         self.batches = GroupedBatches(self.data.aspect_groups(), options.batch_size, dist_info.rank,
                                       dist_info.world_size, options.seed)
         self.global_batch = options.batch_size * dist_info.world_size
