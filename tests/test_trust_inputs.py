@@ -269,3 +269,18 @@ def test_an_image_name_held_by_a_directory_or_fifo_is_not_called_missing(tmp_pat
     os.mkfifo(tmp_path / "img" / "b.png")
     with pytest.raises(DatasetError, match=r"2 of 2 images .* are missing \(or not regular files\) in .*a.png, b.png"):
         CocoSet.load(tmp_path / "x.json", tmp_path / "img")
+
+
+def test_only_the_c_libraries_own_lines_are_taken_from_stderr_the_rest_is_shown(capfd):
+    """While a video frame decodes, fd 2 is caught for FFmpeg's and OpenCV's log lines; another thread's output in
+    that window (predict reading ahead on CUDA) is shown after it, however it starts."""
+    import os
+
+    from retinanet.data.images import c_library_messages
+    from retinanet.data.sources import _LOG_LINES
+
+    capfd.readouterr()
+    with c_library_messages(keep=_LOG_LINES) as said:
+        os.write(2, b"[1].jpg: 3 objects\n[mov,mp4 @ 0x55d0a1] moov atom not found\n[ WARN:0@0.1] cap\nplain\n")
+    assert said == ["[mov,mp4 @ 0x55d0a1] moov atom not found", "[ WARN:0@0.1] cap"]
+    assert capfd.readouterr().err.splitlines() == ["[1].jpg: 3 objects", "plain"]

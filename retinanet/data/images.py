@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -93,10 +94,11 @@ def _pillow_header_reading():
 
 
 @contextmanager
-def c_library_messages(keep: tuple[str, ...] | None = _LIBJPEG_WARNINGS):
+def c_library_messages(keep: tuple[str, ...] | re.Pattern | None = _LIBJPEG_WARNINGS):
     """Collect what C libraries write to stderr (fd 2) meanwhile: libjpeg's warnings go nowhere else. Lines
-    starting with `keep` are collected (every line when None); other output caught in that window is passed on
-    to the real stderr."""
+    starting with `keep` (prefixes, or a pattern matched at the start) are collected, every line when None;
+    other output caught in that window (another thread's, while predict reads ahead) is passed on to the real
+    stderr, so keep should match only the library's own lines."""
     with _stderr_lock, tempfile.TemporaryFile() as tmp:
         sys.stderr.flush()
         lines: list[str] = []
@@ -113,7 +115,7 @@ def c_library_messages(keep: tuple[str, ...] | None = _LIBJPEG_WARNINGS):
             os.close(saved)
             tmp.seek(0)
             for line in tmp.read().decode(errors="replace").splitlines():
-                if keep is None or line.startswith(keep):
+                if keep is None or (keep.match(line) if isinstance(keep, re.Pattern) else line.startswith(keep)):
                     lines.append(line.strip())
                 elif line.strip():
                     print(line, file=sys.stderr)
