@@ -84,7 +84,7 @@ def _stale_locks(root: Path) -> list[Path]:
     from zoo.cache import LOCK_SUFFIX
 
     stale = []
-    for path in sorted(root.glob("*" + LOCK_SUFFIX)):
+    for path in sorted(p for p in root.glob("*" + LOCK_SUFFIX) if p.is_file()):  # a directory is no lock
         lock = FileLock(path)
         try:
             lock.acquire(timeout=0)
@@ -97,10 +97,14 @@ def _stale_locks(root: Path) -> list[Path]:
 
 def cache_checks(cache_dir: Optional[Path], zoo_file: Optional[Path], verify: bool) -> list[Check]:
     from zoo.cache import Cache
+    from zoo.errors import CacheError
     from zoo.manifest import Zoo
     from zoo.weights import COMPLETE, PARTIAL, cache_contents, verify_file
 
-    cache = Cache(cache_dir)
+    try:
+        cache = Cache(cache_dir)
+    except CacheError as e:  # a relative RDET_CACHE, a name too long: a failed check, the others go on
+        return [Check("cache", FAIL, str(e))]
     root = cache.root
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -92,3 +92,117 @@ def test_doctor_shows_no_credentials_and_fails_a_junk_mirror(capsys, monkeypatch
     r = rdet_here(capsys, monkeypatch, "doctor", "--offline", "--json", env={**env, "RDET_MIRROR": "http://[::1"})
     assert r.returncode == 1 and "unexpected" not in r.stderr and '"RDET_MIRROR must be' not in r.stderr
     assert "RDET_MIRROR must be" in r.stdout
+
+
+# ---------------------------------------------------------------------------------------------------- the cache
+
+@pytest.mark.parametrize("command", [["cache", "list"], ["cache", "verify"], ["list"], ["doctor", "--offline", "--json"]])
+def test_a_cache_path_that_cannot_be_used_is_one_line(command, capsys, monkeypatch, tmp_path):
+    too_long = str(tmp_path / ("d" * 300))  # stat raised ENAMETOOLONG from pathlib's is_dir/is_file
+    r = rdet_here(capsys, monkeypatch, *command, env={"RDET_CACHE": too_long})
+    assert "unexpected" not in r.stderr and "File name too long" in r.stdout + r.stderr and r.returncode != 0
+
+
+@pytest.mark.parametrize("command", [["cache", "list"], ["cache", "verify"]])
+def test_a_cache_that_is_a_file_is_reported_not_listed_as_empty(command, capsys, monkeypatch, tmp_path):
+    (tmp_path / "file").write_text("x")
+    r = rdet_here(capsys, monkeypatch, *command, env={"RDET_CACHE": str(tmp_path / "file")})
+    assert "is not a directory" in one_line_error(r, 1)
+
+
+@pytest.mark.parametrize("companion", ["", ".part", ".lock", ".verified", ".bad"])
+def test_a_directory_where_the_cache_keeps_a_file_is_named_before_any_download(companion, tiny, tmp_path, capsys,
+                                                                               monkeypatch):
+    manifest, checkpoint = tiny
+    (tmp_path / (checkpoint.name + companion)).mkdir()  # before: a copy failing half-way, or after it was installed
+    r = rdet_here(capsys, monkeypatch, "download", NAME, "--zoo", manifest, env={"RDET_CACHE": str(tmp_path)})
+    assert "is in the way" in one_line_error(r, 1)
+    r = rdet_here(capsys, monkeypatch, "doctor", "--offline", "--json", "--zoo", manifest,
+                  env={"RDET_CACHE": str(tmp_path)})
+    assert "unexpected" not in r.stderr  # a directory named like a lock file was opened as one
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+
+@pytest.fixture(scope="module")
+def tiny_state():
+    return reference_state_dict(depth=18, num_classes=len(CLASSES), seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return RetinaNet(ModelConfig(depth=18, num_classes=len(CLASSES), class_names=CLASSES))
+
+
+KEY = "bbox_head.retina_cls.weight"
+
+
+@pytest.mark.parametrize("case, message", [
+    (lambda sd: {1: torch.zeros(1), **sd}, "a key that is not a parameter name: 1"),
+    (lambda sd: {**sd, KEY: sd[KEY].to_sparse()}, f"{KEY} is a torch.sparse_coo tensor"),
+    (lambda sd: {"state_dict": sd, "meta": {"dataset_meta": "x"}}, None),  # meta.get on a str
+    (lambda sd: {"state_dict": sd, "meta": {"CLASSES": ["a", "b"]}}, "its meta names 2 classes, but its "
+                                                                      "classification layer scores 3"),
+])
+def test_a_malformed_checkpoint_is_refused_when_read(case, message, tiny_state, tmp_path):
+    path = tmp_path / "c.pth"
+    torch.save(case(tiny_state), path)
+    if message is None:
+        assert read_checkpoint(path)["meta"] == {"dataset_meta": "x"}
+        return
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.to(torch.int64), "is torch.int64, not floating-point"),
+    (lambda t: t.to(torch.complex64), "is torch.complex64, not floating-point"),
+    (lambda t: torch.full_like(t, float("nan")), f"NaN or infinite weights in 1 tensors: {KEY}"),
+    (lambda t: torch.full_like(t, float("inf")), f"NaN or infinite weights in 1 tensors: {KEY}"),
+])
+def test_weights_of_the_wrong_kind_never_load(change, message, tiny_state, tiny_model):
+    model = tiny_model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=message):
+        load_state(model, {**tiny_state, KEY: change(tiny_state[KEY])})
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing half-loaded
+
+
+def test_fp16_weights_still_load_upcast_as_the_reference_loads_them(tiny_state, tiny_model):
+    load_state(tiny_model, {k: v.half() if v.is_floating_point() else v for k, v in tiny_state.items()})
+    assert torch.equal(tiny_model.state_dict()[KEY], tiny_state[KEY].half().float())
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.mkdir(), "is a directory, not a file"),
+    (lambda p: p.symlink_to(p), "cannot be reached"),
+    (lambda p: p.symlink_to("/dev/null"), "not a regular file"),
+])
+def test_a_checkpoint_path_that_is_no_file_says_what_it_is(make, message, tmp_path):
+    path = tmp_path / "c.pth"
+    make(path)
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint(path)
+
+
+def test_nan_weights_from_the_cli_are_one_line(tiny, tiny_state, tmp_path, capsys, monkeypatch):
+    manifest, _ = tiny
+    path = tmp_path / "nan.pth"
+    torch.save({"state_dict": {**tiny_state, KEY: torch.full_like(tiny_state[KEY], float("nan"))}}, path)
+    r = rdet_here(capsys, monkeypatch, "predict", NAME, str(path), "--zoo", manifest, "--weights", path, "--json")
+    assert "NaN or infinite weights" in one_line_error(r, 2)
+
+
+@pytest.mark.parametrize("content", [b"not a zip", None])
+def test_an_unreadable_pt2_is_one_line_without_torchs_logged_traceback(content, tmp_path, capfd):
+    from retinanet.export.runtime import open_export
+
+    path = tmp_path / "m.pt2"
+    if content is None:
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("a.txt", "x")
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ExportError, match="not a loadable ExportedProgram"):
+        open_export(path)
+    assert "Traceback" not in capfd.readouterr().err
