@@ -13,7 +13,7 @@ from retinanet.config import TEST_SCALE
 from retinanet.export.metadata import export_format
 
 from .common import Fail, WeightsSource, err, coco_files, fmt, load_zoo, out, parse_size, print_json
-from .options import shared_options
+from .options import MAX_BATCH, shared_options
 from .precision import AmpOption, PrecisionChoiceOption, chosen_precision
 from .text import shown
 
@@ -66,7 +66,7 @@ def bench(
     old_images: Optional[int] = typer.Option(None, "--images", min=1, hidden=True, help="Deprecated spelling of "
                                              "--num-images.", show_default=False),
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed iterations first (the published method: 5)."),
-    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass (published: 1)."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, max=MAX_BATCH, help="Images per forward pass (published: 1)."),
     precision: Optional[str] = PrecisionChoiceOption,
     amp: bool = AmpOption,
     stages: bool = typer.Option(False, "--stages", help="Also time each stage (decode, pre-process, copy, forward, "

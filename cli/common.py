@@ -113,6 +113,9 @@ def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise Fail(f"--size must be WIDTHxHEIGHT (e.g. 1333x800), not '{text}'") from None
-    if min(w, h) < 32:
-        raise Fail(f"--size {text}: both sides must be at least 32 pixels")
+    if min(w, h) < 32 or max(w, h) > _MAX_SIDE:
+        raise Fail(f"--size {text}: both sides must be from 32 to {_MAX_SIDE} pixels")
     return w, h
+
+
+_MAX_SIDE = 4096  # about 3x the reference's 1333: larger is a typo, and its buffers alone would be gigabytes

@@ -206,3 +206,42 @@ def test_an_unreadable_pt2_is_one_line_without_torchs_logged_traceback(content, 
     with pytest.raises(ExportError, match="not a loadable ExportedProgram"):
         open_export(path)
     assert "Traceback" not in capfd.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------- options
+
+@pytest.mark.parametrize("args", [
+    ["predict", NAME, "x.jpg", "--batch-size", "99999999999999999999"],  # islice refused it mid-run
+    ["eval", NAME, "--data-root", ".", "--batch-size", "99999999999999999999"],
+    ["eval", NAME, "--data-root", ".", "--workers", "100000"],
+    ["predict", NAME, "x.jpg", "--size", "99999x99999"],  # OpenCV's allocation failed
+    ["train", NAME, "--data-root", ".", "--epochs", "99999999999999999999"],  # trained for ever
+    ["train", NAME, "--data-root", ".", "--lr", "1e300"],  # float32 overflow in the optimizer
+    ["train", NAME, "--data-root", ".", "--seed", "99999999999999999999"],  # torch.manual_seed overflow
+    ["train", NAME, "--data-root", ".", "--seed", "-1"],
+])
+def test_numbers_past_an_options_range_are_refused_before_any_work(args, tiny, capsys, monkeypatch):
+    r = rdet_here(capsys, monkeypatch, *args, "--zoo", tiny[0])
+    one_line_error(r, 2)
+
+
+def test_a_training_batch_larger_than_the_training_set_is_refused(tiny, tmp_path, capsys, monkeypatch):
+    from coco_data import write_annotations, write_images
+
+    boxes = [(42, 3, (10, 10, 30, 30)), (7, 7, (5, 5, 20, 20)), (1000, 12, (10, 20, 40, 50))]
+    ann = write_annotations(tmp_path / "ann.json", write_images(tmp_path / "img"), boxes)
+    r = rdet_here(capsys, monkeypatch, "train", NAME, "--zoo", tiny[0], "--ann", ann, "--images", tmp_path / "img",
+                  "--init", "none", "--batch-size", "1000", "--workers", "0", "--size", "64x64", "--work-dir",
+                  tmp_path / "w", "-q")
+    assert "more images per step than the 3 training image(s)" in one_line_error(r, 2)
+
+
+# ---------------------------------------------------------------------------------------------------- memory
+
+def test_an_allocation_that_fails_is_out_of_memory_not_a_bug():
+    from cli.main import exhausted_memory
+
+    with pytest.raises(RuntimeError) as caught:
+        torch.empty(1 << 60, dtype=torch.uint8)  # an exbibyte: refused by any allocator
+    assert exhausted_memory(caught.value) == "host"
+    assert exhausted_memory(MemoryError()) == "host" and exhausted_memory(ValueError("x")) is None

@@ -156,6 +156,10 @@ class Trainer:
         """This rank's aspect-grouped batches, and the lr schedule for the global batch they make."""
         cfg, options, dist_info = self.cfg, self.options, self.dist
         self.data = TrainSet(train_set, cfg)
+        if options.batch_size * dist_info.world_size > len(self.data):  # each step would be the set many times over
+            processes = f" x {dist_info.world_size} processes" if dist_info.enabled else ""
+            raise RetinaNetError(f"--batch-size {options.batch_size}{processes} is more images per step than the "
+                                 f"{len(self.data)} training image(s); use a batch of at most {len(self.data)}")
         self.batches = GroupedBatches(self.data.aspect_groups(), options.batch_size, dist_info.rank,
                                       dist_info.world_size, options.seed)
         self.global_batch = options.batch_size * dist_info.world_size
