@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,8 +25,10 @@ class Fail(Exception):
 
 
 def is_rank_0() -> bool:
-    """This process's rank as torchrun sets it (usable before the process group exists)."""
-    return os.environ.get("RANK", "0") == "0"
+    """Rank 0 as torchrun sets it, or a single process (usable before the process group exists)."""
+    from retinanet.launch_env import is_main_process
+
+    return is_main_process()
 
 
 @contextmanager

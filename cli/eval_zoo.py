@@ -2,12 +2,13 @@
 report that later runs resume from."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 from rich.table import Table
+
+from retinanet.launch_env import torchrun_launch
 
 from .common import Fail, err, load_zoo, out, print_json
 
@@ -58,7 +59,7 @@ def run_zoo_check(job: ZooCheck, data: tuple, source, run, results_file) -> None
     if source.weights is not None or source.random_weights or results_file is not None:
         raise Fail("checking zoo rows uses each row's own weights: --weights, --random-weights and --results are "
                    "for one model")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if torchrun_launch().world_size > 1:
         raise Fail("checking zoo rows runs in one process: run it without torchrun")
     names, check, tolerance, as_json = job.names, job.check, job.tolerance, job.as_json
     entries = _entries(names, job.all_models, source.zoo_file)

@@ -236,6 +236,38 @@ def test_a_training_batch_larger_than_the_training_set_is_refused(tiny, tmp_path
     assert "more images per step than the 3 training image(s)" in one_line_error(r, 2)
 
 
+# ---------------------------------------------------------------------------------------------------- torchrun
+
+@pytest.mark.parametrize("env, message", [
+    ({"WORLD_SIZE": "abc", "RANK": "0"}, "WORLD_SIZE='abc'"),
+    ({"WORLD_SIZE": "2", "RANK": "x"}, "RANK='x'"),
+    ({"WORLD_SIZE": "2", "RANK": "5"}, "RANK='5' is not a whole number from 0 to 1"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "z", "MASTER_ADDR": "h", "MASTER_PORT": "1"}, "LOCAL_RANK='z'"),
+    ({"WORLD_SIZE": "2", "RANK": "0"}, "MASTER_ADDR is not"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "h", "MASTER_PORT": "0"}, "MASTER_PORT='0'"),
+])
+def test_junk_torchrun_variables_are_one_line_said_by_every_process(env, message, monkeypatch, capsys):
+    from cli.common import is_rank_0
+    from retinanet.launch_env import torchrun_launch
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(RetinaNetError, match=message):
+        torchrun_launch()
+    assert is_rank_0()  # so that the process says why it stops
+    r = rdet_here(capsys, monkeypatch, "eval", "--all", "--data-root", ".")
+    assert message in one_line_error(r, 2)
+
+
+def test_a_single_process_ignores_a_stray_rank(monkeypatch):
+    from cli.common import is_rank_0
+    from retinanet.launch_env import torchrun_launch
+
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "1")  # before: not rank 0, so its errors went unsaid
+    assert torchrun_launch().world_size == 1 and is_rank_0()
+
+
 # ---------------------------------------------------------------------------------------------------- memory
 
 def test_an_allocation_that_fails_is_out_of_memory_not_a_bug():
