@@ -94,6 +94,17 @@ def test_doctor_shows_no_credentials_and_fails_a_junk_mirror(capsys, monkeypatch
     assert "RDET_MIRROR must be" in r.stdout
 
 
+def test_rdet_max_pixels_takes_ascii_digits_within_bounds(monkeypatch):
+    from retinanet.data.images import max_file_bytes, max_pixels
+
+    for junk in ("²", "٣", "99999999999999999999999999"):  # int("²") raised; the huge one overflowed f.read
+        monkeypatch.setenv("RDET_MAX_PIXELS", junk)
+        with pytest.raises(ImageError, match="RDET_MAX_PIXELS must be a positive whole number"):
+            max_file_bytes()
+    monkeypatch.setenv("RDET_MAX_PIXELS", "1000")
+    assert max_pixels() == 1000
+
+
 # ---------------------------------------------------------------------------------------------------- the cache
 
 @pytest.mark.parametrize("command", [["cache", "list"], ["cache", "verify"], ["list"], ["doctor", "--offline", "--json"]])
