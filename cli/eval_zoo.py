@@ -11,6 +11,7 @@ from rich.table import Table
 from retinanet.launch_env import torchrun_launch
 
 from .common import Fail, err, load_zoo, out, print_json
+from .outputs import output_dir
 
 DEFAULT_REPORT = Path("zoo-report")
 
@@ -69,6 +70,7 @@ def run_zoo_check(job: ZooCheck, data: tuple, source, run, results_file) -> None
     report_dir = job.report or DEFAULT_REPORT
     if report_dir.exists() and not report_dir.is_dir():
         raise Fail(f"--report {report_dir} is a file: give a directory")
+    output_dir(report_dir, "--report")  # under a file or read-only: before any row runs
     ann_sha256 = sha256_file(coco_set.ann_file)
     quiet_runs = run.quiet or as_json
     run = replace(run, quiet_download=True, quiet=quiet_runs)

@@ -230,10 +230,29 @@ def test_an_unreadable_pt2_is_one_line_without_torchs_logged_traceback(content, 
     ["train", NAME, "--data-root", ".", "--lr", "1e300"],  # float32 overflow in the optimizer
     ["train", NAME, "--data-root", ".", "--seed", "99999999999999999999"],  # torch.manual_seed overflow
     ["train", NAME, "--data-root", ".", "--seed", "-1"],
+    ["bench", NAME, "--random-weights", "--num-images", "99999999999999999999"],  # timed for ever
 ])
 def test_numbers_past_an_options_range_are_refused_before_any_work(args, tiny, capsys, monkeypatch):
     r = rdet_here(capsys, monkeypatch, *args, "--zoo", tiny[0])
     one_line_error(r, 2)
+
+
+@pytest.mark.parametrize("args", [
+    ["eval", NAME, "--random-weights", "--csv", "{file}/x.csv"],  # each wrote after the whole evaluation
+    ["eval", NAME, "--random-weights", "--plots", "{file}/plots"],
+    ["eval", "--all", "--report", "{file}/report"],
+    ["bench", NAME, "--fps", "--random-weights", "--plot", "{file}/speed.png"],
+    ["export", NAME, "--out", "{file}/x.onnx"],
+])
+def test_an_output_path_under_a_file_is_one_line_before_any_work(args, tiny, tmp_path, capsys, monkeypatch):
+    from coco_data import write_annotations, write_images
+
+    ann = write_annotations(tmp_path / "ann.json", write_images(tmp_path / "img"), [(42, 3, (10, 10, 30, 30))])
+    (tmp_path / "file").write_text("x")
+    args = [a.format(file=tmp_path / "file") for a in args]
+    r = rdet_here(capsys, monkeypatch, *args, "--zoo", tiny[0], *(["--ann", ann, "--images", tmp_path / "img"]
+                                                                  if args[0] == "eval" else []))
+    assert "not a directory" in one_line_error(r, 2).lower()
 
 
 def test_a_training_batch_larger_than_the_training_set_is_refused(tiny, tmp_path, capsys, monkeypatch):
