@@ -43,7 +43,6 @@ Images = Annotated[Optional[Path], typer.Option(
 # or ask for more images per step or processes than any machine holds
 MAX_BATCH = 1024  # images per forward pass or training step on one device
 MAX_WORKERS = 256  # data-loading processes
-MAX_SEED = 2 ** 32 - 1  # numpy's seed range; torch takes it as well
 MAX_BENCH_IMAGES = 1_000_000  # images one bench times per model: 500 times the published 2000
 MAX_LR = 100.0  # far above any learning rate that trains; float32 overflows near 3.4e38
 

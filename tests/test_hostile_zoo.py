@@ -107,7 +107,8 @@ def test_rdet_max_pixels_takes_ascii_digits_within_bounds(monkeypatch):
 
 # ---------------------------------------------------------------------------------------------------- the cache
 
-@pytest.mark.parametrize("command", [["cache", "list"], ["cache", "verify"], ["list"], ["doctor", "--offline", "--json"]])
+@pytest.mark.parametrize("command", [["cache", "list"], ["cache", "verify"], ["list"],
+                                     ["doctor", "--offline", "--json"]])
 def test_a_cache_path_that_cannot_be_used_is_one_line(command, capsys, monkeypatch, tmp_path):
     too_long = str(tmp_path / ("d" * 300))  # stat raised ENAMETOOLONG from pathlib's is_dir/is_file
     r = rdet_here(capsys, monkeypatch, *command, env={"RDET_CACHE": too_long})
@@ -217,6 +218,52 @@ def test_an_unreadable_pt2_is_one_line_without_torchs_logged_traceback(content, 
     with pytest.raises(ExportError, match="not a loadable ExportedProgram"):
         open_export(path)
     assert "Traceback" not in capfd.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------- resume
+
+STATE = {"epoch": 1, "iter_in_epoch": 0, "iter": 3, "global_batch": 1, "lr": 0.01, "seed": 0}
+
+
+def resume_file(work_dir, **changes):
+    from retinanet.training.train_state import LATEST, point_latest, rng_state
+
+    work_dir.mkdir(exist_ok=True)
+    ckpt = {"state_dict": reference_state_dict(depth=18, num_classes=len(CLASSES)), "optimizer": {"state": {},
+            "param_groups": [{"params": [0, 1]}]}, "train_state": {**STATE, "rng": rng_state()}, **changes}
+    torch.save(ckpt, work_dir / "epoch_1.pth")
+    point_latest(work_dir, work_dir / "epoch_1.pth")
+    return work_dir / LATEST
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"optimizer": [1]}, "its optimizer state is not a dict"),  # TypeError in torch's load_state_dict
+    ({"state_dict": {1: torch.zeros(1)}}, "a key that is not a parameter name"),
+    ({"train_state": {**STATE, "seed": 1 << 40, "rng": {"torch": 0, "python": 0, "numpy": 0}}}, "seed .* is beyond"),
+])
+def test_a_damaged_training_checkpoint_is_refused_before_resuming(changes, message, tmp_path):
+    from retinanet.training.train_state import read_resume_state
+
+    with pytest.raises(CheckpointError, match=message):
+        read_resume_state(resume_file(tmp_path / "w", **changes))
+    (tmp_path / "t.pth").write_text("hello")  # was "cannot resume from it (101)", the unpickler's KeyError
+    with pytest.raises(CheckpointError, match="not a PyTorch file"):
+        read_resume_state(tmp_path / "t.pth")
+
+
+@pytest.mark.parametrize("rng", [None, {"torch": torch.zeros(3), "python": [1], "numpy": "x"}])
+def test_optimizer_or_rng_state_that_torch_refuses_is_one_line(rng, tmp_path):
+    from coco_data import write_annotations, write_images
+    from retinanet.data.coco import CocoSet
+    from retinanet.training.trainer import Trainer, TrainOptions
+
+    ann = write_annotations(tmp_path / "ann.json", write_images(tmp_path / "img"), [(42, 3, (10, 10, 30, 30))])
+    changes = {} if rng is None else {"optimizer": {}, "train_state": {**STATE, "rng": rng}}
+    resume_file(tmp_path / "w", **changes)
+    cfg = ModelConfig(depth=18, num_classes=len(CLASSES), class_names=CLASSES, scale=(64, 64))
+    with pytest.raises(CheckpointError, match="optimizer, loss-scaler or RNG state cannot be restored"):
+        Trainer(cfg, CocoSet.load(ann, tmp_path / "img"), tmp_path / "w",
+                TrainOptions(epochs=2, batch_size=1, workers=0, resume=True))
 
 
 # ---------------------------------------------------------------------------------------------------- options

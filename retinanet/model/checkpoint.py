@@ -21,6 +21,23 @@ _OPTIONAL = ("num_batches_tracked",)  # the reference's loader does not need the
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """{'state_dict': ..., 'meta': ...} from a file; CheckpointError with one line for anything unusable."""
     path = Path(path)
+    obj = load_weights_only(path)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    if "state_dict" in obj:
+        state, meta = obj["state_dict"], obj.get("meta") or {}
+    elif "model" in obj and isinstance(obj["model"], dict):
+        state, meta = obj["model"], obj.get("meta") or {}
+    else:
+        state, meta = obj, {}
+    state = checked_state(path, state)
+    meta = meta if isinstance(meta, dict) else {}
+    _check_classes_fit_head(path, state, meta)
+    return {"state_dict": state, "meta": meta}
+
+
+def load_weights_only(path: Path):
+    """What a file holds, unpickled with weights_only=True; CheckpointError with one line when it cannot be."""
     problem = file_problem(path)
     if problem:
         raise CheckpointError(f"{path}: {problem}")
@@ -48,14 +65,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             first = "not a PyTorch file"
         raise CheckpointError(f"{path}: not a loadable checkpoint (truncated, corrupt, or not weights-only: "
                               f"{first[:200]})") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
-    if "state_dict" in obj:
-        state, meta = obj["state_dict"], obj.get("meta") or {}
-    elif "model" in obj and isinstance(obj["model"], dict):
-        state, meta = obj["model"], obj.get("meta") or {}
-    else:
-        state, meta = obj, {}
+    return obj
+
+
+def checked_state(path: Path, state) -> dict:
+    """A state dict of dense tensors under parameter names (a DDP "module." prefix dropped); CheckpointError
+    naming the first thing that is not."""
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: the state dict holds something other than tensors")
     odd_key = next((k for k in state if not isinstance(k, str)), None)
@@ -65,10 +80,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if odd_layout is not None:
         kind = "a meta (data-less)" if state[odd_layout].is_meta else f"a {state[odd_layout].layout}"
         raise CheckpointError(f"{path}: {odd_layout} is {kind} tensor, not a dense one")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    meta = meta if isinstance(meta, dict) else {}
-    _check_classes_fit_head(path, state, meta)
-    return {"state_dict": state, "meta": meta}
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
 def _check_classes_fit_head(path: Path, state: dict, meta: dict) -> None:
