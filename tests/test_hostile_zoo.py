@@ -52,10 +52,18 @@ ROW = '[[model]]\nname = "mine"\nurl = "https://example.org/mine.pth"\nsha256 = 
     (("https://example.org/mine.pth", "file://elsewhere/mine.pth"), "url"),
     (('num_classes = 2', 'num_classes = 2\nclass_names = ["a", "a"]'), "class_names"),
     (('num_classes = 2', 'num_classes = 1\nclass_names = [""]'), "class_names"),
+    (('num_classes = 2', 'num_classes = 2\nstd = [1e-320, 1, 1]'), "std"),  # inputs overflowed: no detections
+    (('num_classes = 2', 'num_classes = 2\nmean = [1e308, 0, 0]'), "mean"),
 ])
 def test_a_malformed_field_is_named(change, field):
     with pytest.raises(ManifestError, match=f"field '{field}' must be"):
         parse_manifest(ROW.replace(*change), "m.toml")
+
+
+def test_a_backbone_file_named_as_the_checkpoint_is_refused():
+    text = ROW + 'pretrained_url = "https://elsewhere.org/mine.pth"\npretrained_sha256 = "abcdef12"\n'
+    with pytest.raises(ManifestError, match="pretrained_url names the same file, mine.pth, as url"):
+        parse_manifest(text, "m.toml")  # one cache file for both: each download evicted the other
 
 
 @pytest.mark.parametrize("schema", ["2", '"1"', "1.0"])

@@ -137,8 +137,11 @@ _FIELDS = {
     "backbone": (_text, "a line of text", False),
     "groups": (_int_in(1, 256), "an integer from 1 to 256", False),
     "base_width": (_int_in(1, 1024), "an integer from 1 to 1024", False),
-    "mean": (_triple, "a list of 3 finite numbers", False),
-    "std": (lambda v: _triple(v) and all(x > 0 for x in v), "a list of 3 finite positive numbers", False),
+    # pixels are 0-255: past these bounds (x - mean) / std overflows float32 and every detection silently vanishes
+    "mean": (lambda v: _triple(v) and all(abs(x) <= 1e4 for x in v), "a list of 3 numbers from -10000 to 10000",
+             False),
+    "std": (lambda v: _triple(v) and all(1e-4 <= x <= 1e4 for x in v), "a list of 3 numbers from 0.0001 to 10000",
+            False),
     "to_rgb": (lambda v: isinstance(v, bool), "true or false", False),
     "num_classes": (_int_in(1, _MAX_CLASSES), f"an integer from 1 to {_MAX_CLASSES}", False),
     "class_names": (lambda v: isinstance(v, list) and len(v) <= _MAX_CLASSES and all(_text(c) and c for c in v)
@@ -185,6 +188,8 @@ def _entry(raw, where: str, source: str) -> Entry:
     if "pretrained_sha256" in values:
         values["pretrained_sha256"] = values["pretrained_sha256"].lower()
     entry = Entry(**values, source=source)
+    if entry.pretrained_filename == entry.filename:  # one cache file for both: each download would evict the other
+        raise ManifestError(f"{where}: pretrained_url names the same file, {entry.filename}, as url")
     try:
         entry.model_config()
     except ValueError as err:
