@@ -13,7 +13,8 @@ from retinanet.config import TEST_SCALE
 from retinanet.export.metadata import export_format
 
 from .common import Fail, WeightsSource, err, coco_files, fmt, load_zoo, out, parse_size, print_json
-from .options import shared_options
+from .outputs import output_file
+from .options import MAX_BATCH, MAX_BENCH_IMAGES, shared_options
 from .precision import AmpOption, PrecisionChoiceOption, chosen_precision
 from .text import shown
 
@@ -60,13 +61,14 @@ def bench(
     all_models: bool = typer.Option(False, "--all", help="Every model of the zoo (the default without names)."),
     fps: bool = typer.Option(False, "--fps", help="Measure inference speed (with neither flag: both)."),
     mem: bool = typer.Option(False, "--mem", help="Measure training memory (with neither flag: both)."),
-    num_images: Optional[int] = typer.Option(None, "--num-images", min=1, help="Images per model, warm-up "
-                                             f"included (default: {GPU_IMAGES} on a GPU as the published figures, "
-                                             f"{CPU_IMAGES} on the CPU).", show_default=False),
-    old_images: Optional[int] = typer.Option(None, "--images", min=1, hidden=True, help="Deprecated spelling of "
-                                             "--num-images.", show_default=False),
+    num_images: Optional[int] = typer.Option(None, "--num-images", min=1, max=MAX_BENCH_IMAGES, help="Images per "
+                                             f"model, warm-up included (default: {GPU_IMAGES} on a GPU as the "
+                                             f"published figures, {CPU_IMAGES} on the CPU).", show_default=False),
+    old_images: Optional[int] = typer.Option(None, "--images", min=1, max=MAX_BENCH_IMAGES, hidden=True,
+                                             help="Deprecated spelling of --num-images.", show_default=False),
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed iterations first (the published method: 5)."),
-    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass (published: 1)."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, max=MAX_BATCH, help="Images per forward pass "
+                                   "(published: 1)."),
     precision: Optional[str] = PrecisionChoiceOption,
     amp: bool = AmpOption,
     stages: bool = typer.Option(False, "--stages", help="Also time each stage (decode, pre-process, copy, forward, "
@@ -161,6 +163,8 @@ def _check_options(plot, do_fps, weights, random_weights, images, warmup, batch_
         raise Fail("--plot draws the measured fps: add --fps (or drop --mem)")
     if plot is not None and plot.suffix.lower() != ".png":
         raise Fail(f"--plot writes a PNG: give a file name ending in .png, not '{plot}'")
+    if plot is not None:
+        output_file(plot, "--plot")  # before the models run
     if weights is not None and random_weights:
         raise Fail("--weights and --random-weights exclude each other")
     if do_fps and images is not None and images <= warmup * batch_size:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,8 +25,10 @@ class Fail(Exception):
 
 
 def is_rank_0() -> bool:
-    """This process's rank as torchrun sets it (usable before the process group exists)."""
-    return os.environ.get("RANK", "0") == "0"
+    """Rank 0 as torchrun sets it, or a single process (usable before the process group exists)."""
+    from retinanet.launch_env import is_main_process
+
+    return is_main_process()
 
 
 @contextmanager
@@ -113,6 +114,9 @@ def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise Fail(f"--size must be WIDTHxHEIGHT (e.g. 1333x800), not '{text}'") from None
-    if min(w, h) < 32:
-        raise Fail(f"--size {text}: both sides must be at least 32 pixels")
+    if min(w, h) < 32 or max(w, h) > _MAX_SIDE:
+        raise Fail(f"--size {text}: both sides must be from 32 to {_MAX_SIDE} pixels")
     return w, h
+
+
+_MAX_SIDE = 4096  # about 3x the reference's 1333: larger is a typo, and its buffers alone would be gigabytes

@@ -84,7 +84,7 @@ def _stale_locks(root: Path) -> list[Path]:
     from zoo.cache import LOCK_SUFFIX
 
     stale = []
-    for path in sorted(root.glob("*" + LOCK_SUFFIX)):
+    for path in sorted(p for p in root.glob("*" + LOCK_SUFFIX) if p.is_file()):  # a directory is no lock
         lock = FileLock(path)
         try:
             lock.acquire(timeout=0)
@@ -97,10 +97,14 @@ def _stale_locks(root: Path) -> list[Path]:
 
 def cache_checks(cache_dir: Optional[Path], zoo_file: Optional[Path], verify: bool) -> list[Check]:
     from zoo.cache import Cache
+    from zoo.errors import CacheError
     from zoo.manifest import Zoo
     from zoo.weights import COMPLETE, PARTIAL, cache_contents, verify_file
 
-    cache = Cache(cache_dir)
+    try:
+        cache = Cache(cache_dir)
+    except CacheError as e:  # a relative RDET_CACHE, a name too long: a failed check, the others go on
+        return [Check("cache", FAIL, str(e))]
     root = cache.root
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -134,15 +138,19 @@ def cache_checks(cache_dir: Optional[Path], zoo_file: Optional[Path], verify: bo
 
 
 def network_checks(zoo_file: Optional[Path], offline: bool) -> list[Check]:
-    from zoo.settings import is_offline, mirrored
+    from zoo.errors import DownloadError
+    from zoo.settings import is_offline, mirror_base, mirrored, redacted
     from zoo.manifest import Zoo
     from zoo.remote import probe
 
     rows = []
-    proxies = [f"{v}={os.environ[v]}" for v in PROXY_VARS if os.environ.get(v)]
+    proxies = [f"{v}={redacted(os.environ[v])}" for v in PROXY_VARS if os.environ.get(v)]  # no credentials shown
     rows.append(Check("proxies", INFO, ", ".join(proxies) if proxies else "none set"))
-    mirror = os.environ.get("RDET_MIRROR", "").strip()
-    rows.append(Check("mirror", INFO, f"RDET_MIRROR={mirror}" if mirror else "none (RDET_MIRROR unset)"))
+    try:
+        mirror = mirror_base()
+    except DownloadError as e:
+        return rows + [Check("mirror", FAIL, str(e))]
+    rows.append(Check("mirror", INFO, f"RDET_MIRROR={redacted(mirror)}" if mirror else "none (RDET_MIRROR unset)"))
     if is_offline(offline or None):
         rows.append(Check("offline", INFO, "on (--offline or RDET_OFFLINE): the network is never used"))
         return rows
@@ -151,7 +159,7 @@ def network_checks(zoo_file: Optional[Path], offline: bool) -> list[Check]:
     except Exception:
         url = next(iter(Zoo.load(None))).url
     result = probe(url)
-    host = urlparse(mirrored(url)).netloc or mirrored(url)
+    host = urlparse(redacted(mirrored(url))).netloc or redacted(mirrored(url))
     rows.append(Check("weights host", OK if result.ok else FAIL, f"{host}: {result.detail}" + (
         "" if result.ok else "; use RDET_MIRROR, a proxy, or `rdet import NAME FILE`")))
     return rows

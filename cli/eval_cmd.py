@@ -12,7 +12,7 @@ from rich.text import Text
 from .common import (Fail, WeightsSource, coco_files, err, errors_said_by_rank_0, is_rank_0, load_detector, out,
                      print_json)
 from .metrics_table import metrics_table
-from .options import shared_options
+from .options import MAX_BATCH, MAX_WORKERS, shared_options
 from .outputs import output_file, writing
 from .text import shown
 
@@ -22,9 +22,11 @@ def evaluate(
     names: Optional[list[str]] = typer.Argument(None, help="Zoo model name (optional with --results); several, or "
                                                 "--all, to check rows against their published AP.",
                                                 show_default=False),
-    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass (the published "
-                                   "figures use 1; images are only batched with others of the same padded size)."),
-    workers: int = typer.Option(2, "--workers", min=0, help="Data-loading processes (decode and resize)."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, max=MAX_BATCH, help="Images per forward pass (the "
+                                   "published figures use 1; images are only batched with others of the same "
+                                   "padded size)."),
+    workers: int = typer.Option(2, "--workers", min=0, max=MAX_WORKERS, help="Data-loading processes (decode and "
+                                "resize)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N images (by "
                                         "image id).", show_default=False),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Save the detections as a COCO results file.",

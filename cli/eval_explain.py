@@ -6,6 +6,7 @@ from pathlib import Path
 from rich.table import Table
 
 from .common import Fail, out
+from .outputs import output_dir, output_file
 
 
 def _pct(v: float | None, spec: str = ".1f") -> str:
@@ -38,11 +39,16 @@ def errors_table(breakdown) -> Table:
 
 
 def check_outputs(csv_file: Path | None, plots: Path | None) -> None:
-    """Bad output paths, said before any work."""
+    """Bad output paths (a directory for --csv, a file for --plots, either under a file or read-only), said
+    before any work."""
     if csv_file is not None and csv_file.is_dir():
         raise Fail(f"--csv {csv_file} is a directory: give a file name")
     if plots is not None and plots.exists() and not plots.is_dir():
         raise Fail(f"--plots {plots} is a file: give a directory for the PNGs")
+    if csv_file is not None:
+        output_file(csv_file, "--csv")
+    if plots is not None:
+        output_dir(plots, "--plots")
 
 
 def explain(coco_set, results, scores, *, per_class: bool, csv_file: Path | None, plots: Path | None,

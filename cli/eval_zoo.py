@@ -2,14 +2,16 @@
 report that later runs resume from."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
+from retinanet.launch_env import torchrun_launch
+
 from .common import Fail, err, load_zoo, out, print_json
+from .outputs import output_dir
 
 DEFAULT_REPORT = Path("zoo-report")
 
@@ -58,7 +60,7 @@ def run_zoo_check(job: ZooCheck, data: tuple, source, run, results_file) -> None
     if source.weights is not None or source.random_weights or results_file is not None:
         raise Fail("checking zoo rows uses each row's own weights: --weights, --random-weights and --results are "
                    "for one model")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if torchrun_launch().world_size > 1:
         raise Fail("checking zoo rows runs in one process: run it without torchrun")
     names, check, tolerance, as_json = job.names, job.check, job.tolerance, job.as_json
     entries = _entries(names, job.all_models, source.zoo_file)
@@ -68,6 +70,7 @@ def run_zoo_check(job: ZooCheck, data: tuple, source, run, results_file) -> None
     report_dir = job.report or DEFAULT_REPORT
     if report_dir.exists() and not report_dir.is_dir():
         raise Fail(f"--report {report_dir} is a file: give a directory")
+    output_dir(report_dir, "--report")  # under a file or read-only: before any row runs
     ann_sha256 = sha256_file(coco_set.ann_file)
     quiet_runs = run.quiet or as_json
     run = replace(run, quiet_download=True, quiet=quiet_runs)

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from .common import Fail, err, out, parse_size, print_json
+from .outputs import output_file
 from .options import shared_options
 
 @shared_options
@@ -58,6 +59,7 @@ def export_model(
     out_file = out_file or Path(f"{entry.name}{FORMATS[fmt]}")
     if out_file.suffix.lower() != FORMATS[fmt]:
         raise Fail(f"--out {out_file}: a {fmt} file must end in {FORMATS[fmt]}")
+    output_file(out_file)  # before the model loads: under a file, or in a read-only directory, is one line
     from retinanet.export.exporter import export
 
     reference, digest = _reference(entry, cfg, weights, device, cache_dir, offline, quiet or as_json)

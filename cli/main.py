@@ -83,10 +83,11 @@ def main(argv=None) -> None:
     except _usage_errors() as e:  # unknown options, bad values: click's own message and exit code 2
         e.show()
         sys.exit(e.exit_code)
-    except MemoryError:
-        err.print("[red]error:[/red] out of host memory (fewer images at a time, or a smaller --batch-size?)")
-        sys.exit(UNEXPECTED_EXIT)
     except Exception as e:  # a failure no check foresaw: still one line; the traceback when asked for
+        memory = exhausted_memory(e)
+        if memory:
+            err.print(f"[red]error:[/red] out of {memory} memory (fewer images at a time, or a smaller --batch-size?)")
+            sys.exit(UNEXPECTED_EXIT)
         if os.environ.get("RDET_TRACEBACK", "").strip() not in ("", "0"):
             raise
         err.print(f"[red]error:[/red] {shown(unexpected(e))}", highlight=False)
@@ -101,6 +102,19 @@ def unexpected(error: BaseException) -> str:
     text = " ".join(str(error).split())[:300] or "(no message)"
     return (f"unexpected {error.__class__.__name__}: {text} (a bug in rdet; RDET_TRACEBACK=1 shows the "
             f"traceback, which a bug report should include)")
+
+
+def exhausted_memory(error: BaseException) -> str | None:
+    """"host" or "GPU" when `error` is an allocation that failed, whatever its type: MemoryError from Python,
+    RuntimeError from torch's CPU allocator, torch.OutOfMemoryError from CUDA, cv2.error from OpenCV."""
+    if isinstance(error, MemoryError):
+        return "host"
+    text = str(error)
+    if type(error).__name__ == "OutOfMemoryError" or "CUDA out of memory" in text:
+        return "GPU"
+    if "can't allocate memory" in text or "Insufficient memory" in text:
+        return "host"
+    return None
 
 
 def _usage_errors():

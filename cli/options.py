@@ -39,6 +39,13 @@ Ann = Annotated[Optional[Path], typer.Option(
 Images = Annotated[Optional[Path], typer.Option(
     "--images", help="The directory holding --ann's images.", show_default=False)]
 
+# Upper bounds of numeric options: past them a value is a typo that would overflow an index, a seed or a float32,
+# or ask for more images per step or processes than any machine holds
+MAX_BATCH = 1024  # images per forward pass or training step on one device
+MAX_WORKERS = 256  # data-loading processes
+MAX_BENCH_IMAGES = 1_000_000  # images one bench times per model: 500 times the published 2000
+MAX_LR = 1e6  # far above any learning rate that trains (it diverges: exit 3); float32 overflows near 3.4e38
+
 SHARED = {"zoo_file": (ZooFile, None), "cache_dir": (CacheDir, None), "offline": (Offline, False),
           "quiet": (Quiet, False), "as_json": (Json, False), "precision": (Precision, "fp32"),
           "device": (Device, "auto"), "weights": (Weights, None), "random_weights": (RandomWeights, False),

@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 
 from .common import Fail, WeightsSource, err, load_detector, parse_size, print_json
-from .options import shared_options
+from .options import MAX_BATCH, shared_options
 
 DEFAULT_MODEL = "r50_fpn_1x"
 LOW_SCORE_THR = 0.01  # below this the NMS gets up to 1000 candidates per level and an image takes minutes on a CPU
@@ -87,7 +87,7 @@ def predict(
     save_conf: bool = typer.Option(False, "--save-conf", help="Add the score to each --save-txt line."),
     save_crops: bool = typer.Option(False, "--save-crops", help="Also write each box as an image, "
                                     "OUT/crops/CLASS/NAME_K.jpg."),
-    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, max=MAX_BATCH, help="Images per forward pass."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model first (pays off over many "
                                  "images; its compile time is reported apart from the time per image)."),
     size: Optional[str] = typer.Option(None, "--size", hidden=True, help="Test scale WxH instead of 1333x800, "

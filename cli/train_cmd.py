@@ -9,12 +9,14 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from retinanet.config import MAX_SEED
 from retinanet.training.schedule import WARMUP_ITERS
 from retinanet.version import package_version
+from zoo.manifest import MAX_EPOCHS
 
 from .common import Fail, WeightsSource, coco_files, coco_split, err, errors_said_by_rank_0, out, parse_size
 from .metrics_table import metrics_table
-from .options import shared_options
+from .options import MAX_BATCH, MAX_LR, MAX_WORKERS, shared_options
 from .precision import AmpOption, PrecisionChoiceOption, chosen_precision
 from .text import shown
 
@@ -33,12 +35,13 @@ def train(
                                               "images.", show_default=False),
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Checkpoints and log.jsonl go here "
                                             "(default: ./work_dirs/NAME).", show_default=False),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default: the model's schedule, "
-                                         "12 for 1x, 24 for 2x).", show_default=False),
-    batch_size: int = typer.Option(2, "--batch-size", min=1, help="Images per device (the reference: 2 on each of "
-                                   "8 GPUs)."),
-    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Learning rate (default: 0.01 scaled linearly "
-                                       "from 16 images per step to batch-size x processes).", show_default=False),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, max=MAX_EPOCHS, help="Epochs (default: the "
+                                         "model's schedule, 12 for 1x, 24 for 2x).", show_default=False),
+    batch_size: int = typer.Option(2, "--batch-size", min=1, max=MAX_BATCH, help="Images per device (the "
+                                   "reference: 2 on each of 8 GPUs)."),
+    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, max=MAX_LR, help="Learning rate (default: 0.01 "
+                                       "scaled linearly from 16 images per step to batch-size x processes).",
+                                       show_default=False),
     precision: Optional[str] = PrecisionChoiceOption,
     amp: bool = AmpOption,
     resume: bool = typer.Option(False, "--resume", help="Continue from WORK_DIR/latest.pth exactly where it "
@@ -48,12 +51,13 @@ def train(
     init: str = typer.Option("imagenet", "--init", help=INIT_HELP),
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Also evaluate every N epochs (the last epoch "
                                    "always is, when there is a validation set)."),
-    workers: int = typer.Option(2, "--workers", min=0, help="Data-loading processes per device."),
+    workers: int = typer.Option(2, "--workers", min=0, max=MAX_WORKERS, help="Data-loading processes per device."),
     json_log: bool = typer.Option(False, "--json-log", help="Print the log records (one JSON object per "
                                   "iteration and evaluation) on stdout instead of the progress bar."),
     clip_grad: Optional[float] = typer.Option(None, "--clip-grad", min=0.0, help="Clip the gradients' total L2 "
                                               "norm to this (the reference does not clip).", show_default=False),
-    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and of each epoch's order and flips."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the initial weights and of each "
+                             "epoch's order and flips."),
     warmup_iters: int = typer.Option(WARMUP_ITERS, "--warmup-iters", min=0, help="Linear warm-up iterations "
                                      "(ratio 0.001)."),
     size: Optional[str] = typer.Option(None, "--size", hidden=True, help="Train at WxH instead of 1333x800 (quick "

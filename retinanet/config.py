@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 STYLES = ("pytorch", "caffe")
+MAX_SEED = 2 ** 32 - 1  # training seeds: numpy's range (each epoch's order is seeded with seed * 100003 + epoch)
 TEST_SCALE = (1333, 800)  # the reference's test (and training) scale: long edge <= 1333, short edge <= 800
 
 

@@ -1,11 +1,12 @@
 """torchrun support: one process per device, NCCL on GPUs and gloo on the CPU, rank 0 gathers and reports."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from retinanet.launch_env import torchrun_launch
 
 
 @dataclass(frozen=True)
@@ -24,19 +25,20 @@ class DistInfo:
 
 
 def launched_by_torchrun() -> bool:
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    return torchrun_launch().world_size > 1
 
 
 def init_distributed(device: torch.device) -> DistInfo:
     """Join the process group torchrun describes in the environment; a no-op for a single process."""
-    if not launched_by_torchrun():
+    launch = torchrun_launch()
+    if launch.world_size == 1:
         return DistInfo()
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(launch.local_rank)
         dist.init_process_group(backend=backend)
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), launch.local_rank)
 
 
 def local_device(device: torch.device, info: DistInfo) -> torch.device:

@@ -113,6 +113,13 @@ def write_record(dest: Path, record: Record) -> None:
 class Cache:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = cache_root(root) if root else default_cache_dir()
+        try:
+            os.stat(self.root)
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # created on first download; a file in its way is reported by ensure_dir and files()
+        except OSError as e:  # a name too long, a parent without permission, a symlink loop: every use would fail
+            raise CacheError(f"cannot use the cache directory {self.root}: {e.strerror or e} (set RDET_CACHE or "
+                             "--cache-dir to a usable directory)") from None
 
     def path(self, filename: str) -> Path:
         """Where a file of this published name lives (whether or not it is there)."""
@@ -128,14 +135,30 @@ class Cache:
             raise CacheError(f"cannot create the cache directory {self.root}: {e.strerror or e} (set RDET_CACHE "
                              "or --cache-dir to a writable directory)") from None
         if not self.root.is_dir():
-            raise CacheError(f"the cache directory {self.root} is not a directory (set RDET_CACHE or --cache-dir "
-                             "to a directory)")
+            raise self._not_a_directory()
         return self.root
+
+    def ensure_room(self, filename: str) -> Path:
+        """ensure_dir, and nothing but files where `filename` and its companions go: a directory in one of their
+        places would fail a download half-way, or after its bytes arrived. Returns the file's path."""
+        self.ensure_dir()
+        dest = self.path(filename)
+        for p in (dest, part_path(dest), lock_path(dest), record_path(dest), bad_path(dest)):
+            if p.exists() and not p.is_file():
+                raise CacheError(f"{p} is in the way: not a file, where the cache keeps one of its own; remove it or "
+                                 "use another cache directory")
+        return dest
+
+    def _not_a_directory(self) -> CacheError:
+        return CacheError(f"the cache directory {self.root} is not a directory (set RDET_CACHE or --cache-dir to a "
+                          "directory)")
 
     def files(self) -> list[Path]:
         """Every file in the cache but lock files and records: complete ones, .part, .tmp and .bad, by name."""
-        if not self.root.is_dir():
+        if not self.root.exists():
             return []
+        if not self.root.is_dir():
+            raise self._not_a_directory()
         try:
             return sorted(p for p in self.root.iterdir()
                           if p.is_file() and not p.name.endswith((LOCK_SUFFIX, RECORD_SUFFIX)))

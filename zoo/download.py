@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
+from retinanet.file_check import file_problem
+
 from .cache import TEMP_SUFFIX, Cache
 from .checksum import check_cached, install_verified, is_pinned
 from .errors import CacheError, DownloadError
@@ -28,8 +30,9 @@ def _copy_verified(src: Path, expected: str, dest: Path, progress: TransferProgr
 
     A bad or unreadable source, or a full or read-only cache, leaves the cache as it was.
     """
-    if not src.is_file():
-        raise DownloadError(f"{src}: no such file")
+    problem = file_problem(src)
+    if problem:
+        raise DownloadError(f"{src}: {problem}")
     try:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=TEMP_SUFFIX)
     except OSError as e:
@@ -73,9 +76,10 @@ def install_copy(src: str | os.PathLike, sha256_prefix: str, dest_path: str | os
     No lock is needed: the copy has a private name until it is verified, and the rename is atomic.
     """
     src, dest = Path(src), Path(dest_path)
-    if not src.is_file():
-        raise DownloadError(f"{src}: no such file")
-    Cache(dest.parent).ensure_dir()
+    problem = file_problem(src)
+    if problem:
+        raise DownloadError(f"{src}: {problem}")
+    Cache(dest.parent).ensure_room(dest.name)
     progress = progress or make_progress(quiet)
     with _reporting(progress):
         return _copy_verified(src, sha256_prefix, dest, progress, chunk_size, url)
@@ -118,7 +122,7 @@ def fetch(url: str, sha256_prefix: str, dest_path: str | os.PathLike, *, hint: s
         raise DownloadError(f"{dest.name} is not in the cache ({dest.parent}) and rdet is offline "
                             f"(--offline or RDET_OFFLINE); get it from {redacted(source)} and {hint}")
     policy = Policy.resolve(**options)
-    Cache(dest.parent).ensure_dir()
+    Cache(dest.parent).ensure_room(dest.name)
     if urlparse(source).scheme == "http" and not is_pinned(sha256_prefix):
         progress.warn(f"{dest.name} comes over plain http ({redacted(source)}) and is checked against only "
                       f"{len(sha256_prefix)} hex digits of its SHA-256, which a forger can match: prefer an https "

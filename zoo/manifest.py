@@ -22,13 +22,17 @@ else:  # pragma: no cover
 from retinanet.config import STYLES, ModelConfig
 
 from .errors import ManifestError, UnknownModelError
+from .settings import usable_url
 
-_HEX = re.compile(r"^[0-9a-fA-F]{8,64}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+\-]{0,199}$")  # the cache file a URL names: no dot files, no ..
-_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f-\x9f]*$")  # no terminal control sequences from a manifest
+# used with fullmatch: `$` would also match before a final newline, letting "name\n" through
+_HEX = re.compile(r"[0-9a-fA-F]{8,64}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}")
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+\-]{0,199}")  # the cache file a URL names: no dot files, no ..
+_PRINTABLE = re.compile(r"[^\x00-\x1f\x7f-\x9f]*")  # no terminal control sequences from a manifest
 _MAX_BYTES = 1 << 20  # a manifest of a thousand entries is ~1 MB; more is not a manifest (or /dev/zero)
+MAX_EPOCHS = 10_000  # a schedule (manifest or --epochs) longer than this is a typo
 _MAX_CLASSES = 10_000  # above this the classification head alone would be gigabytes
+SCHEMA = 1  # the manifest format this rdet reads (`schema = 1` at the top; absent means 1)
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ def _triple(v):
 
 
 def _text(v, limit=200):
-    return isinstance(v, str) and len(v) <= limit and bool(_PRINTABLE.match(v))
+    return isinstance(v, str) and len(v) <= limit and bool(_PRINTABLE.fullmatch(v))
 
 
 def url_file_name(url: str) -> str:
@@ -114,42 +118,44 @@ def url_file_name(url: str) -> str:
     return urlparse(url).path.rpartition("/")[2]
 
 
-def _url(v, schemes=("http", "https", "file")):
-    if not (_text(v, 2000) and " " not in v):
-        return False
-    parts = urlparse(v)
-    has_host = bool(parts.netloc) or parts.scheme == "file"
-    return parts.scheme in schemes and has_host and not parts.path.endswith("/") and \
-        bool(_FILE_NAME.match(url_file_name(v)))
+_URL_RULE = "an http(s) URL (a valid host and port) or a file URL (an absolute path), ending in a file name"
+
+
+def _url(v):
+    return _text(v, 2000) and " " not in v and usable_url(v) and bool(_FILE_NAME.fullmatch(url_file_name(v)))
 
 
 _FIELDS = {
-    "name": (lambda v: isinstance(v, str) and bool(_NAME.match(v)), "a name of letters, digits, _ . -", True),
-    "url": (_url, "an http(s) or file URL ending in a file name", True),
-    "sha256": (lambda v: isinstance(v, str) and bool(_HEX.match(v)), "8 to 64 hex digits", True),
+    "name": (lambda v: isinstance(v, str) and bool(_NAME.fullmatch(v)), "a name of up to 200 letters, digits, _ . -",
+             True),
+    "url": (_url, _URL_RULE, True),
+    "sha256": (lambda v: isinstance(v, str) and bool(_HEX.fullmatch(v)), "8 to 64 hex digits", True),
     "depth": (lambda v: v in (18, 34, 50, 101, 152) and _is_int(v), "one of 18, 34, 50, 101, 152", True),
     "style": (lambda v: v in STYLES, "one of " + ", ".join(STYLES), True),
-    "aliases": (lambda v: isinstance(v, list) and all(isinstance(a, str) and _NAME.match(a) for a in v),
+    "aliases": (lambda v: isinstance(v, list) and all(isinstance(a, str) and _NAME.fullmatch(a) for a in v),
                 "a list of names", False),
     "backbone": (_text, "a line of text", False),
     "groups": (_int_in(1, 256), "an integer from 1 to 256", False),
     "base_width": (_int_in(1, 1024), "an integer from 1 to 1024", False),
-    "mean": (_triple, "a list of 3 finite numbers", False),
-    "std": (lambda v: _triple(v) and all(x > 0 for x in v), "a list of 3 finite positive numbers", False),
+    # pixels are 0-255: past these bounds (x - mean) / std overflows float32 and every detection silently vanishes
+    "mean": (lambda v: _triple(v) and all(abs(x) <= 1e4 for x in v), "a list of 3 numbers from -10000 to 10000",
+             False),
+    "std": (lambda v: _triple(v) and all(1e-4 <= x <= 1e4 for x in v), "a list of 3 numbers from 0.0001 to 10000",
+            False),
     "to_rgb": (lambda v: isinstance(v, bool), "true or false", False),
     "num_classes": (_int_in(1, _MAX_CLASSES), f"an integer from 1 to {_MAX_CLASSES}", False),
-    "class_names": (lambda v: isinstance(v, list) and len(v) <= _MAX_CLASSES and all(_text(c) for c in v),
-                    "a list of class names (lines of text)", False),
+    "class_names": (lambda v: isinstance(v, list) and len(v) <= _MAX_CLASSES and all(_text(c) and c for c in v)
+                    and len(set(v)) == len(v), "a list of distinct class names (lines of text)", False),
     "schedule": (_text, "a line of text", False),
-    "epochs": (_int_in(1, 10_000), "an integer from 1 to 10000", False),
-    "lr_steps": (lambda v: isinstance(v, list) and len(v) <= 100 and all(_int_in(1, 10_000)(x) for x in v),
+    "epochs": (_int_in(1, MAX_EPOCHS), f"an integer from 1 to {MAX_EPOCHS}", False),
+    "lr_steps": (lambda v: isinstance(v, list) and len(v) <= 100 and all(_int_in(1, MAX_EPOCHS)(x) for x in v),
                  "a list of epochs", False),
-    "pretrained_url": (_url, "an http(s) or file URL ending in a file name", False),
-    "pretrained_sha256": (lambda v: isinstance(v, str) and bool(_HEX.match(v)), "8 to 64 hex digits", False),
+    "pretrained_url": (_url, _URL_RULE, False),
+    "pretrained_sha256": (lambda v: isinstance(v, str) and bool(_HEX.fullmatch(v)), "8 to 64 hex digits", False),
     "mem_gb": (lambda v: _is_num(v) and v > 0, "a finite positive number", False),
     "fps": (lambda v: _is_num(v) and v > 0, "a finite positive number", False),
     "box_ap": (lambda v: _is_num(v) and 0 <= v <= 100, "a number from 0 to 100", False),
-    "log_url": (_url, "an http(s) or file URL ending in a file name", False),
+    "log_url": (_url, _URL_RULE, False),
     "params": (lambda v: _is_int(v) and v > 0, "a positive integer", False),
     "gflops": (lambda v: _is_num(v) and v > 0, "a positive number", False),
 }
@@ -182,6 +188,8 @@ def _entry(raw, where: str, source: str) -> Entry:
     if "pretrained_sha256" in values:
         values["pretrained_sha256"] = values["pretrained_sha256"].lower()
     entry = Entry(**values, source=source)
+    if entry.pretrained_filename == entry.filename:  # one cache file for both: each download would evict the other
+        raise ManifestError(f"{where}: pretrained_url names the same file, {entry.filename}, as url")
     try:
         entry.model_config()
     except ValueError as err:
@@ -200,6 +208,8 @@ def parse_manifest(text: str, source: str = "<manifest>") -> list[Entry]:
     unknown = set(data) - {"schema", "model"}
     if unknown:
         raise ManifestError(f"{source}: unknown top-level key '{sorted(unknown)[0]}' (expected [[model]] tables)")
+    if data.get("schema", SCHEMA) != SCHEMA or not _is_int(data.get("schema", SCHEMA)):
+        raise ManifestError(f"{source}: schema {_shown(data['schema'])} is not one this rdet reads (schema = {SCHEMA})")
     models = data.get("model", [])
     if not isinstance(models, list):
         raise ManifestError(f"{source}: 'model' must be an array of tables ([[model]])")

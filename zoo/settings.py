@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse, urlsplit, urlunsplit
@@ -95,9 +96,37 @@ def is_offline(offline: bool | None = None) -> bool:
     return os.environ.get("RDET_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def usable_url(url: str, schemes=("http", "https", "file")) -> bool:
+    """True when `url` has one of `schemes` and either names an absolute local path (file:) or has a host name that
+    can be looked up (labels of 1-63 characters) and a port up to 65535: what requests would refuse, or retry in
+    vain."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # ValueError when not a number or out of range
+    except ValueError:  # e.g. "http://[::1" (an unclosed IPv6 address)
+        return False
+    if parts.scheme not in schemes:
+        return False
+    if parts.scheme == "file":  # an absolute path on this machine
+        return parts.netloc in ("", "localhost") and parts.path.startswith("/")
+    try:
+        return bool(parts.hostname) and bool(parts.hostname.encode("idna"))
+    except UnicodeError:  # an empty or over-long label
+        return False
+
+
+def mirror_base() -> str:
+    """$RDET_MIRROR without its trailing slash ("" when unset); DownloadError when it is not a usable URL."""
+    mirror = os.environ.get("RDET_MIRROR", "").strip().rstrip("/")
+    if mirror and not usable_url(mirror):
+        raise DownloadError(f"RDET_MIRROR must be an http(s) or file URL such as https://mirror.example.org/openmmlab, "
+                            f"not {redacted(mirror)!r}")
+    return mirror
+
+
 def mirrored(url: str) -> str:
     """`url` with the published download.openmmlab.com prefix replaced by $RDET_MIRROR, when set."""
-    mirror = os.environ.get("RDET_MIRROR", "").strip().rstrip("/")
+    mirror = mirror_base()
     if mirror:
         for prefix in PUBLISHED_PREFIXES:
             if url.startswith(prefix + "/"):
@@ -112,8 +141,8 @@ def redacted(url: str) -> str:
         if "@" not in parts.netloc:
             return url
         return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
-    except ValueError:
-        return "<a URL that cannot be parsed>"
+    except ValueError:  # unparseable (e.g. an unclosed IPv6 bracket): still no user:secret@ shown
+        return re.sub(r"(?<=://).*@", "***@", url)
 
 
 def local_path(url: str) -> Path:

@@ -29,6 +29,7 @@ from PIL import Image
 from retinanet.errors import ImageError
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's limit: a 0.25 GB decoded image; larger ones are taken for bombs
+_MAX_MAX_PIXELS = 1 << 40  # a terapixel: far past any decodable image, and file sizes from it still fit an index
 _BYTES_PER_PIXEL = 8  # no image format stores more (16-bit RGBA), so a bigger file cannot be a permitted image
 _LIBJPEG_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file", "Invalid JPEG", "Warning")
 _stderr_lock = threading.Lock()
@@ -40,8 +41,9 @@ def max_pixels() -> int:
     raw = os.environ.get("RDET_MAX_PIXELS", "").strip()
     if not raw:
         return DEFAULT_MAX_PIXELS
-    if not raw.isdigit() or int(raw) < 1:
-        raise ImageError(f"RDET_MAX_PIXELS must be a positive whole number, not {raw!r}")
+    # ASCII digits only: str.isdigit() also passes "²", which int() refuses
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= _MAX_MAX_PIXELS:
+        raise ImageError(f"RDET_MAX_PIXELS must be a positive whole number up to {_MAX_MAX_PIXELS}, not {raw!r}")
     return int(raw)
 
 

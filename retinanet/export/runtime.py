@@ -5,14 +5,17 @@ as float32/int64 CPU-or-device tensors, whatever the runtime.
 """
 from __future__ import annotations
 
+import logging
 import os
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from retinanet.errors import ExportError
 from retinanet.export.metadata import KEY, ExportInfo, export_format
+from retinanet.file_check import file_problem
 
 
 
@@ -60,10 +63,15 @@ class ProgramRunner:
 
     def __init__(self, path: Path, device: torch.device):
         extra = {f"{KEY}.json": ""}
+        if not zipfile.is_zipfile(path):  # every .pt2 is a zip archive; torch.export.load would log a traceback
+            raise ExportError(f"{path}: not a loadable ExportedProgram (not a .pt2 archive)")
         try:
-            program = torch.export.load(path, extra_files=extra)
+            with _quiet_logger("torch.export"):  # it logs the traceback of a file it cannot read before raising
+                program = torch.export.load(path, extra_files=extra)
         except (RuntimeError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError, TypeError) as err:
             first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+            if "warnings above" in first:  # torch's pointer to the log just silenced
+                first = "a damaged or foreign .pt2 archive"
             raise ExportError(f"{path}: not a loadable ExportedProgram ({first[:200]})") from None
         if not extra[f"{KEY}.json"]:
             raise ExportError(f"{path}: an ExportedProgram without rdet metadata (not written by `rdet export`)")
@@ -80,11 +88,23 @@ class ProgramRunner:
         return list(self.module(*(t.to(self.device) for t in inputs)))
 
 
+@contextmanager
+def _quiet_logger(name: str):
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def open_export(path: str | os.PathLike, device: torch.device | str = "cpu", threads: int | None = None):
     """A runner for an exported file (by suffix: .onnx or .pt2); ExportError with one line when unusable."""
     path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path}: no such file")
+    problem = file_problem(path)
+    if problem:
+        raise ExportError(f"{path}: {problem}")
     device = torch.device(device)
     fmt = export_format(path)
     if fmt == "onnx":

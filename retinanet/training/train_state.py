@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from retinanet.atomic_write import atomic_path, replace_durably
+from retinanet.config import MAX_SEED
 from retinanet.errors import CheckpointError
+from retinanet.model.checkpoint import checked_state, load_weights_only
 
 LATEST = "latest.pth"
 
@@ -64,18 +66,17 @@ def read_resume_state(path: Path) -> dict:
     """A full training checkpoint (weights_only); CheckpointError when it cannot resume a run."""
     if not path.exists():
         raise CheckpointError(f"nothing to resume: {path} does not exist (train without --resume first)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(f"{path}: cannot resume from it ({first[:200]})") from None
+    ckpt = load_weights_only(path)
     if not isinstance(ckpt, dict) or not {"state_dict", "optimizer", "train_state"} <= set(ckpt):
         raise CheckpointError(f"{path}: not a training checkpoint written by rdet train (no optimizer or "
                               "train_state); use it with --init instead")
     _check_train_state(ckpt["train_state"], path)
-    return ckpt
+    if not isinstance(ckpt["optimizer"], dict):
+        raise CheckpointError(f"{path}: its optimizer state is not a dict; cannot resume from it")
+    return {**ckpt, "state_dict": checked_state(path, ckpt["state_dict"])}
 
 
+_MAX_COUNT = 1 << 62  # epochs and iterations beyond this are not a run's: arithmetic on them would overflow
 _TRAIN_STATE = {"epoch": int, "iter_in_epoch": int, "iter": int, "seed": int, "rng": dict}
 _RNG_STATE = ("torch", "python", "numpy")
 
@@ -88,8 +89,10 @@ def _check_train_state(state, path: Path) -> None:
         if key not in state:
             raise CheckpointError(f"{path}: its train_state lacks '{key}'; cannot resume from it")
         if not isinstance(state[key], kind) or isinstance(state[key], bool) or \
-                (kind is int and state[key] < 0):
+                (kind is int and not 0 <= state[key] <= _MAX_COUNT):
             raise CheckpointError(f"{path}: its train_state's '{key}' is not a valid {kind.__name__}")
+    if state["seed"] > MAX_SEED:
+        raise CheckpointError(f"{path}: its train_state's seed {state['seed']} is beyond {MAX_SEED}")
     missing = [k for k in _RNG_STATE if k not in state["rng"]]
     if missing:
         raise CheckpointError(f"{path}: its train_state's 'rng' lacks '{missing[0]}'; cannot resume from it")

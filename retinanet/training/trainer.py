@@ -158,6 +158,10 @@ class Trainer:
         self.data = TrainSet(train_set, cfg)
         if self.val_set is not None:  # a validation image that cannot be resized fails now, not after an epoch
             self.val_set.check_resizable(cfg.scale)
+        if options.batch_size * dist_info.world_size > len(self.data):  # each step would be the set many times over
+            processes = f" x {dist_info.world_size} processes" if dist_info.enabled else ""
+            raise RetinaNetError(f"--batch-size {options.batch_size}{processes} is more images per step than the "
+                                 f"{len(self.data)} training image(s); use a batch of at most {len(self.data)}")
         self.batches = GroupedBatches(self.data.aspect_groups(), options.batch_size, dist_info.rank,
                                       dist_info.world_size, options.seed)
         self.global_batch = options.batch_size * dist_info.world_size
@@ -189,11 +193,17 @@ class Trainer:
             raise CheckpointError(f"the run was interrupted mid-epoch with {state.get('global_batch')} images per "
                                   f"step; resume it with the same --batch-size x processes (now "
                                   f"{self.global_batch})")
-        load_state(self.net, ckpt["state_dict"], source=str(self.work_dir / LATEST))
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(state["rng"])
+        source = self.work_dir / LATEST
+        load_state(self.net, ckpt["state_dict"], source=str(source))
+        try:  # torch checks these as it goes, with every kind of exception: a damaged file is one line
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if ckpt.get("scaler"):
+                self.scaler.load_state_dict(ckpt["scaler"])
+            set_rng_state(state["rng"])
+        except (ValueError, TypeError, KeyError, IndexError, RuntimeError, AttributeError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise CheckpointError(f"{source}: its optimizer, loss-scaler or RNG state cannot be restored "
+                                  f"({first[:200]}); cannot resume from it") from None
         self.batches.seed = state["seed"]  # the interrupted epoch's order and flips depend on it
         self.epoch, self.iter_in_epoch, self.iter = state["epoch"], state["iter_in_epoch"], state["iter"]
         self.init_message = (f"everything from {(self.work_dir / LATEST).resolve()} (epoch {self.epoch + 1}, "

@@ -1,0 +1,364 @@
+"""Hostile manifests, checkpoints, cache directories, environment variables and options: each is one line and a
+non-zero exit, never a traceback or rdet's "unexpected" line (the cases found by fuzzing the commands, task
+s19zoo). Engine and zoo functions are called directly where they hold the rule; the CLI in-process otherwise."""
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+import torch
+
+from cli_inprocess import rdet_here
+from retinanet.config import ModelConfig
+from retinanet.errors import CheckpointError, ExportError, ImageError, RetinaNetError
+from retinanet.model.checkpoint import load_state, read_checkpoint
+from retinanet.model.reference_layout import reference_state_dict
+from retinanet.model.retinanet import RetinaNet
+from tiny_zoo import CLASSES, NAME, write_tiny_zoo
+from zoo.errors import DownloadError, ManifestError
+from zoo.manifest import parse_manifest
+
+
+def one_line_error(result, code=None):
+    """The run failed with one `error:` line and no sign of a bug."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0 and (code is None or result.returncode == code), result
+    assert "unexpected" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert any(line.startswith(("error:", "Error:")) for line in lines), result.stderr
+    return result.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_tiny_zoo(tmp_path_factory.mktemp("tiny"))
+
+
+# ---------------------------------------------------------------------------------------------------- manifests
+
+ROW = '[[model]]\nname = "mine"\nurl = "https://example.org/mine.pth"\nsha256 = "12345678"\ndepth = 18\n' \
+      'style = "pytorch"\nnum_classes = 2\n'
+
+
+@pytest.mark.parametrize("change, field", [
+    (('name = "mine"', 'name = "mine\\n"'), "name"),  # `$` matched before a final newline
+    (('sha256 = "12345678"', 'sha256 = "12345678\\n"'), "sha256"),
+    (('style = "pytorch"', 'style = "pytorch"\nschedule = "1x\\n"'), "schedule"),
+    (('style = "pytorch"', 'style = "pytorch"\naliases = ["m\\n"]'), "aliases"),
+    (("https://example.org/mine.pth", "https://[::1/mine.pth"), "url"),  # urlparse raised ValueError
+    (("https://example.org/mine.pth", "https://example.org:99999/mine.pth"), "url"),
+    (("https://example.org/mine.pth", "http://127.0.0.1:ab/mine.pth"), "url"),
+    (("https://example.org/mine.pth", "https://" + "a" * 64 + ".org/mine.pth"), "url"),  # retried as transient
+    (("https://example.org/mine.pth", "file:mine.pth"), "url"),  # relative to wherever rdet runs
+    (("https://example.org/mine.pth", "file://elsewhere/mine.pth"), "url"),
+    (('num_classes = 2', 'num_classes = 2\nclass_names = ["a", "a"]'), "class_names"),
+    (('num_classes = 2', 'num_classes = 1\nclass_names = [""]'), "class_names"),
+    (('num_classes = 2', 'num_classes = 2\nstd = [1e-320, 1, 1]'), "std"),  # inputs overflowed: no detections
+    (('num_classes = 2', 'num_classes = 2\nmean = [1e308, 0, 0]'), "mean"),
+])
+def test_a_malformed_field_is_named(change, field):
+    with pytest.raises(ManifestError, match=f"field '{field}' must be"):
+        parse_manifest(ROW.replace(*change), "m.toml")
+
+
+def test_a_backbone_file_named_as_the_checkpoint_is_refused():
+    text = ROW + 'pretrained_url = "https://elsewhere.org/mine.pth"\npretrained_sha256 = "abcdef12"\n'
+    with pytest.raises(ManifestError, match="pretrained_url names the same file, mine.pth, as url"):
+        parse_manifest(text, "m.toml")  # one cache file for both: each download evicted the other
+
+
+@pytest.mark.parametrize("schema", ["2", '"1"', "1.0"])
+def test_a_manifest_schema_this_rdet_does_not_read_is_refused(schema):
+    with pytest.raises(ManifestError, match="is not one this rdet reads"):
+        parse_manifest(f"schema = {schema}\n" + ROW, "m.toml")
+    assert parse_manifest("schema = 1\n" + ROW, "m.toml")[0].name == "mine"
+
+
+def test_an_unparseable_manifest_url_is_one_line_from_the_cli(tmp_path, capsys, monkeypatch):
+    manifest = tmp_path / "m.toml"
+    manifest.write_text(ROW.replace("https://example.org/mine.pth", "https://[::1/mine.pth"))
+    assert "field 'url'" in one_line_error(rdet_here(capsys, monkeypatch, "list", "--zoo", manifest), 2)
+
+
+# ---------------------------------------------------------------------------------------------------- settings
+
+@pytest.mark.parametrize("mirror", ["abc", "ftp://mirror.example", "http://[::1", "http://mirror.example:99999",
+                                    "https://" + "a" * 300 + "/x", "file:relative"])
+def test_a_junk_rdet_mirror_is_one_line_and_shows_no_credentials(mirror, monkeypatch):
+    from zoo.settings import mirrored
+
+    monkeypatch.setenv("RDET_MIRROR", mirror.replace("://", "://user:secret@"))
+    with pytest.raises(DownloadError, match="RDET_MIRROR must be") as caught:
+        mirrored("https://download.openmmlab.com/mmdetection/x.pth")
+    assert "secret" not in str(caught.value)
+
+
+def test_doctor_shows_no_credentials_and_fails_a_junk_mirror(capsys, monkeypatch, tmp_path):
+    env = {"RDET_MIRROR": "https://user:secret@mirror.example/openmmlab", "RDET_CACHE": str(tmp_path)}
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxyuser:pxsecret@proxy.example:3128")
+    r = rdet_here(capsys, monkeypatch, "doctor", "--offline", env=env)
+    assert "secret" not in r.stdout + r.stderr and "***@mirror.example" in r.stdout + r.stderr
+    r = rdet_here(capsys, monkeypatch, "doctor", "--offline", "--json", env={**env, "RDET_MIRROR": "http://[::1"})
+    assert r.returncode == 1 and "unexpected" not in r.stderr and '"RDET_MIRROR must be' not in r.stderr
+    assert "RDET_MIRROR must be" in r.stdout
+
+
+def test_rdet_max_pixels_takes_ascii_digits_within_bounds(monkeypatch):
+    from retinanet.data.images import max_file_bytes, max_pixels
+
+    for junk in ("²", "٣", "99999999999999999999999999"):  # int("²") raised; the huge one overflowed f.read
+        monkeypatch.setenv("RDET_MAX_PIXELS", junk)
+        with pytest.raises(ImageError, match="RDET_MAX_PIXELS must be a positive whole number"):
+            max_file_bytes()
+    monkeypatch.setenv("RDET_MAX_PIXELS", "1000")
+    assert max_pixels() == 1000
+
+
+# ---------------------------------------------------------------------------------------------------- the cache
+
+@pytest.mark.parametrize("command", [["cache", "list"], ["cache", "verify"], ["list"],
+                                     ["doctor", "--offline", "--json"]])
+def test_a_cache_path_that_cannot_be_used_is_one_line(command, capsys, monkeypatch, tmp_path):
+    too_long = str(tmp_path / ("d" * 300))  # stat raised ENAMETOOLONG from pathlib's is_dir/is_file
+    r = rdet_here(capsys, monkeypatch, *command, env={"RDET_CACHE": too_long})
+    assert "unexpected" not in r.stderr and "File name too long" in r.stdout + r.stderr and r.returncode != 0
+
+
+@pytest.mark.parametrize("command", [["cache", "list"], ["cache", "verify"]])
+def test_a_cache_that_is_a_file_is_reported_not_listed_as_empty(command, capsys, monkeypatch, tmp_path):
+    (tmp_path / "file").write_text("x")
+    r = rdet_here(capsys, monkeypatch, *command, env={"RDET_CACHE": str(tmp_path / "file")})
+    assert "is not a directory" in one_line_error(r, 1)
+
+
+@pytest.mark.parametrize("companion", ["", ".part", ".lock", ".verified", ".bad"])
+def test_a_directory_where_the_cache_keeps_a_file_is_named_before_any_download(companion, tiny, tmp_path, capsys,
+                                                                               monkeypatch):
+    manifest, checkpoint = tiny
+    (tmp_path / (checkpoint.name + companion)).mkdir()  # before: a copy failing half-way, or after it was installed
+    r = rdet_here(capsys, monkeypatch, "download", NAME, "--zoo", manifest, env={"RDET_CACHE": str(tmp_path)})
+    assert "is in the way" in one_line_error(r, 1)
+    r = rdet_here(capsys, monkeypatch, "doctor", "--offline", "--json", "--zoo", manifest,
+                  env={"RDET_CACHE": str(tmp_path)})
+    assert "unexpected" not in r.stderr  # a directory named like a lock file was opened as one
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+
+@pytest.fixture(scope="module")
+def tiny_state():
+    return reference_state_dict(depth=18, num_classes=len(CLASSES), seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return RetinaNet(ModelConfig(depth=18, num_classes=len(CLASSES), class_names=CLASSES))
+
+
+KEY = "bbox_head.retina_cls.weight"
+
+
+@pytest.mark.parametrize("case, message", [
+    (lambda sd: {1: torch.zeros(1), **sd}, "a key that is not a parameter name: 1"),
+    (lambda sd: {**sd, KEY: sd[KEY].to_sparse()}, f"{KEY} is a torch.sparse_coo tensor"),
+    (lambda sd: {"state_dict": sd, "meta": {"dataset_meta": "x"}}, None),  # meta.get on a str
+    (lambda sd: {"state_dict": sd, "meta": {"CLASSES": ["a", "b"]}}, "its meta names 2 classes, but its "
+                                                                      "classification layer scores 3"),
+])
+def test_a_malformed_checkpoint_is_refused_when_read(case, message, tiny_state, tmp_path):
+    path = tmp_path / "c.pth"
+    torch.save(case(tiny_state), path)
+    if message is None:
+        assert read_checkpoint(path)["meta"] == {"dataset_meta": "x"}
+        return
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.to(torch.int64), "is torch.int64, not floating-point"),
+    (lambda t: t.to(torch.complex64), "is torch.complex64, not floating-point"),
+    (lambda t: torch.full_like(t, float("nan")), f"NaN or infinite weights in 1 tensors: {KEY}"),
+    (lambda t: torch.full_like(t, float("inf")), f"NaN or infinite weights in 1 tensors: {KEY}"),
+])
+def test_weights_of_the_wrong_kind_never_load(change, message, tiny_state, tiny_model):
+    model = tiny_model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=message):
+        load_state(model, {**tiny_state, KEY: change(tiny_state[KEY])})
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing half-loaded
+
+
+def test_fp16_weights_still_load_upcast_as_the_reference_loads_them(tiny_state, tiny_model):
+    load_state(tiny_model, {k: v.half() if v.is_floating_point() else v for k, v in tiny_state.items()})
+    assert torch.equal(tiny_model.state_dict()[KEY], tiny_state[KEY].half().float())
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.mkdir(), "is a directory, not a file"),
+    (lambda p: p.symlink_to(p), "cannot be reached"),
+    (lambda p: p.symlink_to("/dev/null"), "not a regular file"),
+])
+def test_a_checkpoint_path_that_is_no_file_says_what_it_is(make, message, tmp_path):
+    path = tmp_path / "c.pth"
+    make(path)
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint(path)
+
+
+def test_nan_weights_from_the_cli_are_one_line(tiny, tiny_state, tmp_path, capsys, monkeypatch):
+    manifest, _ = tiny
+    path = tmp_path / "nan.pth"
+    torch.save({"state_dict": {**tiny_state, KEY: torch.full_like(tiny_state[KEY], float("nan"))}}, path)
+    r = rdet_here(capsys, monkeypatch, "predict", NAME, str(path), "--zoo", manifest, "--weights", path, "--json")
+    assert "NaN or infinite weights" in one_line_error(r, 2)
+
+
+@pytest.mark.parametrize("content", [b"not a zip", None])
+def test_an_unreadable_pt2_is_one_line_without_torchs_logged_traceback(content, tmp_path, capfd):
+    from retinanet.export.runtime import open_export
+
+    path = tmp_path / "m.pt2"
+    if content is None:
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("a.txt", "x")
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ExportError, match="not a loadable ExportedProgram"):
+        open_export(path)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------- resume
+
+STATE = {"epoch": 1, "iter_in_epoch": 0, "iter": 3, "global_batch": 1, "lr": 0.01, "seed": 0}
+
+
+def resume_file(work_dir, **changes):
+    from retinanet.training.train_state import LATEST, point_latest, rng_state
+
+    work_dir.mkdir(exist_ok=True)
+    ckpt = {"state_dict": reference_state_dict(depth=18, num_classes=len(CLASSES)), "optimizer": {"state": {},
+            "param_groups": [{"params": [0, 1]}]}, "train_state": {**STATE, "rng": rng_state()}, **changes}
+    torch.save(ckpt, work_dir / "epoch_1.pth")
+    point_latest(work_dir, work_dir / "epoch_1.pth")
+    return work_dir / LATEST
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"optimizer": [1]}, "its optimizer state is not a dict"),  # TypeError in torch's load_state_dict
+    ({"state_dict": {1: torch.zeros(1)}}, "a key that is not a parameter name"),
+    ({"train_state": {**STATE, "seed": 1 << 40, "rng": {"torch": 0, "python": 0, "numpy": 0}}}, "seed .* is beyond"),
+])
+def test_a_damaged_training_checkpoint_is_refused_before_resuming(changes, message, tmp_path):
+    from retinanet.training.train_state import read_resume_state
+
+    with pytest.raises(CheckpointError, match=message):
+        read_resume_state(resume_file(tmp_path / "w", **changes))
+    (tmp_path / "t.pth").write_text("hello")  # was "cannot resume from it (101)", the unpickler's KeyError
+    with pytest.raises(CheckpointError, match="not a PyTorch file"):
+        read_resume_state(tmp_path / "t.pth")
+
+
+@pytest.mark.parametrize("rng", [None, {"torch": torch.zeros(3), "python": [1], "numpy": "x"}])
+def test_optimizer_or_rng_state_that_torch_refuses_is_one_line(rng, tmp_path):
+    from coco_data import write_annotations, write_images
+    from retinanet.data.coco import CocoSet
+    from retinanet.training.trainer import Trainer, TrainOptions
+
+    ann = write_annotations(tmp_path / "ann.json", write_images(tmp_path / "img"), [(42, 3, (10, 10, 30, 30))])
+    changes = {} if rng is None else {"optimizer": {}, "train_state": {**STATE, "rng": rng}}
+    resume_file(tmp_path / "w", **changes)
+    cfg = ModelConfig(depth=18, num_classes=len(CLASSES), class_names=CLASSES, scale=(64, 64))
+    with pytest.raises(CheckpointError, match="optimizer, loss-scaler or RNG state cannot be restored"):
+        Trainer(cfg, CocoSet.load(ann, tmp_path / "img"), tmp_path / "w",
+                TrainOptions(epochs=2, batch_size=1, workers=0, resume=True))
+
+
+# ---------------------------------------------------------------------------------------------------- options
+
+@pytest.mark.parametrize("args", [
+    ["predict", NAME, "x.jpg", "--batch-size", "99999999999999999999"],  # islice refused it mid-run
+    ["eval", NAME, "--data-root", ".", "--batch-size", "99999999999999999999"],
+    ["eval", NAME, "--data-root", ".", "--workers", "100000"],
+    ["predict", NAME, "x.jpg", "--size", "99999x99999"],  # OpenCV's allocation failed
+    ["train", NAME, "--data-root", ".", "--epochs", "99999999999999999999"],  # trained for ever
+    ["train", NAME, "--data-root", ".", "--lr", "1e300"],  # float32 overflow in the optimizer
+    ["train", NAME, "--data-root", ".", "--seed", "99999999999999999999"],  # torch.manual_seed overflow
+    ["train", NAME, "--data-root", ".", "--seed", "-1"],
+    ["bench", NAME, "--random-weights", "--num-images", "99999999999999999999"],  # timed for ever
+])
+def test_numbers_past_an_options_range_are_refused_before_any_work(args, tiny, capsys, monkeypatch):
+    r = rdet_here(capsys, monkeypatch, *args, "--zoo", tiny[0])
+    one_line_error(r, 2)
+
+
+@pytest.mark.parametrize("args", [
+    ["eval", NAME, "--random-weights", "--csv", "{file}/x.csv"],  # each wrote after the whole evaluation
+    ["eval", NAME, "--random-weights", "--plots", "{file}/plots"],
+    ["eval", "--all", "--report", "{file}/report"],
+    ["bench", NAME, "--fps", "--random-weights", "--plot", "{file}/speed.png"],
+    ["export", NAME, "--out", "{file}/x.onnx"],
+])
+def test_an_output_path_under_a_file_is_one_line_before_any_work(args, tiny, tmp_path, capsys, monkeypatch):
+    from coco_data import write_annotations, write_images
+
+    ann = write_annotations(tmp_path / "ann.json", write_images(tmp_path / "img"), [(42, 3, (10, 10, 30, 30))])
+    (tmp_path / "file").write_text("x")
+    args = [a.format(file=tmp_path / "file") for a in args]
+    r = rdet_here(capsys, monkeypatch, *args, "--zoo", tiny[0], *(["--ann", ann, "--images", tmp_path / "img"]
+                                                                  if args[0] == "eval" else []))
+    assert "not a directory" in one_line_error(r, 2).lower()
+
+
+def test_a_training_batch_larger_than_the_training_set_is_refused(tiny, tmp_path, capsys, monkeypatch):
+    from coco_data import write_annotations, write_images
+
+    boxes = [(42, 3, (10, 10, 30, 30)), (7, 7, (5, 5, 20, 20)), (1000, 12, (10, 20, 40, 50))]
+    ann = write_annotations(tmp_path / "ann.json", write_images(tmp_path / "img"), boxes)
+    r = rdet_here(capsys, monkeypatch, "train", NAME, "--zoo", tiny[0], "--ann", ann, "--images", tmp_path / "img",
+                  "--init", "none", "--batch-size", "1000", "--workers", "0", "--size", "64x64", "--work-dir",
+                  tmp_path / "w", "-q")
+    assert "more images per step than the 3 training image(s)" in one_line_error(r, 2)
+
+
+# ---------------------------------------------------------------------------------------------------- torchrun
+
+@pytest.mark.parametrize("env, message", [
+    ({"WORLD_SIZE": "abc", "RANK": "0"}, "WORLD_SIZE='abc'"),
+    ({"WORLD_SIZE": "2", "RANK": "x"}, "RANK='x'"),
+    ({"WORLD_SIZE": "2", "RANK": "5"}, "RANK='5' is not a whole number from 0 to 1"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "z", "MASTER_ADDR": "h", "MASTER_PORT": "1"}, "LOCAL_RANK='z'"),
+    ({"WORLD_SIZE": "2", "RANK": "0"}, "MASTER_ADDR is not"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "h", "MASTER_PORT": "0"}, "MASTER_PORT='0'"),
+])
+def test_junk_torchrun_variables_are_one_line_said_by_every_process(env, message, monkeypatch, capsys):
+    from cli.common import is_rank_0
+    from retinanet.launch_env import torchrun_launch
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(RetinaNetError, match=message):
+        torchrun_launch()
+    assert is_rank_0()  # so that the process says why it stops
+    r = rdet_here(capsys, monkeypatch, "eval", "--all", "--data-root", ".")
+    assert message in one_line_error(r, 2)
+
+
+def test_a_single_process_ignores_a_stray_rank(monkeypatch):
+    from cli.common import is_rank_0
+    from retinanet.launch_env import torchrun_launch
+
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "1")  # before: not rank 0, so its errors went unsaid
+    assert torchrun_launch().world_size == 1 and is_rank_0()
+
+
+# ---------------------------------------------------------------------------------------------------- memory
+
+def test_an_allocation_that_fails_is_out_of_memory_not_a_bug():
+    from cli.main import exhausted_memory
+
+    with pytest.raises(RuntimeError) as caught:
+        torch.empty(1 << 60, dtype=torch.uint8)  # an exbibyte: refused by any allocator
+    assert exhausted_memory(caught.value) == "host"
+    assert exhausted_memory(MemoryError()) == "host" and exhausted_memory(ValueError("x")) is None
