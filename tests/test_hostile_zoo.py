@@ -362,3 +362,23 @@ def test_an_allocation_that_fails_is_out_of_memory_not_a_bug():
         torch.empty(1 << 60, dtype=torch.uint8)  # an exbibyte: refused by any allocator
     assert exhausted_memory(caught.value) == "host"
     assert exhausted_memory(MemoryError()) == "host" and exhausted_memory(ValueError("x")) is None
+
+
+def test_json_nested_too_deep_in_rdets_own_files_is_no_crash(tmp_path):
+    """A cache record, a reproduce row and export metadata nested past the parser's recursion limit: the record
+    and the row read as not ours (the file is verified, the row scored again), the metadata is one line."""
+    from retinanet.export.metadata import ExportInfo
+    from zoo.cache import read_record, record_path
+    from zoo.reproduce import _row_file, _scored_before
+
+    deep = "[" * 50_000 + "]" * 50_000
+    dest = tmp_path / "model.pth"
+    record_path(dest).write_text(deep[:30_000] + deep[-30_000:])  # within the record's size limit
+    assert read_record(dest) is None
+    _row_file(tmp_path, "r50").parent.mkdir(parents=True)
+    _row_file(tmp_path, "r50").write_text(deep)
+    assert _scored_before(tmp_path, "r50", {"weights": "x"}) is None
+    _row_file(tmp_path, "r50").write_text("1" * 5000)  # over Python's integer digits limit
+    assert _scored_before(tmp_path, "r50", {"weights": "x"}) is None
+    with pytest.raises(ExportError, match="nested too deeply"):
+        ExportInfo.from_json(deep, "model.onnx")

@@ -94,7 +94,7 @@ def read_record(dest: Path) -> Record | None:
         with open(record_path(dest), "rb") as f:
             raw = json.loads(f.read(_RECORD_MAX))
         record = Record(str(raw["sha256"]), str(raw["url"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # RecursionError: JSON nested too deep
         return None
     return record if len(record.sha256) == 64 else None
 

@@ -69,7 +69,7 @@ def _scored_before(report_dir: Path, name: str, key: dict) -> dict | None:
     (also for a file that is not one of ours: it is simply scored again)."""
     try:
         saved = json.loads(_row_file(report_dir, name).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON (or too long an integer), too deep
         return None
     if not isinstance(saved, dict) or any(saved.get(k) != v for k, v in key.items()):
         return None

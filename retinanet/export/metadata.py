@@ -62,6 +62,8 @@ class ExportInfo:
             doc["input_size"] = tuple(int(v) for v in doc["input_size"]) if doc["input_size"] else None
             info = cls(**doc)
             info.model_config()  # the stored config must build
+        except RecursionError:
+            raise ExportError(f"{source}: unreadable rdet export metadata (JSON nested too deeply)") from None
         except (ValueError, KeyError, TypeError) as err:
             raise ExportError(f"{source}: unreadable rdet export metadata ({err})") from None
         return info
