@@ -74,8 +74,8 @@ def _check_header(data: bytes, name: str) -> str:
             raise ImageError(f"{name}: not an image file (no known image format)") from None
         raise ImageError(f"{name}: not a readable image ({err.__class__.__name__}: {err})") from None
     if w * h > limit:
-        raise ImageError(f"{name}: image too large ({w}x{h} = {w * h / 1e6:.0f} megapixels, over the "
-                         f"{limit / 1e6:.0f} MP limit; a decompression bomb? RDET_MAX_PIXELS raises it)")
+        raise ImageError(f"{name}: image too large ({w}x{h} = {_megapixels(w * h)} megapixels, over the "
+                         f"{_megapixels(limit)} MP limit; a decompression bomb? RDET_MAX_PIXELS raises it)")
     if fmt == "JPEG" and b"\xff\xd9" not in data[-64 * 1024:]:
         raise ImageError(f"{name}: truncated JPEG (no end-of-image marker)")
     return fmt
@@ -93,6 +93,12 @@ def _pillow_header_reading():
             yield
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+
+
+def _megapixels(pixels: int) -> str:
+    """Whole megapixels, or two significant digits below 10 (a small RDET_MAX_PIXELS is not "0 MP")."""
+    mp = pixels / 1e6
+    return f"{mp:.0f}" if mp >= 10 else f"{mp:.2g}"
 
 
 @contextmanager
