@@ -12,6 +12,9 @@ MAX_SEED = 2 ** 32 - 1  # training seeds: numpy's range (each epoch's order is s
 TEST_SCALE = (1333, 800)  # the reference's test (and training) scale: long edge <= 1333, short edge <= 800
 
 
+MAX_GROUP_WIDTH = 32 * 48  # ResNeXt-101 32x48d (829M parameters), the widest published; the zoo's widest is 64x4d
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     # Backbone: ResNet (groups=1, base_width=64) or ResNeXt (e.g. groups=32, base_width=4).
@@ -51,6 +54,9 @@ class ModelConfig:
             raise ValueError(f"unsupported ResNet depth {self.depth}")
         if self.depth < 50 and (self.groups != 1 or self.base_width != 64):
             raise ValueError("depth 18/34 (basic blocks) support only groups=1, base_width=64")
+        if self.groups * self.base_width > MAX_GROUP_WIDTH:  # the weights alone would take tens of gigabytes
+            raise ValueError(f"groups x base_width {self.groups} x {self.base_width} is wider than any published "
+                             f"ResNeXt (at most {MAX_GROUP_WIDTH}: 32x48d)")
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
 

@@ -66,6 +66,14 @@ def test_a_backbone_file_named_as_the_checkpoint_is_refused():
         parse_manifest(text, "m.toml")  # one cache file for both: each download evicted the other
 
 
+def test_a_backbone_wider_than_any_published_resnext_is_refused_before_it_is_built():
+    wide = ROW.replace("depth = 18", "depth = 101\ngroups = 256\nbase_width = 1024")  # 64 GB of weights and more
+    with pytest.raises(ManifestError, match=r"groups x base_width 256 x 1024 is wider than any published ResNeXt"):
+        parse_manifest(wide, "m.toml")
+    widest = ROW.replace("depth = 18", "depth = 101\ngroups = 32\nbase_width = 48")  # 32x48d: still accepted
+    assert parse_manifest(widest, "m.toml")[0].groups == 32
+
+
 @pytest.mark.parametrize("schema", ["2", '"1"', "1.0"])
 def test_a_manifest_schema_this_rdet_does_not_read_is_refused(schema):
     with pytest.raises(ManifestError, match="is not one this rdet reads"):
