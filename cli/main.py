@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from retinanet.errors import exhausted_memory
 from retinanet.version import package_version
 
 from . import commands
@@ -102,19 +103,6 @@ def unexpected(error: BaseException) -> str:
     text = " ".join(str(error).split())[:300] or "(no message)"
     return (f"unexpected {error.__class__.__name__}: {text} (a bug in rdet; RDET_TRACEBACK=1 shows the "
             f"traceback, which a bug report should include)")
-
-
-def exhausted_memory(error: BaseException) -> str | None:
-    """"host" or "GPU" when `error` is an allocation that failed, whatever its type: MemoryError from Python,
-    RuntimeError from torch's CPU allocator, torch.OutOfMemoryError from CUDA, cv2.error from OpenCV."""
-    if isinstance(error, MemoryError):
-        return "host"
-    text = str(error)
-    if type(error).__name__ == "OutOfMemoryError" or "CUDA out of memory" in text:
-        return "GPU"
-    if "can't allocate memory" in text or "Insufficient memory" in text:
-        return "host"
-    return None
 
 
 def _usage_errors():

@@ -1,4 +1,5 @@
-"""Errors the engine raises for bad input; `str(err)` is one line a user can act on."""
+"""Errors the engine raises for bad input (`str(err)` is one line a user can act on), and telling an allocation
+failure from other errors."""
 
 
 class RetinaNetError(Exception):
@@ -21,3 +22,16 @@ class DatasetError(RetinaNetError):
 
 class ExportError(RetinaNetError):
     """An export that cannot be written, read or run, or that does not match the model asked for."""
+
+
+def exhausted_memory(error: BaseException) -> str | None:
+    """"host" or "GPU" when `error` is an allocation that failed, whatever its type: MemoryError from Python,
+    RuntimeError from torch's CPU allocator, torch.OutOfMemoryError from CUDA, cv2.error from OpenCV."""
+    if isinstance(error, MemoryError):
+        return "host"
+    text = str(error)
+    if type(error).__name__ == "OutOfMemoryError" or "CUDA out of memory" in text:
+        return "GPU"
+    if "can't allocate memory" in text or "Insufficient memory" in text:
+        return "host"
+    return None

@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 
 from retinanet.config import TEST_SCALE, ModelConfig
-from retinanet.errors import RetinaNetError
+from retinanet.errors import RetinaNetError, exhausted_memory
 from retinanet.inference.torch_switches import inference_switches
 from retinanet.memory import max_rss_bytes
 from retinanet.training.schedule import SGD_MOMENTUM, SGD_WEIGHT_DECAY
@@ -318,7 +318,8 @@ def training_memory(cfg: ModelConfig, device: torch.device | str = "cpu", images
 
 
 def out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()
+    """errors.exhausted_memory's allocation failures, or any error that says it ran out of memory."""
+    return exhausted_memory(error) is not None or "out of memory" in str(error).lower()
 
 
 def one_line(error: BaseException) -> str:
