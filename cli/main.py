@@ -88,7 +88,7 @@ def main(argv=None) -> None:
         memory = exhausted_memory(e)
         if memory:
             err.print(f"[red]error:[/red] out of {memory} memory (fewer images at a time, or a smaller --batch-size?)")
-            sys.exit(UNEXPECTED_EXIT)
+            sys.exit(OUT_OF_MEMORY_EXIT)
         if os.environ.get("RDET_TRACEBACK", "").strip() not in ("", "0"):
             raise
         err.print(f"[red]error:[/red] {shown(unexpected(e))}", highlight=False)
@@ -96,6 +96,7 @@ def main(argv=None) -> None:
 
 
 UNEXPECTED_EXIT = 70  # sysexits' EX_SOFTWARE: rdet itself failed, not the input or the network
+OUT_OF_MEMORY_EXIT = 71  # sysexits' EX_OSERR: the machine ran out of a resource; not a bug in rdet
 
 
 def unexpected(error: BaseException) -> str:

@@ -10,7 +10,7 @@ GETs of that path, in this order: `fail` (answer `fail_status`), `stall` (hang m
 the connection mid-body). `status` answers every GET with that status (404, 403, 410...); `ranges=False` ignores
 Range headers (always 200 and the whole file); `throttle` slows every body down (with `chunk=1`, a trickle);
 `overstate=N` claims N more bytes in Content-Length than it sends; `no_length` sends no Content-Length (the
-body ends when the connection closes). Unknown paths get 404.
+body ends when the connection closes); `headers` adds headers to every answer with a body. Unknown paths get 404.
 Proxy-style requests (`GET http://host/path`) are served by path, so the server can stand in for a proxy.
 """
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Route:
     chunk: int = 16384
     overstate: int = 0
     no_length: bool = False
+    headers: dict | None = None  # sent with every 200/206 answer, e.g. a Content-Encoding the client never asked for
 
 
 @dataclass
@@ -95,6 +96,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes" if route.ranges else "none")
         if m:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+        for name, value in (route.headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         limit = {"stall": route.stall_after, "drop": route.drop_after}.get(plan, end - start)
         self._send_body(req, route, data[start:start + min(limit, end - start)])

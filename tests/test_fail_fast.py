@@ -118,3 +118,15 @@ def test_an_unforeseen_failure_is_one_line_exit_70_and_its_traceback_comes_on_re
     _one_line(r, 70, "unexpected ValueError: invariant broken second line", "a bug in rdet", "RDET_TRACEBACK=1")
     with pytest.raises(ValueError, match="invariant broken"):
         rdet_here(capsys, monkeypatch, "list", env={"RDET_TRACEBACK": "1"})
+
+
+def test_running_out_of_memory_is_one_line_exit_71_not_a_bug_report(capsys, monkeypatch):
+    import cli.zoo_cmds
+
+    def greedy(_zoo_file):
+        raise MemoryError()
+
+    monkeypatch.setattr(cli.zoo_cmds, "load_zoo", greedy)
+    r = rdet_here(capsys, monkeypatch, "list")
+    _one_line(r, 71, "out of host memory", "--batch-size")
+    assert "a bug in rdet" not in r.stderr

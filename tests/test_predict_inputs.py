@@ -110,6 +110,56 @@ def test_image_urls_are_size_limited_and_one_line_errors(http_server, rdet_env):
         fetch_image_bytes("file:///etc/passwd")
 
 
+def test_an_image_url_that_trickles_or_never_ends_stops_within_the_limits(http_server, rdet_env, monkeypatch):
+    import time
+
+    from zoo.errors import DownloadError
+    from zoo.remote import fetch_image_bytes
+
+    # a byte every 20 ms: each read is well within RDET_TIMEOUT, so only a rate or a deadline can end it
+    url = http_server.add("/slow.png", b"x" * 100_000, chunk=1, throttle=0.02)
+    monkeypatch.setenv("RDET_MIN_RATE", "1000")
+    monkeypatch.setenv("RDET_RATE_WINDOW", "0.3")
+    began = time.monotonic()
+    with pytest.raises(DownloadError, match=r"slow\.png: too slow: .* under RDET_MIN_RATE"):
+        fetch_image_bytes(url)
+    assert time.monotonic() - began < 5
+    monkeypatch.setenv("RDET_MIN_RATE", "0")
+    monkeypatch.setenv("RDET_DEADLINE", "1")
+    began = time.monotonic()
+    with pytest.raises(DownloadError, match=r"slow\.png: not read within 1 s \(RDET_DEADLINE\)"):
+        fetch_image_bytes(url)
+    assert time.monotonic() - began < 5
+
+
+def test_a_compressed_image_body_is_limited_as_it_is_decoded(http_server, rdet_env):
+    import gzip
+    import tracemalloc
+
+    from zoo.errors import DownloadError
+    from zoo.remote import fetch_image_bytes
+
+    url = http_server.add("/bomb.png", gzip.compress(bytes(50_000_000), 9), headers={"Content-Encoding": "gzip"})
+    tracemalloc.start()
+    try:
+        with pytest.raises(DownloadError, match=r"bomb\.png: more than the 1\.0 MB limit for an image"):
+            fetch_image_bytes(url, max_bytes=1_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10_000_000  # the 50 MB it decodes to is never held at once
+
+
+def test_credentials_in_an_image_url_are_never_printed(http_server, rdet_env):
+    from zoo.errors import DownloadError
+    from zoo.remote import fetch_image_bytes
+
+    url = http_server.url("/nothing.png").replace("http://", "http://user:s3cret@")
+    with pytest.raises(DownloadError, match="HTTP 404") as caught:
+        fetch_image_bytes(url)
+    assert "s3cret" not in str(caught.value) and "***@" in str(caught.value)
+
+
 # --- rdet predict, as a user runs it ---------------------------------------------------------------------
 
 

@@ -132,6 +132,17 @@ def test_3_transfer_under_the_minimum_rate_is_dropped_and_retried(http_server, c
     assert len(http_server.requests) == 2 and http_server.requests[1].range_start > 0
 
 
+def test_3_weights_sent_compressed_against_the_request_are_refused_before_anything_is_written(http_server, cache):
+    import gzip
+
+    # 60 KB on the wire, 60 MB decoded: a disk-filling bomb if the body were decoded into the .part
+    url = http_server.add("/w/m.pth", gzip.compress(bytes(60_000_000), 9), headers={"Content-Encoding": "gzip"})
+    with pytest.raises(DownloadError, match=r"m\.pth came gzip-encoded, though rdet asked for the file itself"):
+        fetch(url, SHA, cache / "m.pth", **FAST)
+    assert http_server.requests[0].headers["accept-encoding"] == "identity" and len(http_server.requests) == 1
+    assert not part_path(cache / "m.pth").exists() and not (cache / "m.pth").exists()
+
+
 _HOLD_LOCK = ("import sys, time; from pathlib import Path; from zoo.lock import locked\n"
               "with locked(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(30)")
 

@@ -25,11 +25,11 @@ from .progress import TransferProgress, human
 from .settings import Policy, redacted
 
 
-class _Transient(Exception):
+class Transient(Exception):
     """A failure worth retrying: connection dropped or timed out, 5xx, a body cut short, a transfer too slow."""
 
 
-class _DeadlineExceeded(Exception):
+class DeadlineExceeded(Exception):
     """RDET_DEADLINE passed mid-body."""
 
 
@@ -70,7 +70,7 @@ def _body_offset(response, have: int, part: Path, shown: str, hint: str) -> int 
     """Where the response body starts in the file: `have` for a resumed 206, 0 for a full 200.
 
     None means the .part already holds all the server has (416 for a range starting at its size). Raises
-    DownloadError for an error the user must deal with, _Transient for one worth retrying.
+    DownloadError for an error the user must deal with, Transient for one worth retrying.
     """
     status = response.status_code
     if status == 206 and have:
@@ -78,7 +78,7 @@ def _body_offset(response, have: int, part: Path, shown: str, hint: str) -> int 
         if start == str(have):
             return have
         part.unlink(missing_ok=True)  # a range we did not ask for: start over
-        raise _Transient(f"the server answered a different range ({start[:20]}), starting over")
+        raise Transient(f"the server answered a different range ({start[:20]}), starting over")
     if status in (200, 206):
         return 0  # a full body: a server that ignores Range sends 200, and the .part is rewritten
     if status == 416:
@@ -86,18 +86,18 @@ def _body_offset(response, have: int, part: Path, shown: str, hint: str) -> int 
         if total is None or total == have:
             return None  # nothing past our bytes: the .part is whole (verification decides if it is right)
         part.unlink(missing_ok=True)  # the .part does not fit the file the server has now
-        raise _Transient("the partial download does not match the server's file, starting over")
+        raise Transient("the partial download does not match the server's file, starting over")
     if status >= 500 or status == 429:
-        raise _Transient(f"HTTP {status}")
+        raise Transient(f"HTTP {status}")
     raise DownloadError(f"HTTP {status} for {shown}; download it yourself and {hint}")
 
 
-def _stream(raw, out, progress: TransferProgress, done: int, policy: Policy, clock: Deadline) -> int:
+def stream_body(raw, out, progress: TransferProgress, done: int, policy: Policy, clock: Deadline) -> int:
     """Copy the body into `out` as it arrives; returns the bytes now in `out`."""
     window_start, window_bytes = time.monotonic(), 0
     while True:
         if clock.left() <= 0:
-            raise _DeadlineExceeded
+            raise DeadlineExceeded
         chunk = raw.read1(policy.chunk_size, decode_content=True)
         if not chunk:
             return done
@@ -109,7 +109,7 @@ def _stream(raw, out, progress: TransferProgress, done: int, policy: Policy, clo
         if now - window_start >= policy.rate_window:
             rate = window_bytes / (now - window_start)
             if rate < policy.min_rate:
-                raise _Transient(f"too slow: {human(int(rate))}/s over {now - window_start:.0f} s, under "
+                raise Transient(f"too slow: {human(int(rate))}/s over {now - window_start:.0f} s, under "
                                  f"RDET_MIN_RATE ({human(int(policy.min_rate))}/s)")
             window_start, window_bytes = now, 0
 
@@ -128,6 +128,11 @@ def _attempt(session, url: str, dest: Path, policy: Policy, progress: TransferPr
         offset = _body_offset(response, have, part, redacted(url), hint)
         if offset is None:
             return _Outcome(True, 0)
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # decoded, a few hundred kilobytes of gzip could fill the disk; and no size nor range would hold
+            raise DownloadError(f"{redacted(url)} came {encoding}-encoded, though rdet asked for the file itself "
+                                f"(Accept-Encoding: identity); download it yourself and {hint}")
         length = response.headers.get("Content-Length", "")
         body = int(length) if length.isdigit() else None
         total = offset + body if body is not None else _content_range_total(response)
@@ -137,15 +142,15 @@ def _attempt(session, url: str, dest: Path, policy: Policy, progress: TransferPr
         progress.start(dest.name, total, offset)
         try:
             with open(part, "ab" if offset else "wb") as out:
-                done = _stream(response.raw, out, progress, offset, policy, clock)
+                done = stream_body(response.raw, out, progress, offset, policy, clock)
         except OSError as e:  # writing the .part failed: a full disk, a read-only cache
             raise CacheError(f"cannot write {part}: {e.strerror or e}") from None
     if total is not None and done < total:
-        raise _Transient(f"connection closed after {done} of {total} bytes")
+        raise Transient(f"connection closed after {done} of {total} bytes")
     return _Outcome(total is not None, done - offset)
 
 
-_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                    urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
 
 
@@ -175,7 +180,7 @@ def _permanent(e: BaseException, url: str) -> str | None:
     return None
 
 
-def _reason(e: BaseException, url: str = "") -> str:
+def reason(e: BaseException, url: str = "") -> str:
     """A short cause for a network error (the raw ones nest urllib3 reprs several levels deep). A refused
     connection or an unknown host come first: urllib3 bases its NewConnectionError on ConnectTimeoutError, so
     they would otherwise read 'timed out'."""
@@ -213,18 +218,18 @@ def download_part(url: str, dest: Path, expected: str, policy: Policy, progress:
                 if outcome.complete or outcome.received == 0 or _part_verifies(part, expected):
                     return part
                 problem = "the body came without a length and ended before the file verified"
-            except _DeadlineExceeded:
+            except DeadlineExceeded:
                 problem = None
-            except _Transient as e:
+            except Transient as e:
                 problem = str(e)
-            except _NETWORK_ERRORS as e:
+            except NETWORK_ERRORS as e:
                 cause = _permanent(e, url)
                 if cause:
                     raise DownloadError(f"cannot download {shown}: {cause}; download it yourself and {hint}") \
                         from None
-                problem = _reason(e)
+                problem = reason(e)
             except requests.RequestException as e:
-                raise DownloadError(f"cannot download {shown}: {_reason(e)}; download it yourself and {hint}") \
+                raise DownloadError(f"cannot download {shown}: {reason(e)}; download it yourself and {hint}") \
                     from None
             if problem and _part_verifies(part, expected):
                 return part

@@ -2,8 +2,9 @@
 quick reachability probe of the weights host for `rdet demo` and `rdet doctor`.
 
 Both use the downloads' settings (RDET_TIMEOUT, RDET_OFFLINE, RDET_MIRROR, the proxy variables through requests)
-and their one-line error wording; an image is size-limited and must be at most `max_bytes` long, however the
-server describes it, so a hostile server cannot fill memory.
+and their one-line error wording; an image is read as a weights file is (the same deadline and minimum rate, so a
+server that trickles cannot hold rdet forever) and must be at most `max_bytes` long, however the server describes
+it, so a hostile server cannot fill memory.
 """
 from __future__ import annotations
 
@@ -12,42 +13,60 @@ from urllib.parse import urlparse
 
 import requests
 
-from .http_fetch import _reason
-from .progress import human
-from .settings import Policy, is_offline, mirrored
+from .http_fetch import NETWORK_ERRORS, Deadline, DeadlineExceeded, Transient, reason, stream_body
+from .progress import TransferProgress, human
+from .settings import Policy, is_offline, mirrored, redacted
 from .errors import DownloadError
 
 MAX_IMAGE_BYTES = 64 * 1000 * 1000  # larger than any photo worth detecting on; the pixel limit applies after
 PROBE_TIMEOUT = 4.0  # seconds: a reachable host answers well within this
 
 
+class _CappedBody:
+    """The body in memory, refused as soon as it passes `max_bytes` (a server may understate or omit its length)."""
+
+    def __init__(self, shown: str, max_bytes: int):
+        self.shown, self.max_bytes, self.body = shown, max_bytes, bytearray()
+
+    def write(self, chunk: bytes) -> None:
+        self.body += chunk
+        if len(self.body) > self.max_bytes:
+            raise DownloadError(f"{self.shown}: more than the {human(self.max_bytes)} limit for an image")
+
+
 def fetch_image_bytes(url: str, max_bytes: int = MAX_IMAGE_BYTES, offline: bool | None = None) -> bytes:
-    """The body of an http(s) URL, at most `max_bytes` long; DownloadError (one line) for anything else."""
+    """The body of an http(s) URL, at most `max_bytes` long, read within the downloads' deadline and minimum
+    rate (one attempt, no retries); DownloadError (one line) for anything else."""
+    shown = redacted(url)
     try:
         scheme = urlparse(url).scheme
     except ValueError as e:  # 'Invalid IPv6 URL' and the like, which would not name the URL
-        raise DownloadError(f"{url}: not a valid URL ({e})") from None
+        raise DownloadError(f"{shown}: not a valid URL ({e})") from None
     if scheme not in ("http", "https"):
-        raise DownloadError(f"{url}: only http:// and https:// URLs are read")
+        raise DownloadError(f"{shown}: only http:// and https:// URLs are read")
     if is_offline(offline):
-        raise DownloadError(f"{url}: rdet is offline (--offline or RDET_OFFLINE), URLs are not read")
+        raise DownloadError(f"{shown}: rdet is offline (--offline or RDET_OFFLINE), URLs are not read")
     policy = Policy.resolve()
+    clock = Deadline(policy.deadline)
+    timeout = tuple(min(t, policy.deadline) for t in policy.timeout)  # no single read outlasts the deadline
     try:
-        with requests.get(url, stream=True, timeout=policy.timeout,
+        with requests.get(url, stream=True, timeout=timeout,
                           headers={"Accept-Encoding": "identity"}) as response:
             if response.status_code != 200:
-                raise DownloadError(f"{url}: HTTP {response.status_code}")
+                raise DownloadError(f"{shown}: HTTP {response.status_code}")
             length = response.headers.get("Content-Length", "")
             if length.isdigit() and int(length) > max_bytes:
-                raise DownloadError(f"{url}: {human(int(length))} is over the {human(max_bytes)} limit for an image")
-            body = bytearray()
-            for chunk in response.iter_content(1 << 16):
-                body += chunk
-                if len(body) > max_bytes:
-                    raise DownloadError(f"{url}: more than the {human(max_bytes)} limit for an image")
-            return bytes(body)
-    except requests.RequestException as e:
-        raise DownloadError(f"{url}: cannot download ({_reason(e, url)})") from None
+                raise DownloadError(f"{shown}: {human(int(length))} is over the {human(max_bytes)} limit for an "
+                                    f"image")
+            out = _CappedBody(shown, max_bytes)
+            stream_body(response.raw, out, TransferProgress(), 0, policy, clock)
+            return bytes(out.body)
+    except DeadlineExceeded:
+        raise DownloadError(f"{shown}: not read within {clock.seconds:g} s (RDET_DEADLINE)") from None
+    except Transient as e:
+        raise DownloadError(f"{shown}: {e}") from None
+    except NETWORK_ERRORS + (requests.RequestException,) as e:
+        raise DownloadError(f"{shown}: cannot download ({reason(e, url)})") from None
 
 
 @dataclass(frozen=True)
@@ -81,7 +100,7 @@ def probe(url: str, timeout: float = PROBE_TIMEOUT, offline: bool | None = None)
         try:
             answer["status"] = requests.head(url, timeout=(timeout, timeout), allow_redirects=True).status_code
         except requests.RequestException as e:
-            answer["error"] = _reason(e, url)
+            answer["error"] = reason(e, url)
 
     thread = threading.Thread(target=ask, daemon=True)
     thread.start()
