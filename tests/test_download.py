@@ -276,7 +276,8 @@ def test_ctrl_c_keeps_the_part_releases_the_lock_and_resumes(http_server, cache)
     with pytest.raises(KeyboardInterrupt):
         fetch(url, SHA, dest, progress=_Interrupt(5 * CHUNK), chunk_size=CHUNK)
     partial = part_path(dest).stat().st_size
-    assert partial == 5 * CHUNK and not dest.exists()
+    # every byte received is on disk: at least the 5 chunks (a socket read may return less than a chunk)
+    assert 5 * CHUNK <= partial < len(DATA) and not dest.exists()
     assert not lock_path(dest).exists()  # released and removed
     fetch(url, SHA, dest, **FAST)
     assert http_server.requests[-1].range_start == partial and dest.read_bytes() == DATA

@@ -143,6 +143,21 @@ def test_3_weights_sent_compressed_against_the_request_are_refused_before_anythi
     assert not part_path(cache / "m.pth").exists() and not (cache / "m.pth").exists()
 
 
+def test_3_a_body_without_a_length_stops_before_the_disk_is_full(http_server, cache, monkeypatch):
+    import shutil
+
+    import zoo.http_fetch
+
+    # an endless body, scaled down: the disk "fills" 2 MB from now, checked every 256 KB
+    monkeypatch.setattr(zoo.http_fetch, "DISK_RESERVE", shutil.disk_usage(cache.parent).free - 2_000_000)
+    monkeypatch.setattr(zoo.http_fetch, "_SPACE_CHECK_EVERY", 256 * 1024)
+    url = http_server.add("/w/m.pth", bytes(20_000_000), no_length=True)
+    with pytest.raises(DownloadError, match=r"stopped m\.pth: the server gave no length and the disk .* is down to"):
+        fetch(url, SHA, cache / "m.pth", **FAST)
+    assert http_server.bytes_sent("/w/m.pth") < 20_000_000 and len(http_server.requests) == 1
+    assert not part_path(cache / "m.pth").exists()
+
+
 _HOLD_LOCK = ("import sys, time; from pathlib import Path; from zoo.lock import locked\n"
               "with locked(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(30)")
 

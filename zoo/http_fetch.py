@@ -60,6 +60,34 @@ def _check_space(directory: Path, needed: int, name: str) -> None:
                             f"({human(needed)}), {free} free ({human(free)})")
 
 
+DISK_RESERVE = 1 << 30  # a body of unstated length stops before it leaves less than this free on the cache's disk
+_SPACE_CHECK_EVERY = 64 << 20  # bytes written between two looks at the free space
+
+
+class _SpaceGuard:
+    """The .part's file, for a body of unstated length: writing stops before the disk is all but full (a server
+    may stream without end), and the .part is deleted, since keeping it would keep the disk full."""
+
+    def __init__(self, out, part: Path, name: str):
+        self.out, self.part, self.name, self.unchecked = out, part, name, 0
+
+    def write(self, chunk: bytes) -> None:
+        self.unchecked += len(chunk)
+        if self.unchecked >= _SPACE_CHECK_EVERY:
+            self.unchecked = 0
+            try:
+                free = shutil.disk_usage(self.part.parent).free
+            except OSError:
+                free = None
+            if free is not None and free - len(chunk) < DISK_RESERVE:
+                self.out.close()
+                self.part.unlink(missing_ok=True)
+                raise DownloadError(f"stopped {self.name}: the server gave no length and the disk of "
+                                    f"{self.part.parent} is down to {human(free)} free (the partial file was "
+                                    f"deleted)")
+        self.out.write(chunk)
+
+
 def _content_range_total(response) -> int | None:
     """N from `Content-Range: bytes a-b/N` or `bytes */N`."""
     total = response.headers.get("Content-Range", "").rpartition("/")[2]
@@ -142,7 +170,8 @@ def _attempt(session, url: str, dest: Path, policy: Policy, progress: TransferPr
         progress.start(dest.name, total, offset)
         try:
             with open(part, "ab" if offset else "wb") as out:
-                done = stream_body(response.raw, out, progress, offset, policy, clock)
+                sink = out if total is not None else _SpaceGuard(out, part, dest.name)
+                done = stream_body(response.raw, sink, progress, offset, policy, clock)
         except OSError as e:  # writing the .part failed: a full disk, a read-only cache
             raise CacheError(f"cannot write {part}: {e.strerror or e}") from None
     if total is not None and done < total:
