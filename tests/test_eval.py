@@ -343,7 +343,7 @@ def test_bad_sets_are_one_line_errors(data, tmp_path):
     write_annotations(tmp_path / "two.json", records, [], categories=[(1, "a"), (2, "b")])
     images = data["root"] / "images"
     cases = [
-        (["--ann", tmp_path / "nope.json", "--images", images], ["nope.json", "not found"]),
+        (["--ann", tmp_path / "nope.json", "--images", images], ["nope.json: no such file"]),
         (["--ann", tmp_path / "broken.json", "--images", images], ["broken.json", "not valid JSON"]),
         (["--ann", tmp_path / "empty.json", "--images", images], ["no images"]),
         (["--ann", data["root"] / "half.json", "--images", tmp_path], ["3 of 3 images", "a.png, b.jpg"]),

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from retinanet.errors import DatasetError
+from retinanet.file_check import file_problem
 
 _SHOW_MISSING = 5
 
@@ -23,10 +24,9 @@ def read_json_file(path: Path, what: str):
     """The parsed contents of a user's JSON file (`what` names it in messages: "annotation file"); DatasetError
     in one line when it is missing, not a regular file (a FIFO would block), unreadable or not JSON, including
     JSON nested too deeply for the parser and integers too long for Python to convert."""
-    if not path.exists():
-        raise DatasetError(f"{what} not found: {path}")
-    if not path.is_file():
-        raise DatasetError(f"{what} {path} is not a regular file")
+    problem = file_problem(path)
+    if problem:
+        raise DatasetError(f"{what} {path}: {problem}")
     try:
         with open(path, "rb") as f:
             return json.load(f)
