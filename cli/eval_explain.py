@@ -41,10 +41,6 @@ def errors_table(breakdown) -> Table:
 def check_outputs(csv_file: Path | None, plots: Path | None) -> None:
     """Bad output paths (a directory for --csv, a file for --plots, either under a file or read-only), said
     before any work."""
-    if csv_file is not None and csv_file.is_dir():
-        raise Fail(f"--csv {csv_file} is a directory: give a file name")
-    if plots is not None and plots.exists() and not plots.is_dir():
-        raise Fail(f"--plots {plots} is a file: give a directory for the PNGs")
     if csv_file is not None:
         output_file(csv_file, "--csv")
     if plots is not None:

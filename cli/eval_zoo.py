@@ -68,8 +68,6 @@ def run_zoo_check(job: ZooCheck, data: tuple, source, run, results_file) -> None
     if not run.quiet:
         _notes(coco_set, job.limit)
     report_dir = job.report or DEFAULT_REPORT
-    if report_dir.exists() and not report_dir.is_dir():
-        raise Fail(f"--report {report_dir} is a file: give a directory")
     output_dir(report_dir, "--report")  # under a file or read-only: before any row runs
     ann_sha256 = sha256_file(coco_set.ann_file)
     quiet_runs = run.quiet or as_json

@@ -24,7 +24,7 @@ def output_dir(path: Path, flag: str = "--out") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise Fail(f"{flag} {path}: exists and is not a directory") from None
+        raise Fail(f"{flag} {path}: exists and is not a directory; give a directory") from None
     except OSError as e:
         raise Fail(f"{flag} {path}: cannot create the directory ({e.strerror or e})") from None
     _probe(path, flag)

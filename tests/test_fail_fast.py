@@ -55,6 +55,21 @@ def test_predict_checks_what_it_is_given_before_any_download(served_zoo, capsys,
     assert server.requests == []
 
 
+def test_eval_output_paths_of_the_wrong_kind_are_one_line_before_any_work(served_zoo, tmp_path, capsys, monkeypatch):
+    from shapes_data import write_shapes
+
+    env, _, server = served_zoo
+    ann, images = write_shapes(tmp_path / "data", images=1)
+    base = ["eval", NAME, "--ann", ann, "--images", images, "--device", "cpu"]
+    _one_line(rdet_here(capsys, monkeypatch, *base, "--csv", tmp_path, env=env), 2,
+              f"--csv {tmp_path}: is a directory; give a file name")
+    _one_line(rdet_here(capsys, monkeypatch, *base, "--plots", ann, env=env), 2,
+              f"--plots {ann}: exists and is not a directory; give a directory")
+    _one_line(rdet_here(capsys, monkeypatch, "eval", "--all", "--ann", ann, "--images", images, "--report", ann,
+                        env=env), 2, f"--report {ann}: exists and is not a directory; give a directory")
+    assert server.requests == []
+
+
 def test_a_very_low_score_threshold_warns_of_the_cost(served_zoo, capsys, monkeypatch):
     env, _, _ = served_zoo
     r = rdet_here(capsys, monkeypatch, "predict", NAME, "nosuch.jpg", "--score-thr", "0.001", env=env)
