@@ -24,23 +24,18 @@ class Fail(Exception):
         self.code = code
 
 
-def is_rank_0() -> bool:
-    """Rank 0 as torchrun sets it, or a single process (usable before the process group exists)."""
-    from retinanet.launch_env import is_main_process
-
-    return is_main_process()
-
-
 @contextmanager
 def errors_said_by_rank_0():
     """Under torchrun every rank meets the same bad input: rank 0 alone prints it, all exit with its code."""
     from retinanet.errors import RetinaNetError
     from zoo.errors import ZooError
 
+    from retinanet.launch_env import is_main_process
+
     try:
         yield
     except (Fail, RetinaNetError, ZooError) as e:
-        if is_rank_0():
+        if is_main_process():
             raise
         raise typer.Exit(getattr(e, "code", None) or getattr(e, "exit_code", 2)) from None
 

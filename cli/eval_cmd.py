@@ -9,7 +9,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from .common import (Fail, WeightsSource, coco_files, err, errors_said_by_rank_0, is_rank_0, load_detector, out,
+from retinanet.launch_env import is_main_process
+
+from .common import (Fail, WeightsSource, coco_files, err, errors_said_by_rank_0, load_detector, out,
                      print_json)
 from .metrics_table import metrics_table
 from .options import MAX_BATCH, MAX_WORKERS, shared_options
@@ -90,9 +92,9 @@ def evaluate(
                                   limit, zoo_file)
         if rescoring:
             results = match_file_names(load_results(results_file), coco_set)
-    if is_rank_0() and not quiet:
+    if is_main_process() and not quiet:
         _notes(coco_set, limit)
-    if is_rank_0() and random_weights and not rescoring:
+    if is_main_process() and random_weights and not rescoring:
         from .provenance import random_weights_notice
 
         random_weights_notice()
@@ -102,7 +104,7 @@ def evaluate(
         return run_checkpoints(entry, coco_set, checkpoints, source, run, out_file, plots, as_json)
     done = None
     if rescoring:
-        if not is_rank_0():
+        if not is_main_process():
             return  # re-scoring is rank 0's alone
     else:
         done = _detect(entry, coco_set, WeightsSource(zoo_file, cache_dir, offline, checkpoints[0] if checkpoints

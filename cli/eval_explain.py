@@ -5,7 +5,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from .common import Fail, out
+from .common import out
 from .outputs import output_dir, output_file
 
 

@@ -340,25 +340,25 @@ def test_a_training_batch_larger_than_the_training_set_is_refused(tiny, tmp_path
     ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "h", "MASTER_PORT": "0"}, "MASTER_PORT='0'"),
 ])
 def test_junk_torchrun_variables_are_one_line_said_by_every_process(env, message, monkeypatch, capsys):
-    from cli.common import is_rank_0
+    from retinanet.launch_env import is_main_process
     from retinanet.launch_env import torchrun_launch
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(RetinaNetError, match=message):
         torchrun_launch()
-    assert is_rank_0()  # so that the process says why it stops
+    assert is_main_process()  # so that the process says why it stops
     r = rdet_here(capsys, monkeypatch, "eval", "--all", "--data-root", ".")
     assert message in one_line_error(r, 2)
 
 
 def test_a_single_process_ignores_a_stray_rank(monkeypatch):
-    from cli.common import is_rank_0
+    from retinanet.launch_env import is_main_process
     from retinanet.launch_env import torchrun_launch
 
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setenv("RANK", "1")  # before: not rank 0, so its errors went unsaid
-    assert torchrun_launch().world_size == 1 and is_rank_0()
+    assert torchrun_launch().world_size == 1 and is_main_process()
 
 
 # ---------------------------------------------------------------------------------------------------- memory
