@@ -1,5 +1,7 @@
 """The bundled manifest equals the published table, and bad manifests are rejected with file, entry and field."""
 
+import os
+
 import pytest
 
 from zoo.errors import ManifestError, UnknownModelError
@@ -126,8 +128,16 @@ def test_deeply_nested_manifest_is_one_line_error(tmp_path):
         read_manifest(path)
 
 
+def _fifo(d):
+    os.mkfifo(d / "zoo.toml")  # was: open() waited for a writer forever
+    return d / "zoo.toml"
+
+
 @pytest.mark.parametrize("make, message", [
-    (lambda d: "/dev/zero", "over 1 MiB"),
+    (lambda d: "/dev/zero", "manifest /dev/zero: not a regular file"),
+    (lambda d: (d / "big.toml").write_bytes(b"#" * (2 << 20)) and d / "big.toml", "over 1 MiB"),
+    (_fifo, "zoo.toml: not a regular file"),
+    (lambda d: d / "nope.toml", "nope.toml: no such file"),
     (lambda d: d, "is a directory"),
     (lambda d: (d / "bin.toml").write_bytes(b"\xff\xfe\x00") and d / "bin.toml", "not UTF-8"),
 ])

@@ -1,6 +1,7 @@
 """`rdet predict` on more than image files: videos (OpenCV writes them here), a file read as a live stream and
 stopped with Ctrl-C, http(s) URLs from a 127.0.0.1 server, and list files; plus the output writers."""
 import json
+import os
 import signal
 import subprocess
 
@@ -68,6 +69,9 @@ def test_list_files_resolve_relative_to_themselves_and_bad_inputs_fail_up_front(
     (tmp_path / "none").mkdir()
     with pytest.raises(SourceError, match="no image or video files"):
         resolve_inputs([str(tmp_path / "none")])
+    os.mkfifo(tmp_path / "fifo.txt")  # was: reading it waited for a writer forever
+    with pytest.raises(SourceError, match=r"fifo.txt: not a regular file \(a device, pipe or socket\)"):
+        resolve_inputs([str(tmp_path / "fifo.txt")])
 
 
 def test_video_frames_follow_the_stride_and_are_opencvs_decode(tmp_path):

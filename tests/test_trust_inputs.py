@@ -144,7 +144,7 @@ def test_a_symlink_loop_is_named_for_what_it_is(tmp_path):
     os.symlink(tmp_path / "a.jpg", tmp_path / "b.jpg")
     with pytest.raises(SourceError, match="a.jpg: a symbolic link to nothing"):
         resolve_inputs([str(tmp_path / "a.jpg")])
-    with pytest.raises(ImageError, match="a.jpg: cannot read .Too many levels of symbolic links"):
+    with pytest.raises(ImageError, match="a.jpg: cannot be read .Too many levels of symbolic links"):
         read_bgr(tmp_path / "a.jpg")
 
 

@@ -20,6 +20,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from retinanet.config import STYLES, ModelConfig
+from retinanet.file_check import FileProblem, FileTooLarge, read_small_file
 
 from .errors import ManifestError, UnknownModelError
 from .settings import usable_url
@@ -238,17 +239,11 @@ def bundled_manifest_path() -> Path:
 def read_manifest(path: str | os.PathLike) -> list[Entry]:
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_BYTES + 1)
-        if len(data) > _MAX_BYTES:
-            raise ManifestError(f"{path}: not a manifest (over {_MAX_BYTES // (1 << 20)} MiB)")
-        text = data.decode("utf-8")
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: manifest file not found") from None
-    except IsADirectoryError:
-        raise ManifestError(f"{path}: is a directory, not a manifest file") from None
-    except OSError as err:
-        raise ManifestError(f"{path}: cannot read manifest: {err.strerror or err}") from None
+        text = read_small_file(path, _MAX_BYTES).decode("utf-8")
+    except FileTooLarge:
+        raise ManifestError(f"{path}: not a manifest (over {_MAX_BYTES // (1 << 20)} MiB)") from None
+    except FileProblem as e:  # missing, a directory, a FIFO (whose open would wait for a writer forever)
+        raise ManifestError(f"manifest {path}: {e}") from None
     except UnicodeDecodeError:
         raise ManifestError(f"{path}: not a manifest (not UTF-8 text)") from None
     return parse_manifest(text, str(path))

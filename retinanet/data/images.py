@@ -14,19 +14,18 @@ from __future__ import annotations
 import io
 import os
 import re
-import stat
 import sys
 import tempfile
 import threading
 import warnings
 from contextlib import contextmanager
-from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from retinanet.errors import ImageError
+from retinanet.file_check import FileProblem, FileTooLarge, read_small_file
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's limit: a 0.25 GB decoded image; larger ones are taken for bombs
 _MAX_MAX_PIXELS = 1 << 40  # a terapixel: far past any decodable image, and file sizes from it still fit an index
@@ -153,41 +152,13 @@ def decode_bgr(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 def read_bgr(path: str | os.PathLike) -> np.ndarray:
     """An image file -> HxWx3 uint8 BGR; its size is checked before it is read (a 10 GB file, /dev/zero)."""
-    path = Path(path)
     try:
-        data = _read_image_file(path)
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory") from None
-    except OSError as err:
-        raise ImageError(f"{path}: cannot read ({err.strerror or err})") from None
+        data = read_small_file(path, max_file_bytes())
+    except FileTooLarge as e:
+        raise ImageError(f"{path}: {e.size} bytes is more than an image within RDET_MAX_PIXELS can take") from None
+    except FileProblem as e:
+        raise ImageError(f"{path}: {e}") from None
     return decode_bgr(data, str(path))
-
-
-def _read_image_file(path: Path) -> bytes:
-    """The bytes of a regular file no larger than an image can be, checked on the open descriptor (no race)."""
-    # O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever (regular files ignore the flag)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    try:
-        info = os.fstat(fd)
-        limit = max_file_bytes()
-        if stat.S_ISDIR(info.st_mode):
-            raise IsADirectoryError(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise ImageError(f"{path}: not a regular file")
-        if info.st_size > limit:
-            raise ImageError(f"{path}: {info.st_size} bytes is more than an image within RDET_MAX_PIXELS can take")
-        f, fd = os.fdopen(fd, "rb"), None  # the file object closes it from here on
-    finally:
-        if fd is not None:
-            os.close(fd)
-    with f:
-        # the size read is what fstat said (read(n) allocates n bytes up front: never the limit itself)
-        data = f.read(info.st_size + 1)
-    if len(data) > info.st_size:
-        raise ImageError(f"{path}: grew while being read (is it still being written?)")
-    return data
 
 
 def image_list(images) -> list:

@@ -22,6 +22,7 @@ import numpy as np
 from retinanet.data.globbing import recursive_glob
 from retinanet.data.images import c_library_messages, decode_bgr, read_bgr
 from retinanet.errors import ImageError, RetinaNetError
+from retinanet.file_check import FileProblem, FileTooLarge, read_small_file
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".flv", ".ts",
@@ -115,11 +116,18 @@ def _resolve(arg: str, listed_in: Path | None) -> list[Input]:
     return [Input(_kind_of_file(arg), arg)]
 
 
+MAX_LIST_BYTES = 1 << 28  # a list of a million inputs is ~100 MB; larger is not a list (or /dev/zero)
+
+
 def _read_list(path: Path) -> list[Input]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise SourceError(f"{path}: cannot read the list file ({getattr(e, 'strerror', None) or e})") from None
+        lines = read_small_file(path, MAX_LIST_BYTES).decode("utf-8").splitlines()
+    except FileTooLarge as e:
+        raise SourceError(f"{path}: {e.size} bytes is too large for a list file") from None
+    except FileProblem as e:  # a FIFO named list.txt: its open would wait for a writer forever
+        raise SourceError(f"{path}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{path}: cannot read the list file ({e})") from None
     entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not entries:
         raise SourceError(f"{path}: the list file names no inputs")
