@@ -98,6 +98,10 @@ def test_a_fifo_named_like_an_image_is_refused_not_waited_on(tmp_path):
     os.mkfifo(tmp_path / "pipe.jpg")
     with pytest.raises(ImageError, match="pipe.jpg: not a regular file"):
         read_bgr(tmp_path / "pipe.jpg")  # before the fix: open() waited for a writer forever
+    from retinanet.benchmark.inputs import encoded_images
+
+    with pytest.raises(ImageError, match="pipe.jpg: not a regular file"):
+        encoded_images([tmp_path / "pipe.jpg"])  # bench --stages: read_bytes() waited the same way
     (tmp_path / "dir.jpg").mkdir()
     with pytest.raises(ImageError, match="dir.jpg: is a directory"):
         read_bgr(tmp_path / "dir.jpg")

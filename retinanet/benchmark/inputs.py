@@ -5,7 +5,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from retinanet.config import ModelConfig
-from retinanet.data.images import read_bgr
+from retinanet.data.images import read_bgr, read_image_bytes
 from retinanet.data.preprocess import prepare, resize_with_meta
 from retinanet.errors import ImageError
 
@@ -56,4 +56,4 @@ def encoded_images(paths: Sequence[str | Path] | None = None, limit: int = 50) -
         from retinanet.assets import SAMPLE_IMAGE
 
         paths = [SAMPLE_IMAGE]
-    return [Path(p).read_bytes() for p in list(paths)[:limit]]
+    return [read_image_bytes(p) for p in list(paths)[:limit]]

@@ -150,15 +150,19 @@ def decode_bgr(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return img
 
 
-def read_bgr(path: str | os.PathLike) -> np.ndarray:
-    """An image file -> HxWx3 uint8 BGR; its size is checked before it is read (a 10 GB file, /dev/zero)."""
+def read_image_bytes(path: str | os.PathLike) -> bytes:
+    """An image file's bytes, undecoded; its size is checked before it is read (a 10 GB file, /dev/zero)."""
     try:
-        data = read_small_file(path, max_file_bytes())
+        return read_small_file(path, max_file_bytes())
     except FileTooLarge as e:
         raise ImageError(f"{path}: {e.size} bytes is more than an image within RDET_MAX_PIXELS can take") from None
     except FileProblem as e:
         raise ImageError(f"{path}: {e}") from None
-    return decode_bgr(data, str(path))
+
+
+def read_bgr(path: str | os.PathLike) -> np.ndarray:
+    """An image file -> HxWx3 uint8 BGR (read_image_bytes, then decode_bgr)."""
+    return decode_bgr(read_image_bytes(path), str(path))
 
 
 def image_list(images) -> list:
