@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from .precision import check_precision_name
+
 ZooFile = Annotated[Optional[Path], typer.Option(
     "--zoo", envvar="RDET_ZOO", help="A manifest of your own that adds or overrides entries (same schema as "
     "zoo.toml).", show_default=False)]
@@ -20,7 +22,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output."
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout and nothing else.")]
 Precision = Annotated[str, typer.Option(
     "--precision", help="fp32 (the published numbers), tf32 (NVIDIA Ampere or later: TF32 tensor cores), bf16, or "
-    "fp16 (CUDA only): reduced precision for speed.")]
+    "fp16 (CUDA only): reduced precision for speed.", callback=check_precision_name)]
 Device = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when present).")]
 
 Weights = Annotated[Optional[Path], typer.Option(

@@ -88,6 +88,7 @@ def train(
     """
     import zoo
     from retinanet.distributed import start_runtime
+    from retinanet.inference.fast import check_precision
 
     from retinanet.training.work_dir import check_work_dir, clear_run
 
@@ -99,6 +100,7 @@ def train(
     runtime = start_runtime(device)
     try:
         precision = chosen_precision(precision, amp, runtime.device.type)
+        check_precision(runtime.device, precision)  # the trainer's own check, before --init downloads anything
         if overwrite and runtime.dist.is_main:
             removed = clear_run(work_dir)
             if removed and not quiet:

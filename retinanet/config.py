@@ -12,6 +12,14 @@ MAX_SEED = 2 ** 32 - 1  # training seeds: numpy's range (each epoch's order is s
 TEST_SCALE = (1333, 800)  # the reference's test (and training) scale: long edge <= 1333, short edge <= 800
 
 
+PRECISION_NAMES = ("fp32", "tf32", "bf16", "fp16")  # inference precisions; named here so checking one needs no torch
+
+
+def reduced_precision(device_type: str) -> str:
+    """What `--amp` asks for: fp16 on CUDA, bf16 on the CPU."""
+    return "fp16" if device_type == "cuda" else "bf16"
+
+
 MAX_GROUP_WIDTH = 32 * 48  # ResNeXt-101 32x48d (829M parameters), the widest published; the zoo's widest is 64x4d
 
 

@@ -45,6 +45,7 @@ def served_zoo(tiny, tmp_path, http_server, rdet_env, monkeypatch):
     (["--source", "nosuch.mp4"], ["nosuch.mp4", "no such file"]),
     (["--source", "rtsp://127.0.0.1:1/live"], ["rtsp://127.0.0.1:1/live", "cannot open"]),  # refused
     (["0"], ["--source 0"]),
+    (["IMG", "--precision", "fp8"], ["--precision must be one of fp32, tf32, bf16, fp16, not 'fp8'"]),
 ])
 def test_predict_checks_what_it_is_given_before_any_download(served_zoo, capsys, monkeypatch, args, words):
     env, image, server = served_zoo
@@ -68,6 +69,31 @@ def test_eval_output_paths_of_the_wrong_kind_are_one_line_before_any_work(served
     _one_line(rdet_here(capsys, monkeypatch, "eval", "--all", "--ann", ann, "--images", images, "--report", ann,
                         env=env), 2, f"--report {ann}: exists and is not a directory; give a directory")
     assert server.requests == []
+
+
+def test_a_precision_the_device_cannot_run_is_refused_before_the_weights_are_downloaded(tiny, tmp_path, http_server,
+                                                                                       rdet_env, capsys,
+                                                                                       monkeypatch):
+    bundled, ckpt = tiny
+    url = http_server.add(f"/w/{ckpt.name}", ckpt.read_bytes())
+    manifest = tmp_path / "zoo.toml"
+    manifest.write_text(bundled.read_text().replace(ckpt.as_uri(), url))
+    env = {"RDET_ZOO": str(manifest), "RDET_CACHE": str(rdet_env)}
+    image = tmp_path / "img.png"
+    image.write_bytes(b"")
+    _one_line(rdet_here(capsys, monkeypatch, "predict", NAME, image, "--device", "cpu", "--precision", "fp16",
+                        env=env), 2, "fp16 runs on CUDA only")
+    _one_line(rdet_here(capsys, monkeypatch, "predict", NAME, image, "--device", "cpu", "--precision", "tf32",
+                        env=env), 2, "tf32 is a CUDA tensor-core mode")
+    with pytest.raises(RetinaNetError, match="fp16 runs on CUDA only"):
+        zoo.load(NAME, zoo_file=manifest, device="cpu", precision="fp16")
+    from shapes_data import write_shapes
+
+    ann, images = write_shapes(tmp_path / "data", images=1)
+    _one_line(rdet_here(capsys, monkeypatch, "train", NAME, "--ann", ann, "--images", images, "--init", "zoo",
+                        "--device", "cpu", "--precision", "fp16", "--work-dir", tmp_path / "w", env=env), 2,
+              "fp16 runs on CUDA only")
+    assert http_server.requests == []  # was: the checkpoint was downloaded first
 
 
 def test_a_very_low_score_threshold_warns_of_the_cost(served_zoo, capsys, monkeypatch):

@@ -43,8 +43,12 @@ def load(name: str, weights: str | os.PathLike | None = None, device: str = "aut
         raise ZooError(f"zoo.load() got unknown option(s) {', '.join(unknown)}; it takes weights, device, zoo_file, "
                        "cache_dir, offline, quiet, random_weights, precision, compile, or ModelConfig fields "
                        "(e.g. score_thr)")
+    from retinanet.inference.detector import resolve_device
+    from retinanet.inference.fast import check_precision
+
     entry = get(name, zoo_file)
     cfg = entry.model_config(**config_overrides)
+    check_precision(resolve_device(device), precision)  # a device or precision that cannot run: before downloading
     if weights is not None and not random_weights and export_format(weights):
         return load_export(entry, weights, device, precision=precision, compile=compile,
                            overrides=config_overrides)

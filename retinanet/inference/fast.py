@@ -14,14 +14,16 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from retinanet.config import PRECISION_NAMES, reduced_precision
 from retinanet.errors import RetinaNetError
 
 PRECISIONS = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # tf32: no casts
+assert tuple(PRECISIONS) == PRECISION_NAMES
 
 
 def amp_precision(device: torch.device, amp: bool) -> str:
-    """What `--amp` means: fp16 on CUDA, bf16 on the CPU; fp32 without it."""
-    return ("fp16" if device.type == "cuda" else "bf16") if amp else "fp32"
+    """What `--amp` means: config.reduced_precision on this device; fp32 without it."""
+    return reduced_precision(device.type) if amp else "fp32"
 
 
 def fold_batchnorm(module: nn.Module) -> int:
@@ -72,21 +74,27 @@ def check_tf32(device: torch.device) -> None:
                              f"{torch.cuda.get_device_name(device)} is {major}.{minor}: use fp32 or fp16")
 
 
-def autocast(device: torch.device, precision: str):
-    """The autocast context for `precision` on `device` (a no-op for fp32; TF32 switched on for tf32)."""
+def check_precision(device: torch.device, precision: str) -> None:
+    """RetinaNetError (one line) unless `precision` runs on `device`: said before weights are downloaded."""
     if precision not in PRECISIONS:
         raise RetinaNetError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision == "tf32":
         check_tf32(device)
+    if device.type == "cpu" and precision == "fp16":
+        raise RetinaNetError("fp16 runs on CUDA only; use --precision bf16 on the CPU")
+    if device.type == "cpu" and precision == "bf16" and not cpu_has_bf16():
+        raise RetinaNetError(f"this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16 "
+                             "(AVX512-BF16 or AMX); emulated bf16 is many times slower than fp32, use fp32")
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context for `precision` on `device` (a no-op for fp32; TF32 switched on for tf32)."""
+    check_precision(device, precision)
+    if precision == "tf32":
         return _tf32()
     dtype = PRECISIONS[precision]
     if dtype is None:
         return nullcontext()
-    if device.type == "cpu" and dtype is torch.float16:
-        raise RetinaNetError("fp16 runs on CUDA only; use --precision bf16 on the CPU")
-    if device.type == "cpu" and not cpu_has_bf16():
-        raise RetinaNetError(f"this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16 "
-                             "(AVX512-BF16 or AMX); emulated bf16 is many times slower than fp32, use fp32")
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from retinanet.config import ModelConfig
 from retinanet.distributed import DistInfo, barrier
 from retinanet.errors import CheckpointError, ImageError, RetinaNetError
-from retinanet.inference.fast import amp_precision
+from retinanet.inference.fast import amp_precision, check_precision
 from retinanet.memory import process_peak_bytes
 from retinanet.inference.fast import autocast as fast_autocast
 from retinanet.model.losses import retina_loss
@@ -135,7 +135,7 @@ class Trainer:
         self.meta = dict(meta or {})
         self.reporter = reporter if (reporter is not None and dist_info.is_main) else TrainingEvents()
         self.precision = options.precision or amp_precision(self.device, options.amp)
-        fast_autocast(self.device, self.precision)  # an unsupported --amp fails here, in one line
+        check_precision(self.device, self.precision)  # an unsupported --amp fails here, in one line
         if options.batch_size < 1:
             raise RetinaNetError(f"the batch size must be at least 1, not {options.batch_size}")
 
