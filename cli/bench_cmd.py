@@ -130,7 +130,12 @@ def bench(
         if do_fps and images <= warmup * batch_size:
             raise Fail(f"the default --num-images {images} leaves nothing to time after --warmup {warmup} of "
                        f"--batch-size {batch_size}; give --num-images")
-    plan = _Plan(dev, chosen_precision(precision, amp, dev.type), do_fps, do_mem, scale, _dataset_paths(dataset),
+    precision = chosen_precision(precision, amp, dev.type)
+    if not exported:  # an export runs as it was exported; a checkpoint's precision must run here (one line)
+        from retinanet.inference.fast import check_precision
+
+        check_precision(dev, precision)
+    plan = _Plan(dev, precision, do_fps, do_mem, scale, _dataset_paths(dataset),
                  images, warmup, batch_size, WeightsSource(zoo_file, cache_dir, offline, weights, random_weights),
                  stages and do_fps)
     rows = [_Row(e.name, e.fps, e.mem_gb) for e in entries]

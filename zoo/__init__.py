@@ -48,10 +48,10 @@ def load(name: str, weights: str | os.PathLike | None = None, device: str = "aut
 
     entry = get(name, zoo_file)
     cfg = entry.model_config(**config_overrides)
-    check_precision(resolve_device(device), precision)  # a device or precision that cannot run: before downloading
     if weights is not None and not random_weights and export_format(weights):
         return load_export(entry, weights, device, precision=precision, compile=compile,
                            overrides=config_overrides)
+    check_precision(resolve_device(device), precision)  # a device or precision that cannot run: before downloading
     if random_weights:
         import torch
 
