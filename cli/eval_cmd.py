@@ -82,6 +82,11 @@ def evaluate(
     run = _EvalRun(device, batch_size, workers, precision, quiet_download=quiet or as_json, quiet=quiet)
     with errors_said_by_rank_0():  # bad input stops here, before torch is even imported
         check_outputs(csv_file, plots)
+        if not rescoring and precision != "fp32":  # once for every row or checkpoint, before any download
+            from retinanet.inference.detector import resolve_device
+            from retinanet.inference.fast import check_precision
+
+            check_precision(resolve_device(device), precision)
         if all_models or check or len(names) > 1:
             from .eval_zoo import ZooCheck, run_zoo_check
 

@@ -93,6 +93,8 @@ def test_a_precision_the_device_cannot_run_is_refused_before_the_weights_are_dow
     _one_line(rdet_here(capsys, monkeypatch, "train", NAME, "--ann", ann, "--images", images, "--init", "zoo",
                         "--device", "cpu", "--precision", "fp16", "--work-dir", tmp_path / "w", env=env), 2,
               "fp16 runs on CUDA only")
+    _one_line(rdet_here(capsys, monkeypatch, "eval", "--all", "--ann", ann, "--images", images, "--device", "cpu",
+                        "--precision", "fp16", env=env), 2, "fp16 runs on CUDA only")  # was: one error per row
     assert http_server.requests == []  # was: the checkpoint was downloaded first
 
 
