@@ -47,10 +47,12 @@ def export_model(
       rdet predict photo.jpg --model r50_fpn_1x --weights r50_fpn_1x.onnx    # run it with the usual commands
     """
     import zoo
-    from retinanet.export.metadata import FORMATS, export_format
+    from retinanet.export.metadata import FORMATS, PRECISIONS, export_format
 
     if fmt not in FORMATS:
         raise Fail(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
+    if precision not in PRECISIONS:  # before the checkpoint is fetched
+        raise Fail(f"--precision must be one of {', '.join(PRECISIONS)} for an export, not '{precision}'")
     if weights is not None and export_format(weights):
         raise Fail(f"--weights {weights}: an exported file; export from a checkpoint (.pth)")
     entry = zoo.get(name, zoo_file)

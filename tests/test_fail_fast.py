@@ -98,6 +98,19 @@ def test_a_precision_the_device_cannot_run_is_refused_before_the_weights_are_dow
     assert http_server.requests == []  # was: the checkpoint was downloaded first
 
 
+@pytest.mark.parametrize("args, words", [
+    (["--precision", "bf16"], "--precision must be one of fp32, fp16 for an export, not 'bf16'"),
+    (["--format", "tflite"], "--format must be one of onnx, exported-program"),
+    (["--out", "model.txt"], "must end in .onnx"),
+])
+def test_export_checks_its_options_before_fetching_the_checkpoint(served_zoo, tmp_path, capsys, monkeypatch, args,
+                                                                  words):
+    env, _, server = served_zoo
+    monkeypatch.chdir(tmp_path)
+    _one_line(rdet_here(capsys, monkeypatch, "export", NAME, *args, env=env), 2, words)
+    assert server.requests == []  # was, for --precision bf16: the checkpoint was downloaded first
+
+
 def test_a_very_low_score_threshold_warns_of_the_cost(served_zoo, capsys, monkeypatch):
     env, _, _ = served_zoo
     r = rdet_here(capsys, monkeypatch, "predict", NAME, "nosuch.jpg", "--score-thr", "0.001", env=env)

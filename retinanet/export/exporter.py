@@ -20,10 +20,11 @@ from retinanet.data.preprocess import padded_size
 from retinanet.errors import ExportError
 from retinanet.export.graphs import (DETECTION_INPUTS, DETECTION_OUTPUTS, NETWORK_OUTPUTS, DetectionGraph,
                                      NetworkGraph)
-from retinanet.export.metadata import FORMATS, KEY, ExportInfo
+from retinanet.export.metadata import FORMATS, KEY, PRECISIONS, ExportInfo
 from retinanet.inference.fast import fold_batchnorm
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+assert tuple(DTYPES) == PRECISIONS
 OPSET = 18
 MAX_SIDE_32 = 512  # dynamic inputs: up to 16384 pixels a side
 

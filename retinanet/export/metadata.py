@@ -14,6 +14,7 @@ from retinanet.errors import ExportError
 from retinanet.version import package_version
 
 FORMATS = {"onnx": ".onnx", "exported-program": ".pt2"}  # format -> file suffix
+PRECISIONS = ("fp32", "fp16")  # an export's weights and arithmetic (named here, torch-free, for early checks)
 KEY = "rdet"
 SCHEMA = 1
 ARCHITECTURE = ("depth", "groups", "base_width", "style")
