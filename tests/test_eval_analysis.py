@@ -211,4 +211,5 @@ def test_cli_per_class_csv_plots_and_json_with_provenance(hand_set, tmp_path):
     # bad output paths: one line, before any work
     (tmp_path / "afile").write_text("x")
     bad = run_rdet(*base, "--plots", tmp_path / "afile")
-    assert bad.returncode == 2 and "afile: exists and is not a directory" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert bad.returncode == 2 and "afile: exists and is not a directory" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
