@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import err, out
+from .common import err, out, print_json
 from .options import shared_options
 
 DEMO_MODEL = "r50_fpn_1x"
@@ -48,7 +48,7 @@ def _fallback_notice(reason: str) -> None:
 def demo(
     out_dir: Path = typer.Option(Path("rdet-demo"), "--out", help="Where the annotated photo and "
                                  "predictions.json go."),
-    *, device, zoo_file, cache_dir, offline, quiet,
+    *, device, as_json, zoo_file, cache_dir, offline, quiet,
 ):
     """Show what rdet does: r50_fpn_1x on the bundled photo, annotated image and summary in rdet-demo/.
 
@@ -60,6 +60,8 @@ def demo(
       rdet demo
 
       rdet demo --out /tmp/demo --device cpu
+
+      rdet demo --json          # predict's JSON document on stdout (the files are written too)
     """
     from retinanet.assets import SAMPLE_IMAGE
     from retinanet.data.sources import Input, frames
@@ -71,7 +73,7 @@ def demo(
 
     check_out_dir(out_dir)
     entry = zoo_entry(DEMO_MODEL, zoo_file)
-    weights, reason = _weights_or_reason(entry, cache_dir, offline, quiet)
+    weights, reason = _weights_or_reason(entry, cache_dir, offline, quiet or as_json)
     random_weights = weights is None
     if random_weights:
         _fallback_notice(reason)
@@ -83,13 +85,15 @@ def demo(
     outputs = Outputs(out_dir)
     try:
         run = detect_frames(det, frames([Input("image", str(SAMPLE_IMAGE))]), outputs, DEMO_SCORE_THR,
-                            show=not quiet)
+                            show=not (quiet or as_json))
     finally:
         outputs.close({**doc, "images": outputs.records})
-    if not quiet:
+    if as_json:
+        print_json({**doc, "images": run.records})
+    elif not quiet:
         print_summary(entry.name, run, DEMO_SCORE_THR, out_dir, 0.0)
         out.print(f"annotated photo: {out_dir / SAMPLE_IMAGE.name}", highlight=False)
-    if random_weights:
+    if random_weights and not as_json:  # said again last, where a person reads; once is enough for a script
         _fallback_notice(reason)
 
 

@@ -27,15 +27,17 @@ def _demo_manifest(directory, url_for):
 def test_demo_without_a_reachable_host_runs_on_random_weights_and_says_so(tmp_path, rdet_env):
     manifest, _ = _demo_manifest(tmp_path / "zoo", lambda ckpt: f"http://127.0.0.1:1/{ckpt.name}")  # refused
     began = time.monotonic()
-    r = run_rdet("demo", "--out", tmp_path / "demo", env_extra={"RDET_ZOO": str(manifest),
-                                                                 "RDET_CACHE": str(rdet_env)})
+    r = run_rdet("demo", "--out", tmp_path / "demo", "--json", env_extra={"RDET_ZOO": str(manifest),
+                                                                           "RDET_CACHE": str(rdet_env)})
     assert r.returncode == 0, r.stderr
     assert time.monotonic() - began < 60  # no retries, no waiting on the network (the rest is imports on 2 cores)
     notices = [line for line in r.stderr.splitlines() if NOTICE in line]
-    assert notices and "rdet import r50_fpn_1x" in notices[0] and "RDET_MIRROR" in notices[0]
+    assert len(notices) == 1 and "rdet import r50_fpn_1x" in notices[0] and "RDET_MIRROR" in notices[0]
     assert (tmp_path / "demo" / "astronaut.jpg").is_file()
     doc = json.loads((tmp_path / "demo" / "predictions.json").read_text())
     assert doc["provenance"]["weights"] == {"source": "random", "seed": 0, "sha256": None}
+    printed = json.loads(r.stdout)  # --json: the same document on stdout, and nothing else there
+    assert printed["schema"] == "rdet-predict/1" and printed["images"] == doc["images"]
     assert "Traceback" not in r.stderr
 
 
