@@ -236,6 +236,66 @@ def test_an_unreadable_pt2_is_one_line_without_torchs_logged_traceback(content, 
     assert "Traceback" not in capfd.readouterr().err
 
 
+class _RunsCode:
+    """Unpickled, it creates a file: the proof that a load ran code from the archive."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _tiny_pt2(path, metadata: str):
+    class Scale(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(3))
+
+        def forward(self, x):
+            return x * self.w
+
+    program = torch.export.export(Scale(), (torch.ones(3),))
+    torch.export.save(program, path, extra_files={"rdet.json": metadata})
+
+
+def _rewrite(src, dst, change):
+    """A copy of zip archive `src` with change(name, bytes) -> bytes applied to each member."""
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, "w") as b:
+        for item in a.infolist():
+            b.writestr(item, change(item.filename, a.read(item.filename)))
+
+
+@pytest.mark.parametrize("where", ["a weight marked use_pickle", "sample inputs only full unpickling reads"])
+def test_a_pt2_that_asks_to_unpickle_code_is_refused_and_its_code_never_runs(where, tmp_path):
+    import io
+    import json
+
+    from retinanet.export.runtime import open_export
+
+    good, evil, marker = tmp_path / "good.pt2", tmp_path / "m.pt2", tmp_path / "code-ran"
+    _tiny_pt2(good, "{}")
+    payload = io.BytesIO()
+    torch.save(_RunsCode(marker), payload)
+
+    def change(name, data):
+        if where.startswith("a weight") and name.endswith("model_weights_config.json"):
+            config = json.loads(data)
+            config["config"]["w"]["use_pickle"] = True
+            return json.dumps(config).encode()
+        if where.startswith("a weight") and name.endswith("weights/weight_0"):
+            return payload.getvalue()
+        if where.startswith("sample") and name.endswith("sample_inputs/model.pt"):
+            return payload.getvalue()  # the weights-only unpickler refuses it; torch then retried without
+        return data
+
+    _rewrite(good, evil, change)
+    with pytest.raises(ExportError, match="m.pt2: refused: .*full unpickling"):
+        open_export(evil)
+    assert not marker.exists()  # was: torch.export.load created it
+    assert torch.load is torch.serialization.load  # the guard is gone after the load
+
+
 # ---------------------------------------------------------------------------------------------------- resume
 
 STATE = {"epoch": 1, "iter_in_epoch": 0, "iter": 3, "global_batch": 1, "lr": 0.01, "seed": 0}

@@ -15,6 +15,7 @@ import torch
 
 from retinanet.errors import ExportError
 from retinanet.export.metadata import KEY, ExportInfo, export_format
+from retinanet.export.no_code import CodeInArchive, refusing_code
 from retinanet.file_check import file_problem
 
 
@@ -66,8 +67,12 @@ class ProgramRunner:
         if not zipfile.is_zipfile(path):  # every .pt2 is a zip archive; torch.export.load would log a traceback
             raise ExportError(f"{path}: not a loadable ExportedProgram (not a .pt2 archive)")
         try:
-            with _quiet_logger("torch.export"):  # it logs the traceback of a file it cannot read before raising
+            # refusing_code: a .pt2 may ask for full unpickling, which would run its code (export/no_code.py)
+            with _quiet_logger("torch.export"), refusing_code():  # torch logs a traceback before raising
                 program = torch.export.load(path, extra_files=extra)
+        except CodeInArchive as err:
+            raise ExportError(f"{path}: refused: {err}; rdet's exports never do (a foreign or hostile .pt2)") \
+                from None
         except (RuntimeError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError, TypeError) as err:
             first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
             if "warnings above" in first:  # torch's pointer to the log just silenced
