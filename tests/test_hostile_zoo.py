@@ -296,6 +296,31 @@ def test_a_pt2_that_asks_to_unpickle_code_is_refused_and_its_code_never_runs(whe
     assert torch.load is torch.serialization.load  # the guard is gone after the load
 
 
+@pytest.mark.parametrize("location", ["../../../etc/hostname", "weights.bin"])
+def test_an_onnx_file_whose_tensors_live_in_other_files_is_refused(location, tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from retinanet.export.runtime import open_export
+
+    (tmp_path / "weights.bin").write_bytes(np.ones(4, np.float32).tobytes())
+    weight = numpy_helper.from_array(np.ones(4, np.float32), "w")
+    weight.ClearField("raw_data")
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in {"location": location, "offset": "0", "length": "16"}.items():
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    io_ = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4]) for n in ("x", "y")]
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "w"], ["y"])], "g", io_[:1], io_[1:], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.metadata_props.add(key="rdet", value="{}")
+    onnx.save(model, tmp_path / "m.onnx")
+    # the escaping path is refused by recent onnxruntime too; a file beside the model would be read by any
+    with pytest.raises(ExportError, match="m.onnx: refused: tensor w keeps its data in another file"):
+        open_export(tmp_path / "m.onnx")
+
+
 # ---------------------------------------------------------------------------------------------------- resume
 
 STATE = {"epoch": 1, "iter_in_epoch": 0, "iter": 3, "global_batch": 1, "lr": 0.01, "seed": 0}

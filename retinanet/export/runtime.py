@@ -15,7 +15,7 @@ import torch
 
 from retinanet.errors import ExportError
 from retinanet.export.metadata import KEY, ExportInfo, export_format
-from retinanet.export.no_code import CodeInArchive, refusing_code
+from retinanet.export.untrusted import CodeInArchive, external_data_tensor, refusing_code
 from retinanet.file_check import file_problem
 
 
@@ -25,9 +25,11 @@ class OnnxRunner:
 
     def __init__(self, path: Path, device: torch.device, threads: int | None = None):
         try:
+            import onnx  # noqa: F401 - read first, for what onnxruntime would follow (untrusted.py)
             import onnxruntime as ort
         except ImportError:
-            raise ExportError(f'{path}: running ONNX files needs onnxruntime: pip install "rdet[export]"') from None
+            raise ExportError(f'{path}: running ONNX files needs onnx and onnxruntime: pip install "rdet[export]"') \
+                from None
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -38,6 +40,14 @@ class OnnxRunner:
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
+        try:
+            tensor = external_data_tensor(path)
+        except Exception as err:  # noqa: BLE001 - protobuf's DecodeError and the like: not an ONNX model
+            first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+            raise ExportError(f"{path}: cannot load it as an ONNX model ({first[:200]})") from None
+        if tensor is not None:  # its data lies in a file the model names, which could be any file
+            raise ExportError(f"{path}: refused: tensor {tensor} keeps its data in another file; rdet's exports "
+                              "never do (a foreign or hostile .onnx)")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph/... types, all with a message
@@ -67,7 +77,7 @@ class ProgramRunner:
         if not zipfile.is_zipfile(path):  # every .pt2 is a zip archive; torch.export.load would log a traceback
             raise ExportError(f"{path}: not a loadable ExportedProgram (not a .pt2 archive)")
         try:
-            # refusing_code: a .pt2 may ask for full unpickling, which would run its code (export/no_code.py)
+            # refusing_code: a .pt2 may ask for full unpickling, which would run its code (export/untrusted.py)
             with _quiet_logger("torch.export"), refusing_code():  # torch logs a traceback before raising
                 program = torch.export.load(path, extra_files=extra)
         except CodeInArchive as err:

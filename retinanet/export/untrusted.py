@@ -1,4 +1,5 @@
-"""Loading a .pt2 archive without running code from it.
+"""Opening exported files that may be hostile: a .pt2 without running code from it, an .onnx without reading other
+files.
 
 torch.export.load unpickles with weights_only=False wherever the archive asks it to: a weight or constant marked
 `use_pickle`, a custom or opaque object constant, and as a fallback for any artifact that the weights-only
@@ -6,6 +7,11 @@ unpickler refuses. A pickle can call any Python function, so a hostile .pt2 give
 code (shown with a file that runs a shell command). rdet's exports need none of these: their weights and constants
 are plain tensors. Within `refusing_code()` every such call raises CodeInArchive instead, and torch.load keeps
 weights_only=True whatever the caller (or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD) asks.
+
+An ONNX tensor may keep its data in another file, named by a path inside the model; recent onnxruntime releases
+refuse paths that leave the model's directory, older ones read any file. rdet's exports keep every tensor inside
+the .onnx (they are far below protobuf's 2 GB limit), so a file with external data is refused before onnxruntime
+sees it, whatever its version.
 """
 from __future__ import annotations
 
@@ -45,3 +51,24 @@ def refusing_code():
         yield
     finally:
         torch.load, torch._C._pickle_load_obj, _package.pickle = real_load, real_pickle_load_obj, real_pickle
+
+
+def external_data_tensor(path) -> str | None:
+    """The name of a tensor whose data the ONNX file at `path` keeps in another file, or None: initializers, sparse
+    initializers and attribute tensors, in subgraphs too."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        tensors = [*graph.initializer, *(t for s in graph.sparse_initializer for t in (s.values, s.indices))]
+        for node in graph.node:
+            for attr in node.attribute:
+                tensors += [attr.t, *attr.tensors,
+                            *(t for s in [attr.sparse_tensor, *attr.sparse_tensors] for t in (s.values, s.indices))]
+                graphs += [attr.g, *attr.graphs]
+        for tensor in tensors:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+                return tensor.name or "(unnamed)"
+    return None
