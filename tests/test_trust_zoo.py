@@ -4,6 +4,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import resource
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from http_server import payload
+from http_server import RawServer, payload
 from tiny_zoo import NAME, run_rdet, write_tiny_zoo
 from zoo.cache import Cache, bad_path, lock_path, part_path, read_record, record_path
 from zoo.download import fetch
@@ -476,3 +477,169 @@ def test_12_credentials_never_survive_redaction(secret):
 
     for url in (f"https://user:{secret}@mirror.example/x", f"https://{secret}@mirror.example/x"):
         assert redacted(url) == "https://***@mirror.example/x"
+
+
+# ---------------------------------------------------------------------------------------------------- hostile servers
+
+def _answer(*headers: str, status: str = "200 OK", body: bytes = b""):
+    """A RawServer reply: one HTTP answer with exactly these header lines (latin-1, as HTTP sends them)."""
+    head = "".join(f"{h}\r\n" for h in (f"HTTP/1.1 {status}", *headers, "Connection: close", ""))
+    return lambda request: [head.encode("latin-1"), body]
+
+
+def _image_error(url: str) -> str:
+    from zoo.remote import fetch_image_bytes
+
+    with pytest.raises(DownloadError) as info:
+        fetch_image_bytes(url)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("length", ["\xb2", "\xb3\xb9", " 300000 "])  # '²' passes str.isdigit, not int()
+def test_header_numbers_are_read_as_ascii_digits_only(length, cache):
+    from zoo.remote import fetch_image_bytes
+
+    with RawServer(_answer(f"Content-Length: {length}", body=DATA)) as server:
+        assert fetch(server.url("m.pth"), FULL, cache / "m.pth", **FAST).read_bytes() == DATA
+        assert fetch_image_bytes(server.url("a.jpg")) == DATA
+
+
+def test_a_416_with_a_junk_total_is_no_crash(cache):
+    def reply(request):
+        if b"Range:" not in request:  # the first answer breaks off
+            return _answer("Content-Length: 300000", body=DATA[:1000])(request)
+        return _answer("Content-Range: bytes */\xb2", "Content-Length: 0", status="416 Range Not Satisfiable")(request)
+
+    with RawServer(reply) as server, pytest.raises(DownloadError, match="checksum mismatch"):
+        fetch(server.url("m.pth"), FULL, cache / "m.pth", retries=1, **FAST)
+    assert not (cache / "m.pth").exists() and not part_path(cache / "m.pth").exists()
+
+
+@pytest.mark.parametrize("reply, words", [
+    (lambda request: [], "the server closed the connection without answering"),
+    (lambda request: [b"\x00\x01 garbage\r\n\r\n"], "the server's answer is not HTTP"),
+    (lambda request: [DATA[:500]], "the server's answer is not HTTP"),  # HTTP/0.9: a bare body
+    (_answer(*[f"X-{i}: y" for i in range(1000)]), "not a valid HTTP answer (got more than 100 headers)"),
+    (_answer("X-Big: " + "a" * 2_000_000), "the server sent a header line over 64 KB"),
+    (_answer("Transfer-Encoding: chunked", body=b"zz\r\nabc\r\n0\r\n\r\n"), "connection broken mid-body"),
+])
+def test_an_answer_that_is_not_http_is_named_in_one_line(reply, words, cache):
+    with RawServer(reply) as server:
+        assert _image_error(server.url("a.jpg")).endswith(f"cannot download ({words})")
+        with pytest.raises(DownloadError, match=re.escape(f"after 2 attempts ({words})")):
+            fetch(server.url("m.pth"), FULL, cache / "m.pth", retries=1, **FAST)
+    assert not (cache / "m.pth").exists()
+
+
+def test_tls_to_a_plain_http_port_is_one_line(http_server, cache):
+    from zoo.remote import probe
+
+    url = http_server.add("/m.pth", DATA).replace("http://", "https://")
+    words = "TLS failed: wrong version number (a plain http server on an https URL?)"
+    with pytest.raises(DownloadError, match=re.escape(words)):
+        fetch(url, FULL, cache / "m.pth", retries=0, **FAST)
+    assert words in _image_error(url) and probe(url, timeout=1).detail == words
+
+
+def test_headers_sent_a_byte_at_a_time_stop_at_the_deadline(cache, monkeypatch):
+    """Each byte comes well within RDET_TIMEOUT, so only the deadline can end it; it applies before the body."""
+    def slowloris(request):
+        yield b"HTTP/1.1 200 OK\r\n"
+        for _ in range(100):
+            time.sleep(0.1)
+            yield b"X: y\r\n"
+
+    monkeypatch.setenv("RDET_DEADLINE", "1")
+    with RawServer(slowloris) as server:
+        began = time.monotonic()
+        assert _image_error(server.url("a.jpg")).endswith("not read within 1 s (RDET_DEADLINE)")
+        with pytest.raises(DownloadError, match=r"within 1 s \(RDET_DEADLINE\)"):
+            fetch(server.url("m.pth"), FULL, cache / "m.pth", **FAST)
+        assert time.monotonic() - began < 4  # the server would go on for 10 s each
+    assert not (cache / "m.pth").exists()
+
+
+@pytest.mark.parametrize("location, shown", [
+    ("file:///etc/passwd", "'file:///etc/passwd'"),
+    ("ftp://alice:s3cret@ftp.example/m.pth", "'ftp://***@ftp.example/m.pth'"),
+    ("javascript:alert(1)", "'javascript:alert(1)'"),
+    ("http://[::1/m.pth", "'http://[::1/m.pth'"),
+    ("http://a..b/m.pth", "'http://a..b/m.pth'"),
+])
+def test_a_redirect_to_anything_but_a_valid_http_url_is_refused_at_once(location, shown, cache):
+    from zoo.remote import probe
+
+    with RawServer(_answer(f"Location: {location}", "Content-Length: 0", status="302 Found")) as server:
+        words = f"the server redirected to {shown}, not a valid http(s) URL"
+        with pytest.raises(DownloadError, match=re.escape(words)) as info:
+            fetch(server.url("m.pth"), FULL, cache / "m.pth", **FAST)  # 5 retries by default: none is made
+        assert len(server.requests) == 1 and "s3cret" not in str(info.value)
+        assert words in _image_error(server.url("a.jpg")) and probe(server.url("m.pth"), timeout=1).detail == words
+
+
+def test_redirects_rdet_follows_and_those_it_names(http_server, cache):
+    from zoo.http_session import redirect_problem
+
+    target = http_server.add("/w/m.pth", DATA)
+    with RawServer(_answer("Location: " + target, "Content-Length: 0", status="301 Moved")) as server:
+        assert fetch(server.url("m.pth"), FULL, cache / "m.pth", **FAST).read_bytes() == DATA
+    with RawServer(_answer("Location: /again", "Content-Length: 0", status="302 Found")) as server:
+        assert "more than 30 redirects (a redirect loop?)" in _image_error(server.url("a.jpg"))
+    with RawServer(_answer("Location: http://127.0.0.1:1/m.pth", "Content-Length: 0", status="302 Found")) as server:
+        assert _image_error(server.url("a.jpg")).endswith("(127.0.0.1 refused the connection)")
+    with RawServer(_answer("Location: /\xff", "Content-Length: 0", status="302 Found")) as server:
+        assert "redirected to a Location that is not UTF-8 text" in _image_error(server.url("a.jpg"))
+    assert redirect_problem("https://a.example/x", "/y") is None
+    assert redirect_problem("http://a.example/x", "https://b.example/y") is None
+    assert redirect_problem("https://a.example/x", "http://u:pw@b.example/y") == (
+        "the server redirected from https to plain http (http://***@b.example/y), which rdet does not follow")
+    assert redirect_problem("https://a.example/x", "//b.example/y") is None  # the scheme is kept
+
+
+@pytest.mark.parametrize("proxy, words", [
+    ("http://[::1", "the proxy 'http://[::1' (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) is not a valid http(s) URL"),
+    ("http://alice:s3cret@127.0.0.1:99999",
+     "the proxy 'http://***@127.0.0.1:99999' (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) is not a valid http(s) URL"),
+    ("ftp://proxy.example", "the proxy 'ftp://proxy.example' (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) is not a valid"),
+    (f"http://alice:s3cret@127.0.0.1:{_closed_port()}",
+     "the proxy 127.0.0.1 (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) refused the connection"),
+])
+def test_a_bad_proxy_setting_is_named_without_its_credentials(proxy, words, http_server, cache, monkeypatch):
+    from zoo.remote import probe
+
+    url = http_server.add("/w/m.pth", DATA)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    began = time.monotonic()
+    with pytest.raises(DownloadError, match=re.escape(words)) as info:
+        fetch(url, FULL, cache / "m.pth", **FAST)  # not retried
+    assert time.monotonic() - began < 2 and "s3cret" not in str(info.value) and http_server.requests == []
+    assert words in _image_error(url) and words in probe(url, timeout=1).detail
+
+
+def test_a_206_that_starts_elsewhere_than_asked_starts_over(cache):
+    """A part of the file is never written where the whole file goes (nor a part where the rest goes)."""
+    def reply(request):
+        if b"Range:" in request:
+            return _answer("Content-Length: 300000", body=DATA)(request)
+        return _answer("Content-Range: bytes 1000-299999/300000", "Content-Length: 299000",
+                       status="206 Partial Content", body=DATA[1000:])(request)
+
+    with RawServer(reply) as server, pytest.raises(DownloadError, match=r"the server answered a different range "
+                                                                         r"\(1000\), starting over"):
+        fetch(server.url("m.pth"), FULL, cache / "m.pth", retries=0, **FAST)
+    assert not part_path(cache / "m.pth").exists()
+
+
+def test_a_probe_whose_head_never_answers_returns_in_time():
+    from zoo.remote import probe
+
+    def silent(request):
+        time.sleep(5)
+        return []
+
+    with RawServer(silent) as server:
+        began = time.monotonic()
+        result = probe(server.url("m.pth"), timeout=0.3)
+        assert not result.ok and result.detail == "timed out" and time.monotonic() - began < 1.5
