@@ -643,3 +643,15 @@ def test_a_probe_whose_head_never_answers_returns_in_time():
         began = time.monotonic()
         result = probe(server.url("m.pth"), timeout=0.3)
         assert not result.ok and result.detail == "timed out" and time.monotonic() - began < 1.5
+
+
+def test_a_web_page_without_a_length_from_a_server_ignoring_ranges_is_a_mismatch_not_kept(http_server, cache):
+    """A directory listing where the file should be: asked once for more, answered the same page again, it is
+    the server's whole answer. Before, each retry rewrote it and the page was kept as a .part to 'resume'."""
+    url = http_server.add("/w/", b"<html>Index of /w/</html>", no_length=True, ranges=False,
+                          headers={"Content-Type": "text/html"})
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        fetch(url, FULL, cache / "m.pth", **FAST)
+    assert len(http_server.requests) == 2 and not part_path(cache / "m.pth").exists()
+    http_server.add("/w/", DATA)  # the server fixed: the next run succeeds
+    assert fetch(url, FULL, cache / "m.pth", **FAST).read_bytes() == DATA

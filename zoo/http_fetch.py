@@ -48,7 +48,7 @@ class Deadline:
 
 @dataclass(frozen=True)
 class _Outcome:
-    complete: bool  # the server's stated length was reached, or it said the .part already holds everything
+    complete: bool  # the stated length was reached, the server said the .part holds all, or ignored a Range
     received: int  # body bytes this attempt wrote
 
 
@@ -190,7 +190,8 @@ def _attempt(session, url: str, dest: Path, policy: Policy, progress: TransferPr
             raise CacheError(f"cannot write {part}: {e.strerror or e}") from None
     if total is not None and done < total:
         raise Transient(f"connection closed after {done} of {total} bytes")
-    return _Outcome(total is not None, done - offset)
+    # a 200 to a Range request is all the server has (it ignores ranges): asking again would bring the same body
+    return _Outcome(total is not None or (have > 0 and offset == 0), done - offset)
 
 
 NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
