@@ -8,7 +8,8 @@ The JSON schema (the same for `--json` on stdout and `--out DIR/predictions.json
 
 and each RECORD (also one per line in DIR/VIDEO.jsonl, and on stdout with --json for --source streams):
 
-    {"path": input as given (a URL's credentials as ***), "frame": null (a still image) or the frame number in a video or stream,
+    {"path": input as given (a URL's user:password@ as ***@), "frame": null (a still image) or the frame
+     number in a video or stream,
      "width": W, "height": H, "error": null or the one-line reason the input could not be read,
      "detections": [{"bbox": [x1, y1, x2, y2] (pixels, corners), "score": 0-1, "label": 0-based index,
                      "category_id": COCO id, "class": name}, ...]}  (best first)
