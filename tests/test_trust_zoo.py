@@ -655,3 +655,19 @@ def test_a_web_page_without_a_length_from_a_server_ignoring_ranges_is_a_mismatch
     assert len(http_server.requests) == 2 and not part_path(cache / "m.pth").exists()
     http_server.add("/w/", DATA)  # the server fixed: the next run succeeds
     assert fetch(url, FULL, cache / "m.pth", **FAST).read_bytes() == DATA
+
+
+@pytest.mark.parametrize("mirror, words", [
+    ("https://mirror.example/base?token=1", "a base URL without a ?query or #fragment"),
+    ("https://mirror.example/base#x", "a base URL without a ?query or #fragment"),
+    ("https://mirror.example/base?", "a base URL without a ?query or #fragment"),
+    ("https://mir ror.example/base", "an http(s) or file URL"),
+    ("https://mirror\x07.example/base", "an http(s) or file URL"),
+])
+def test_an_rdet_mirror_that_would_fetch_another_url_is_refused_up_front(mirror, words, http_server, cache,
+                                                                         monkeypatch):
+    """Before, '?token=1' took the file's path into the query (another URL was asked) and a space in the host
+    passed the check and failed only at download time."""
+    monkeypatch.setenv("RDET_MIRROR", mirror)
+    with pytest.raises(DownloadError, match=re.escape(f"RDET_MIRROR must be {words}")):
+        fetch("https://download.openmmlab.com/x/m.pth", FULL, cache / "m.pth", **FAST)
