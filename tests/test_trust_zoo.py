@@ -671,3 +671,20 @@ def test_an_rdet_mirror_that_would_fetch_another_url_is_refused_up_front(mirror,
     monkeypatch.setenv("RDET_MIRROR", mirror)
     with pytest.raises(DownloadError, match=re.escape(f"RDET_MIRROR must be {words}")):
         fetch("https://download.openmmlab.com/x/m.pth", FULL, cache / "m.pth", **FAST)
+
+
+def test_a_resume_whose_headers_the_deadline_cuts_short_keeps_the_partial_file(cache, monkeypatch):
+    """Cut before its Content-Range came, a 206 looked like 'a range we did not ask for', and the .part was
+    deleted (gigabytes of a resume lost to a slow proxy)."""
+    def slow_206(request):
+        yield b"HTTP/1.1 206 Partial Content\r\n"
+        for _ in range(100):
+            time.sleep(0.1)
+            yield b"X: y\r\n"
+
+    cache.mkdir()
+    part_path(cache / "m.pth").write_bytes(DATA[:1000])
+    kept = r"within 1 s \(RDET_DEADLINE\); 1\.0 KB kept"
+    with RawServer(slow_206) as server, pytest.raises(DownloadError, match=kept):
+        fetch(server.url("m.pth"), FULL, cache / "m.pth", deadline=1, **FAST)
+    assert part_path(cache / "m.pth").read_bytes() == DATA[:1000]

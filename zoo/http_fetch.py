@@ -168,6 +168,8 @@ def _attempt(session, url: str, dest: Path, policy: Policy, progress: TransferPr
     left = max(clock.left(), 0.001)
     timeout = (min(policy.timeout[0], left), min(policy.timeout[1], left))
     with session.get(url, headers=headers, stream=True, timeout=timeout) as response:
+        if clock.left() <= 0:  # the deadline cut the headers short (zoo.http_session): judge nothing by them
+            raise DeadlineExceeded
         offset = _body_offset(response, have, part, redacted(url), hint)
         if offset is None:
             return _Outcome(True, 0)
