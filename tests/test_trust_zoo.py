@@ -556,6 +556,11 @@ def test_headers_sent_a_byte_at_a_time_stop_at_the_deadline(cache, monkeypatch):
         with pytest.raises(DownloadError, match=r"within 1 s \(RDET_DEADLINE\)"):
             fetch(server.url("m.pth"), FULL, cache / "m.pth", **FAST)
         assert time.monotonic() - began < 4  # the server would go on for 10 s each
+        for var in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", server.base_url)  # a proxy as slow, answering an https CONNECT
+        assert _image_error("https://example.invalid/a.jpg").endswith("not read within 1 s (RDET_DEADLINE)")
+        assert server.requests[-1].startswith(b"CONNECT example.invalid:443")
     assert not (cache / "m.pth").exists()
 
 

@@ -57,9 +57,10 @@ class _Watchdog:
 
 
 def _shut(sock) -> None:
-    if sock is not None:
+    shutdown = getattr(sock, "shutdown", None)  # None, or a TLS-in-TLS transport, have none
+    if shutdown is not None:
         try:
-            sock.shutdown(socket.SHUT_RDWR)  # a read blocked on it in another thread returns at once
+            shutdown(socket.SHUT_RDWR)  # a read blocked on it in another thread returns at once
         except OSError:
             pass
 
