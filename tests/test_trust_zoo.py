@@ -693,3 +693,21 @@ def test_a_resume_whose_headers_the_deadline_cuts_short_keeps_the_partial_file(c
     with RawServer(slow_206) as server, pytest.raises(DownloadError, match=kept):
         fetch(server.url("m.pth"), FULL, cache / "m.pth", deadline=1, **FAST)
     assert part_path(cache / "m.pth").read_bytes() == DATA[:1000]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60) | st.sampled_from(["//h/x", "http://[::1", "https://u:p@h/x", "http://h:99999/", "/\n"]))
+def test_any_location_header_is_followed_only_as_a_valid_url_or_refused_in_one_line(location):
+    from urllib.parse import urljoin
+
+    from zoo.http_session import redirect_problem
+    from zoo.settings import usable_url
+
+    for current in ("https://a.example/w/m.pth", "http://a.example/w/m.pth"):
+        problem = redirect_problem(current, location)
+        if problem is None:
+            target = urljoin(current, location.strip())
+            assert usable_url(target, ("http", "https"))
+            assert not (current.startswith("https:") and target.startswith("http:"))  # never a downgrade
+        else:
+            assert "\n" not in problem and "\r" not in problem and len(problem) < 400
