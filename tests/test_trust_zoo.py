@@ -711,3 +711,20 @@ def test_any_location_header_is_followed_only_as_a_valid_url_or_refused_in_one_l
             assert not (current.startswith("https:") and target.startswith("http:"))  # never a downgrade
         else:
             assert "\n" not in problem and "\r" not in problem and len(problem) < 400
+
+
+def test_a_hostile_mirror_is_one_line_in_download_and_doctor_and_leaves_the_cache_empty(cache, capsys, monkeypatch):
+    from cli_inprocess import rdet_here
+
+    redirect = _answer("Location: ftp://alice:s3cret@ftp.example/x", "Content-Length: 0", status="302 Found")
+    with RawServer(redirect) as server:
+        env = {"RDET_MIRROR": server.base_url, "RDET_CACHE": str(cache), "RDET_BACKOFF": "0.01"}
+        r = rdet_here(capsys, monkeypatch, "download", "r50_fpn_1x", env=env)
+        [error] = [line for line in r.stderr.splitlines() if line.startswith("error:")]  # besides plain http's warning
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert "redirected to 'ftp://***@ftp.example/x', not a valid http(s) URL" in error
+        r = rdet_here(capsys, monkeypatch, "doctor", "--json", env=env)
+        [host] = [c for c in json.loads(r.stdout)["checks"] if c["name"] == "weights host"]
+        assert r.returncode == 1 and host["status"] == "fail" and "not a valid http(s) URL" in host["detail"]
+        assert "s3cret" not in r.stdout + r.stderr and len(server.requests) == 2  # one GET, one HEAD
+    assert [p.name for p in cache.iterdir()] == []
