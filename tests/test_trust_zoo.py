@@ -728,3 +728,15 @@ def test_a_hostile_mirror_is_one_line_in_download_and_doctor_and_leaves_the_cach
         assert r.returncode == 1 and host["status"] == "fail" and "not a valid http(s) URL" in host["detail"]
         assert "s3cret" not in r.stdout + r.stderr and len(server.requests) == 2  # one GET, one HEAD
     assert [p.name for p in cache.iterdir()] == []
+
+
+def test_a_ca_bundle_setting_naming_no_file_is_one_line_not_a_cache_error(cache, monkeypatch):
+    """requests raises a bare OSError for it: fetch blamed the cache ('cannot write ...m.pth'), an image URL
+    raised it, and probe's thread died with a traceback ('no answer in 8 s')."""
+    from zoo.remote import probe
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cache / "no-such-bundle.pem"))
+    words = "no-such-bundle.pem (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE?)"
+    with pytest.raises(DownloadError, match=re.escape(words)):
+        fetch(f"https://127.0.0.1:{_closed_port()}/m.pth", FULL, cache / "m.pth", **FAST)
+    assert words in _image_error("https://127.0.0.1:1/a.jpg") and words in probe("https://127.0.0.1:1/m.pth").detail

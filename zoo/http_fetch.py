@@ -22,7 +22,7 @@ import urllib3
 from .cache import part_path
 from .checksum import matches, sha256_file
 from .errors import CacheError, DownloadError
-from .http_session import RedirectRefused, open_session
+from .http_session import Refused, open_session
 from .progress import TransferProgress, human
 from .settings import Policy, redacted
 
@@ -245,7 +245,7 @@ def _permanent(e: BaseException, url: str) -> str | None:
             return f"{host} refused the connection"
         if isinstance(x, ssl.SSLCertVerificationError):
             return f"the TLS certificate of {host} cannot be verified ({x.verify_message or x.reason})"
-        if isinstance(x, (RedirectRefused, requests.exceptions.InvalidProxyURL)):
+        if isinstance(x, Refused):
             return str(x)
         if isinstance(x, urllib3.exceptions.LocationParseError):
             return f"not a valid URL ({_text(x)})"

@@ -24,8 +24,9 @@ from urllib3.exceptions import LocationValueError
 from .settings import redacted, usable_url
 
 
-class RedirectRefused(requests.exceptions.InvalidURL):
-    """A redirect rdet does not follow; its text is the whole one-line reason."""
+class Refused(requests.exceptions.RequestException):
+    """A request rdet does not make (a redirect it does not follow, an unusable proxy or CA bundle setting); its
+    text is the whole one-line reason, and retrying cannot help."""
 
 
 class _Watchdog:
@@ -99,9 +100,15 @@ class _WatchedAdapter(HTTPAdapter):
                 raise
             # one line that names the setting; requests' and urllib3's own text may hold the proxy's credentials
             socks = proxy.lower().startswith("socks")
-            raise requests.exceptions.InvalidProxyURL(
+            raise Refused(
                 f"the proxy {redacted(proxy)[:200]!r} (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) " +
                 ("needs PySocks: pip install 'requests[socks]'" if socks else "is not a valid http(s) URL")) from None
+
+    def cert_verify(self, conn, url, verify, cert):
+        try:
+            super().cert_verify(conn, url, verify, cert)
+        except OSError as e:  # requests' own check of the paths, before any connection
+            raise Refused(f"{e} (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE?)") from None
 
     def proxy_manager_for(self, proxy, **kwargs):
         manager = super().proxy_manager_for(proxy, **kwargs)
@@ -116,13 +123,13 @@ class _Session(requests.Session):
             target = super().get_redirect_target(resp)
         except UnicodeDecodeError:  # requests reads a Location as UTF-8
             resp.close()
-            raise RedirectRefused("the server redirected to a Location that is not UTF-8 text") from None
+            raise Refused("the server redirected to a Location that is not UTF-8 text") from None
         if target is None:
             return None
         problem = redirect_problem(resp.url, target)
         if problem:
             resp.close()
-            raise RedirectRefused(problem)
+            raise Refused(problem)
         return target
 
 
