@@ -740,3 +740,20 @@ def test_a_ca_bundle_setting_naming_no_file_is_one_line_not_a_cache_error(cache,
     with pytest.raises(DownloadError, match=re.escape(words)):
         fetch(f"https://127.0.0.1:{_closed_port()}/m.pth", FULL, cache / "m.pth", **FAST)
     assert words in _image_error("https://127.0.0.1:1/a.jpg") and words in probe("https://127.0.0.1:1/m.pth").detail
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_netrc_that_is_a_pipe_or_device_is_one_line_not_a_hang(kind, cache, monkeypatch, tmp_path):
+    """requests reads the .netrc before each request: a FIFO blocked it for ever, /dev/zero never ended."""
+    from zoo.remote import probe
+
+    netrc = tmp_path / "netrc"
+    if kind == "fifo":
+        os.mkfifo(netrc)
+    else:
+        netrc = Path("/dev/zero")
+    monkeypatch.setenv("NETRC", str(netrc))
+    words = f"the .netrc file {netrc} (NETRC): not a regular file"
+    with pytest.raises(DownloadError, match=re.escape(words)):
+        fetch(f"http://127.0.0.1:{_closed_port()}/m.pth", FULL, cache / "m.pth", **FAST)
+    assert words in _image_error("http://127.0.0.1:1/a.jpg") and words in probe("http://127.0.0.1:1/m.pth").detail

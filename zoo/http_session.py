@@ -9,6 +9,7 @@ two rules a hostile server could otherwise break:
 """
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import weakref
@@ -21,6 +22,9 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import LocationValueError
 
+from retinanet.file_check import file_problem
+
+from .errors import DownloadError
 from .settings import redacted, usable_url
 
 
@@ -147,9 +151,30 @@ def redirect_problem(current: str, location: str) -> str | None:
     return None
 
 
+_NETRC_MAX_BYTES = 1 << 20
+
+
+def _netrc_problem() -> str | None:
+    """Why the .netrc file requests would read (NETRC, else ~/.netrc or ~/_netrc) cannot be: opening a FIFO waits
+    for a writer for ever, /dev/zero never ends. None when there is none, or a plain file."""
+    names = [os.environ["NETRC"]] if "NETRC" in os.environ else ["~/.netrc", "~/_netrc"]
+    for path in (os.path.expanduser(name) for name in names):
+        if os.path.exists(path):  # the first that exists is the one requests reads, as here
+            problem = file_problem(path)
+            if problem is None and os.path.getsize(path) > _NETRC_MAX_BYTES:
+                problem = f"over {_NETRC_MAX_BYTES >> 20} MiB"  # a credentials file never is
+            setting = " (NETRC)" if "NETRC" in os.environ else ""
+            return problem and f"the .netrc file {path}{setting}: {problem}; fix or remove it"
+    return None
+
+
 @contextmanager
 def open_session(seconds: float):
-    """A session (proxy variables and .netrc honoured) whose sockets are all shut down after `seconds`."""
+    """A session (proxy variables and .netrc honoured) whose sockets are all shut down after `seconds`.
+    DownloadError when the .netrc file cannot be read safely."""
+    problem = _netrc_problem()
+    if problem:
+        raise DownloadError(problem)
     watchdog = _Watchdog(seconds)
     pools = _watched_pools(watchdog)
     session = _Session()

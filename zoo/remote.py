@@ -104,6 +104,8 @@ def probe(url: str, timeout: float = PROBE_TIMEOUT, offline: bool | None = None)
                 answer["status"] = session.head(url, timeout=(timeout, timeout), allow_redirects=True).status_code
         except NETWORK_ERRORS + (requests.RequestException,) as e:
             answer["error"] = reason(e, url)
+        except DownloadError as e:  # a setting the session refuses (zoo.http_session)
+            answer["error"] = str(e)
 
     thread = threading.Thread(target=ask, daemon=True)
     thread.start()
