@@ -6,6 +6,10 @@ two rules a hostile server could otherwise break:
   minute would hold rdet for ever);
 - a redirect is followed only to a well-formed http(s) URL, and never from https down to plain http (the
   checksum of an unpinned file is only a prefix, and a redirect would silently drop the protection the URL chose).
+
+The settings requests takes from the environment are checked on the way: an unusable proxy URL or CA bundle is
+one line naming its variable, without the credentials in it, and a .netrc that is a pipe or device (requests
+would block on it) is refused. All of these raise Refused, which zoo.http_fetch.reason reads as permanent.
 """
 from __future__ import annotations
 
