@@ -9,7 +9,8 @@ two rules a hostile server could otherwise break:
 
 The settings requests takes from the environment are checked on the way: an unusable proxy URL or CA bundle is
 one line naming its variable, without the credentials in it, and a .netrc that is a pipe or device (requests
-would block on it) is refused. All of these raise Refused, which zoo.http_fetch.reason reads as permanent.
+would block on it) is refused before any request (DownloadError). Refused, the exception of a refused redirect,
+proxy or CA bundle, is read as permanent by zoo.http_fetch.reason: no retry can help.
 """
 from __future__ import annotations
 
