@@ -606,7 +606,7 @@ def test_redirects_rdet_follows_and_those_it_names(http_server, cache):
     ("http://alice:s3cret@127.0.0.1:99999",
      "the proxy 'http://***@127.0.0.1:99999' (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) is not a valid http(s) URL"),
     ("ftp://proxy.example", "the proxy 'ftp://proxy.example' (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) is not a valid"),
-    (f"http://alice:s3cret@127.0.0.1:{_closed_port()}",
+    ("http://alice:s3cret@127.0.0.1:{closed}",  # a port filled in by the test: ids must not vary between workers
      "the proxy 127.0.0.1 (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) refused the connection"),
 ])
 def test_a_bad_proxy_setting_is_named_without_its_credentials(proxy, words, http_server, cache, monkeypatch):
@@ -615,7 +615,7 @@ def test_a_bad_proxy_setting_is_named_without_its_credentials(proxy, words, http
     url = http_server.add("/w/m.pth", DATA)
     for var in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(var)
-    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("HTTP_PROXY", proxy.replace("{closed}", str(_closed_port())))
     began = time.monotonic()
     with pytest.raises(DownloadError, match=re.escape(words)) as info:
         fetch(url, FULL, cache / "m.pth", **FAST)  # not retried
