@@ -47,15 +47,18 @@ def resolve(inputs: list[str], source: Optional[str]):
     from retinanet.assets import SAMPLE_IMAGE
     from retinanet.data.sources import Input, SourceError, is_stream, is_url, open_capture, resolve_inputs
 
+    from .predict_outputs import shown_input
+
     if source is not None:
         if inputs:
             raise Fail("--source reads one stream; give images and videos without --source")
+        shown = shown_input(source)
         if not (is_stream(source) or is_url(source) or os.path.exists(source)):
-            raise Fail(f"--source {source}: no such file, webcam index or stream URL")
+            raise Fail(f"--source {shown}: no such file, webcam index or stream URL")
         try:
             open_capture(source).release()  # a camera or stream that cannot be opened fails before the model loads
         except SourceError as e:
-            raise Fail(str(e)) from None
+            raise Fail(str(e).replace(source, shown)) from None
         return [Input("stream", source)]
     try:
         return resolve_inputs(inputs) if inputs else [Input("image", str(SAMPLE_IMAGE))]

@@ -8,7 +8,8 @@ The JSON schema (the same for `--json` on stdout and `--out DIR/predictions.json
 
 and each RECORD (also one per line in DIR/VIDEO.jsonl, and on stdout with --json for --source streams):
 
-    {"path": input as given, "frame": null (a still image) or the frame number in a video or stream,
+    {"path": input as given (a URL's user:password@ as ***@), "frame": null (a still image) or the frame
+     number in a video or stream,
      "width": W, "height": H, "error": null or the one-line reason the input could not be read,
      "detections": [{"bbox": [x1, y1, x2, y2] (pixels, corners), "score": 0-1, "label": 0-based index,
                      "category_id": COCO id, "class": name}, ...]}  (best first)
@@ -32,12 +33,20 @@ COCO_RESULTS_FILE = "coco_results.json"
 SAVE_AS = {".jpg", ".jpeg", ".png"}
 
 
+def shown_input(location: str) -> str:
+    """An input fit to print or save: a URL's user:password@ (an image host's, a camera's) becomes ***@."""
+    from zoo.settings import redacted
+
+    return redacted(location) if "://" in location else location
+
+
 def record(result, dets=None) -> dict:
     """A RECORD of the schema for a Detector.predict_frames result (with its kept Detections, or its error)."""
-    if dets is None:
-        return {"path": result.path, "frame": result.frame, "width": None, "height": None,
-                "error": result.error, "detections": []}
-    return {"path": result.path, "frame": result.frame, "width": dets.width, "height": dets.height,
+    path = shown_input(result.path)
+    if dets is None:  # the engine's error names the input as given
+        return {"path": path, "frame": result.frame, "width": None, "height": None,
+                "error": result.error and result.error.replace(result.path, path), "detections": []}
+    return {"path": path, "frame": result.frame, "width": dets.width, "height": dets.height,
             "error": None, "detections": dets.to_list()}
 
 
@@ -183,13 +192,20 @@ def coco_results(records: list[dict]) -> list[dict]:
     return out
 
 
+_MAX_URL_NAME = 150  # bytes: a URL's last part may be longer than a file name can be (255), with room for _2.txt
+
+
 def _local_name(source: str) -> str:
-    """A file name for an input: its own for a path, the last part of a URL's path for a URL."""
+    """A file name for an input: its own for a path, the last part of a URL's path for a URL (shortened)."""
     from urllib.parse import urlparse
 
-    if "://" in source:
-        return Path(urlparse(source).path).name or "url"
-    return Path(source).name
+    if "://" not in source:
+        return Path(source).name
+    name = Path(urlparse(source).path).name or "url"
+    if len(name.encode()) <= _MAX_URL_NAME:
+        return name
+    suffix = Path(name).suffix if len(Path(name).suffix) <= 5 else ""
+    return name[:-len(suffix) or None].encode()[:_MAX_URL_NAME - 5].decode(errors="ignore") + suffix
 
 
 def _suffix(source: str) -> str:

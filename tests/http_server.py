@@ -12,12 +12,17 @@ Range headers (always 200 and the whole file); `throttle` slows every body down 
 `overstate=N` claims N more bytes in Content-Length than it sends; `no_length` sends no Content-Length (the
 body ends when the connection closes); `headers` adds headers to every answer with a body. Unknown paths get 404.
 Proxy-style requests (`GET http://host/path`) are served by path, so the server can stand in for a proxy.
+
+RawServer answers below HTTP, for what an HTTP server library cannot send: each connection's request is handed
+to `reply(request) -> iterable of bytes`, each piece written as it comes (a generator may sleep between pieces:
+headers a byte at a time, a silence, a close before the status line).
 """
 from __future__ import annotations
 
 import hashlib
 import random
 import re
+import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -192,6 +197,61 @@ class HTTPTestServer:
         self._server.server_close()
 
     def __enter__(self) -> "HTTPTestServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that writes what `reply(request_bytes)` yields, then closes. A context manager."""
+
+    def __init__(self, reply):
+        self.reply, self.requests = reply, []
+        self.stopping = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.05)
+        self.base_url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str) -> str:
+        return self.base_url + "/" + path.lstrip("/")
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            request = b""
+            try:
+                while b"\r\n\r\n" not in request and len(request) < 1 << 20:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    request += data
+                self.requests.append(request)
+                for piece in self.reply(request):
+                    if self.stopping.is_set():
+                        return
+                    conn.sendall(piece)
+            except OSError:
+                pass  # the client gave up: nothing to do
+
+    def close(self) -> None:
+        self.stopping.set()
+        self._sock.close()
+        self._thread.join(1)
+
+    def __enter__(self) -> "RawServer":
         return self
 
     def __exit__(self, *exc) -> None:

@@ -214,15 +214,25 @@ def test_urls_and_list_files(tiny, tmp_path, http_server, capsys, monkeypatch):
     root, env = tiny
     img = tmp_path / "local.jpg"
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(img)
-    url = http_server.add("/photos/remote.jpg", img.read_bytes())
+    url = http_server.add("/photos/remote.jpg", img.read_bytes()).replace("http://", "http://user:s3cret@")
+    long = http_server.add("/photos/" + "a" * 300 + ".jpg", img.read_bytes())  # longer than a file name can be
     missing = http_server.url("/photos/gone.jpg")
     listing = tmp_path / "inputs.txt"
-    listing.write_text(f"local.jpg\n{url}\n{missing}\n")
+    listing.write_text(f"local.jpg\n{url}\n{missing}\n{long}\n")
     out = tmp_path / "out"
     r = rdet_here(capsys, monkeypatch, "predict", NAME, listing, "--json", "--out", out, *SMALL, env=env)
     assert r.returncode == 1  # one input failed
     records = json.loads(r.stdout)["images"]
-    assert [x["path"] for x in records] == [str(img), url, missing]
+    assert [x["path"] for x in records] == [str(img), url.replace("user:s3cret@", "***@"), missing, long]
     assert records[0]["detections"] == records[1]["detections"] and records[0]["detections"]
     assert records[2]["error"] and "404" in records[2]["error"] and records[2]["detections"] == []
     assert (out / "remote.jpg").is_file() and "gone.jpg" in r.stderr and "Traceback" not in r.stderr
+    assert "s3cret" not in r.stderr + (out / "predictions.json").read_text() + (out / "coco_results.json").read_text()
+    [shortened] = [p.name for p in out.iterdir() if p.name.startswith("aaa")]  # not 'File name too long' for all
+    assert shortened.endswith(".jpg") and len(shortened) <= 150
+
+
+@pytest.mark.parametrize("source", ["rtsp://user:s3cret@127.0.0.1:1/cam", "nosuch://user:s3cret@cam/x"])
+def test_a_stream_urls_credentials_are_never_printed(source, capsys, monkeypatch):
+    r = rdet_here(capsys, monkeypatch, "predict", "--source", source)
+    assert r.returncode == 2 and "s3cret" not in r.stderr and "://***@" in r.stderr and "Traceback" not in r.stderr

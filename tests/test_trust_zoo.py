@@ -4,6 +4,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import resource
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from http_server import payload
+from http_server import RawServer, payload
 from tiny_zoo import NAME, run_rdet, write_tiny_zoo
 from zoo.cache import Cache, bad_path, lock_path, part_path, read_record, record_path
 from zoo.download import fetch
@@ -476,3 +477,283 @@ def test_12_credentials_never_survive_redaction(secret):
 
     for url in (f"https://user:{secret}@mirror.example/x", f"https://{secret}@mirror.example/x"):
         assert redacted(url) == "https://***@mirror.example/x"
+
+
+# ---------------------------------------------------------------------------------------------------- hostile servers
+
+def _answer(*headers: str, status: str = "200 OK", body: bytes = b""):
+    """A RawServer reply: one HTTP answer with exactly these header lines (latin-1, as HTTP sends them)."""
+    head = "".join(f"{h}\r\n" for h in (f"HTTP/1.1 {status}", *headers, "Connection: close", ""))
+    return lambda request: [head.encode("latin-1"), body]
+
+
+def _image_error(url: str) -> str:
+    from zoo.remote import fetch_image_bytes
+
+    with pytest.raises(DownloadError) as info:
+        fetch_image_bytes(url)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("length", ["\xb2", "\xb3\xb9", " 300000 "])  # '²' passes str.isdigit, not int()
+def test_header_numbers_are_read_as_ascii_digits_only(length, cache):
+    from zoo.remote import fetch_image_bytes
+
+    with RawServer(_answer(f"Content-Length: {length}", body=DATA)) as server:
+        assert fetch(server.url("m.pth"), FULL, cache / "m.pth", **FAST).read_bytes() == DATA
+        assert fetch_image_bytes(server.url("a.jpg")) == DATA
+
+
+def test_a_416_with_a_junk_total_is_no_crash(cache):
+    def reply(request):
+        if b"Range:" not in request:  # the first answer breaks off
+            return _answer("Content-Length: 300000", body=DATA[:1000])(request)
+        return _answer("Content-Range: bytes */\xb2", "Content-Length: 0", status="416 Range Not Satisfiable")(request)
+
+    with RawServer(reply) as server, pytest.raises(DownloadError, match="checksum mismatch"):
+        fetch(server.url("m.pth"), FULL, cache / "m.pth", retries=1, **FAST)
+    assert not (cache / "m.pth").exists() and not part_path(cache / "m.pth").exists()
+
+
+@pytest.mark.parametrize("reply, words", [
+    (lambda request: [], "the server closed the connection without answering"),
+    (lambda request: [b"\x00\x01 garbage\r\n\r\n"], "the server's answer is not HTTP"),
+    (lambda request: [DATA[:500]], "the server's answer is not HTTP"),  # HTTP/0.9: a bare body
+    (_answer(*[f"X-{i}: y" for i in range(1000)]), "not a valid HTTP answer (got more than 100 headers)"),
+    (_answer("X-Big: " + "a" * 2_000_000), "the server sent a header line over 64 KB"),
+    (_answer("Transfer-Encoding: chunked", body=b"zz\r\nabc\r\n0\r\n\r\n"), "connection broken mid-body"),
+])
+def test_an_answer_that_is_not_http_is_named_in_one_line(reply, words, cache):
+    with RawServer(reply) as server:
+        assert _image_error(server.url("a.jpg")).endswith(f"cannot download ({words})")
+        with pytest.raises(DownloadError, match=re.escape(f"after 2 attempts ({words})")):
+            fetch(server.url("m.pth"), FULL, cache / "m.pth", retries=1, **FAST)
+    assert not (cache / "m.pth").exists()
+
+
+def test_tls_to_a_plain_http_port_is_one_line(http_server, cache):
+    from zoo.remote import probe
+
+    url = http_server.add("/m.pth", DATA).replace("http://", "https://")
+    words = "TLS failed: wrong version number (a plain http server on an https URL?)"
+    with pytest.raises(DownloadError, match=re.escape(words)):
+        fetch(url, FULL, cache / "m.pth", retries=0, **FAST)
+    assert words in _image_error(url) and probe(url, timeout=1).detail == words
+
+
+def test_headers_sent_a_byte_at_a_time_stop_at_the_deadline(cache, monkeypatch):
+    """Each byte comes well within RDET_TIMEOUT, so only the deadline can end it; it applies before the body."""
+    def slowloris(request):
+        yield b"HTTP/1.1 200 OK\r\n"
+        for _ in range(100):
+            time.sleep(0.1)
+            yield b"X: y\r\n"
+
+    monkeypatch.setenv("RDET_DEADLINE", "1")
+    with RawServer(slowloris) as server:
+        began = time.monotonic()
+        assert _image_error(server.url("a.jpg")).endswith("not read within 1 s (RDET_DEADLINE)")
+        with pytest.raises(DownloadError, match=r"within 1 s \(RDET_DEADLINE\)"):
+            fetch(server.url("m.pth"), FULL, cache / "m.pth", **FAST)
+        assert time.monotonic() - began < 4  # the server would go on for 10 s each
+        for var in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", server.base_url)  # a proxy as slow, answering an https CONNECT
+        assert _image_error("https://example.invalid/a.jpg").endswith("not read within 1 s (RDET_DEADLINE)")
+        assert server.requests[-1].startswith(b"CONNECT example.invalid:443")
+    assert not (cache / "m.pth").exists()
+
+
+@pytest.mark.parametrize("location, shown", [
+    ("file:///etc/passwd", "'file:///etc/passwd'"),
+    ("ftp://alice:s3cret@ftp.example/m.pth", "'ftp://***@ftp.example/m.pth'"),
+    ("javascript:alert(1)", "'javascript:alert(1)'"),
+    ("http://[::1/m.pth", "'http://[::1/m.pth'"),
+    ("http://a..b/m.pth", "'http://a..b/m.pth'"),
+])
+def test_a_redirect_to_anything_but_a_valid_http_url_is_refused_at_once(location, shown, cache):
+    from zoo.remote import probe
+
+    with RawServer(_answer(f"Location: {location}", "Content-Length: 0", status="302 Found")) as server:
+        words = f"the server redirected to {shown}, not a valid http(s) URL"
+        with pytest.raises(DownloadError, match=re.escape(words)) as info:
+            fetch(server.url("m.pth"), FULL, cache / "m.pth", **FAST)  # 5 retries by default: none is made
+        assert len(server.requests) == 1 and "s3cret" not in str(info.value)
+        assert words in _image_error(server.url("a.jpg")) and probe(server.url("m.pth"), timeout=1).detail == words
+
+
+def test_redirects_rdet_follows_and_those_it_names(http_server, cache):
+    from zoo.http_session import redirect_problem
+
+    target = http_server.add("/w/m.pth", DATA)
+    with RawServer(_answer("Location: " + target, "Content-Length: 0", status="301 Moved")) as server:
+        assert fetch(server.url("m.pth"), FULL, cache / "m.pth", **FAST).read_bytes() == DATA
+    with RawServer(_answer("Location: /again", "Content-Length: 0", status="302 Found")) as server:
+        assert "more than 30 redirects (a redirect loop?)" in _image_error(server.url("a.jpg"))
+    with RawServer(_answer("Location: http://127.0.0.1:1/m.pth", "Content-Length: 0", status="302 Found")) as server:
+        assert _image_error(server.url("a.jpg")).endswith("(127.0.0.1 refused the connection)")
+    with RawServer(_answer("Location: /\xff", "Content-Length: 0", status="302 Found")) as server:
+        assert "redirected to a Location that is not UTF-8 text" in _image_error(server.url("a.jpg"))
+    assert redirect_problem("https://a.example/x", "/y") is None
+    assert redirect_problem("http://a.example/x", "https://b.example/y") is None
+    assert redirect_problem("https://a.example/x", "http://u:pw@b.example/y") == (
+        "the server redirected from https to plain http (http://***@b.example/y), which rdet does not follow")
+    assert redirect_problem("https://a.example/x", "//b.example/y") is None  # the scheme is kept
+
+
+@pytest.mark.parametrize("proxy, words", [
+    ("http://[::1", "the proxy 'http://[::1' (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) is not a valid http(s) URL"),
+    ("http://alice:s3cret@127.0.0.1:99999",
+     "the proxy 'http://***@127.0.0.1:99999' (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) is not a valid http(s) URL"),
+    ("ftp://proxy.example", "the proxy 'ftp://proxy.example' (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) is not a valid"),
+    ("http://alice:s3cret@127.0.0.1:{closed}",  # a port filled in by the test: ids must not vary between workers
+     "the proxy 127.0.0.1 (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) refused the connection"),
+])
+def test_a_bad_proxy_setting_is_named_without_its_credentials(proxy, words, http_server, cache, monkeypatch):
+    from zoo.remote import probe
+
+    url = http_server.add("/w/m.pth", DATA)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("HTTP_PROXY", proxy.replace("{closed}", str(_closed_port())))
+    began = time.monotonic()
+    with pytest.raises(DownloadError, match=re.escape(words)) as info:
+        fetch(url, FULL, cache / "m.pth", **FAST)  # not retried
+    assert time.monotonic() - began < 2 and "s3cret" not in str(info.value) and http_server.requests == []
+    assert words in _image_error(url) and words in probe(url, timeout=1).detail
+
+
+def test_a_206_that_starts_elsewhere_than_asked_starts_over(cache):
+    """A part of the file is never written where the whole file goes (nor a part where the rest goes)."""
+    def reply(request):
+        if b"Range:" in request:
+            return _answer("Content-Length: 300000", body=DATA)(request)
+        return _answer("Content-Range: bytes 1000-299999/300000", "Content-Length: 299000",
+                       status="206 Partial Content", body=DATA[1000:])(request)
+
+    with RawServer(reply) as server, pytest.raises(DownloadError, match=r"the server answered a different range "
+                                                                         r"\(1000\), starting over"):
+        fetch(server.url("m.pth"), FULL, cache / "m.pth", retries=0, **FAST)
+    assert not part_path(cache / "m.pth").exists()
+
+
+def test_a_probe_whose_head_never_answers_returns_in_time():
+    from zoo.remote import probe
+
+    def silent(request):
+        time.sleep(5)
+        return []
+
+    with RawServer(silent) as server:
+        began = time.monotonic()
+        result = probe(server.url("m.pth"), timeout=0.3)
+        assert not result.ok and result.detail == "timed out" and time.monotonic() - began < 1.5
+
+
+def test_a_web_page_without_a_length_from_a_server_ignoring_ranges_is_a_mismatch_not_kept(http_server, cache):
+    """A directory listing where the file should be: asked once for more, answered the same page again, it is
+    the server's whole answer. Before, each retry rewrote it and the page was kept as a .part to 'resume'."""
+    url = http_server.add("/w/", b"<html>Index of /w/</html>", no_length=True, ranges=False,
+                          headers={"Content-Type": "text/html"})
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        fetch(url, FULL, cache / "m.pth", **FAST)
+    assert len(http_server.requests) == 2 and not part_path(cache / "m.pth").exists()
+    http_server.add("/w/", DATA)  # the server fixed: the next run succeeds
+    assert fetch(url, FULL, cache / "m.pth", **FAST).read_bytes() == DATA
+
+
+@pytest.mark.parametrize("mirror, words", [
+    ("https://mirror.example/base?token=1", "a base URL without a ?query or #fragment"),
+    ("https://mirror.example/base#x", "a base URL without a ?query or #fragment"),
+    ("https://mirror.example/base?", "a base URL without a ?query or #fragment"),
+    ("https://mir ror.example/base", "an http(s) or file URL"),
+    ("https://mirror\x07.example/base", "an http(s) or file URL"),
+])
+def test_an_rdet_mirror_that_would_fetch_another_url_is_refused_up_front(mirror, words, http_server, cache,
+                                                                         monkeypatch):
+    """Before, '?token=1' took the file's path into the query (another URL was asked) and a space in the host
+    passed the check and failed only at download time."""
+    monkeypatch.setenv("RDET_MIRROR", mirror)
+    with pytest.raises(DownloadError, match=re.escape(f"RDET_MIRROR must be {words}")):
+        fetch("https://download.openmmlab.com/x/m.pth", FULL, cache / "m.pth", **FAST)
+
+
+def test_a_resume_whose_headers_the_deadline_cuts_short_keeps_the_partial_file(cache, monkeypatch):
+    """Cut before its Content-Range came, a 206 looked like 'a range we did not ask for', and the .part was
+    deleted (gigabytes of a resume lost to a slow proxy)."""
+    def slow_206(request):
+        yield b"HTTP/1.1 206 Partial Content\r\n"
+        for _ in range(100):
+            time.sleep(0.1)
+            yield b"X: y\r\n"
+
+    cache.mkdir()
+    part_path(cache / "m.pth").write_bytes(DATA[:1000])
+    kept = r"within 1 s \(RDET_DEADLINE\); 1\.0 KB kept"
+    with RawServer(slow_206) as server, pytest.raises(DownloadError, match=kept):
+        fetch(server.url("m.pth"), FULL, cache / "m.pth", deadline=1, **FAST)
+    assert part_path(cache / "m.pth").read_bytes() == DATA[:1000]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60) | st.sampled_from(["//h/x", "http://[::1", "https://u:p@h/x", "http://h:99999/", "/\n"]))
+def test_any_location_header_is_followed_only_as_a_valid_url_or_refused_in_one_line(location):
+    from urllib.parse import urljoin
+
+    from zoo.http_session import redirect_problem
+    from zoo.settings import usable_url
+
+    for current in ("https://a.example/w/m.pth", "http://a.example/w/m.pth"):
+        problem = redirect_problem(current, location)
+        if problem is None:
+            target = urljoin(current, location.strip())
+            assert usable_url(target, ("http", "https"))
+            assert not (current.startswith("https:") and target.startswith("http:"))  # never a downgrade
+        else:
+            assert "\n" not in problem and "\r" not in problem and len(problem) < 400
+
+
+def test_a_hostile_mirror_is_one_line_in_download_and_doctor_and_leaves_the_cache_empty(cache, capsys, monkeypatch):
+    from cli_inprocess import rdet_here
+
+    redirect = _answer("Location: ftp://alice:s3cret@ftp.example/x", "Content-Length: 0", status="302 Found")
+    with RawServer(redirect) as server:
+        env = {"RDET_MIRROR": server.base_url, "RDET_CACHE": str(cache), "RDET_BACKOFF": "0.01"}
+        r = rdet_here(capsys, monkeypatch, "download", "r50_fpn_1x", env=env)
+        [error] = [line for line in r.stderr.splitlines() if line.startswith("error:")]  # besides plain http's warning
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert "redirected to 'ftp://***@ftp.example/x', not a valid http(s) URL" in error
+        r = rdet_here(capsys, monkeypatch, "doctor", "--json", env=env)
+        [host] = [c for c in json.loads(r.stdout)["checks"] if c["name"] == "weights host"]
+        assert r.returncode == 1 and host["status"] == "fail" and "not a valid http(s) URL" in host["detail"]
+        assert "s3cret" not in r.stdout + r.stderr and len(server.requests) == 2  # one GET, one HEAD
+    assert [p.name for p in cache.iterdir()] == []
+
+
+def test_a_ca_bundle_setting_naming_no_file_is_one_line_not_a_cache_error(cache, monkeypatch):
+    """requests raises a bare OSError for it: fetch blamed the cache ('cannot write ...m.pth'), an image URL
+    raised it, and probe's thread died with a traceback ('no answer in 8 s')."""
+    from zoo.remote import probe
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cache / "no-such-bundle.pem"))
+    words = "no-such-bundle.pem (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE?)"
+    with pytest.raises(DownloadError, match=re.escape(words)):
+        fetch(f"https://127.0.0.1:{_closed_port()}/m.pth", FULL, cache / "m.pth", **FAST)
+    assert words in _image_error("https://127.0.0.1:1/a.jpg") and words in probe("https://127.0.0.1:1/m.pth").detail
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_netrc_that_is_a_pipe_or_device_is_one_line_not_a_hang(kind, cache, monkeypatch, tmp_path):
+    """requests reads the .netrc before each request: a FIFO blocked it for ever, /dev/zero never ended."""
+    from zoo.remote import probe
+
+    netrc = tmp_path / "netrc"
+    if kind == "fifo":
+        os.mkfifo(netrc)
+    else:
+        netrc = Path("/dev/zero")
+    monkeypatch.setenv("NETRC", str(netrc))
+    words = f"the .netrc file {netrc} (NETRC): not a regular file"
+    with pytest.raises(DownloadError, match=re.escape(words)):
+        fetch(f"http://127.0.0.1:{_closed_port()}/m.pth", FULL, cache / "m.pth", **FAST)
+    assert words in _image_error("http://127.0.0.1:1/a.jpg") and words in probe("http://127.0.0.1:1/m.pth").detail

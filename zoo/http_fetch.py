@@ -6,6 +6,7 @@ received is written before a drop, and the clock and rate are checked however sl
 """
 from __future__ import annotations
 
+import http.client
 import re
 import shutil
 import socket
@@ -21,6 +22,7 @@ import urllib3
 from .cache import part_path
 from .checksum import matches, sha256_file
 from .errors import CacheError, DownloadError
+from .http_session import Refused, open_session
 from .progress import TransferProgress, human
 from .settings import Policy, redacted
 
@@ -46,7 +48,7 @@ class Deadline:
 
 @dataclass(frozen=True)
 class _Outcome:
-    complete: bool  # the server's stated length was reached, or it said the .part already holds everything
+    complete: bool  # the stated length was reached, the server said the .part holds all, or ignored a Range
     received: int  # body bytes this attempt wrote
 
 
@@ -88,10 +90,21 @@ class _SpaceGuard:
         self.out.write(chunk)
 
 
+def _whole_number(text: str) -> int | None:
+    """`text` as a count of bytes when it is one, else None: a header may hold anything ('-1', '1e9', '10, 20',
+    or '²', which str.isdigit accepts and int refuses)."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def content_length(response) -> int | None:
+    """The Content-Length a response states, None when it states none that is a plain number."""
+    return _whole_number(response.headers.get("Content-Length", ""))
+
+
 def _content_range_total(response) -> int | None:
     """N from `Content-Range: bytes a-b/N` or `bytes */N`."""
-    total = response.headers.get("Content-Range", "").rpartition("/")[2]
-    return int(total) if total.isdigit() else None
+    return _whole_number(response.headers.get("Content-Range", "").rpartition("/")[2])
 
 
 def _body_offset(response, have: int, part: Path, shown: str, hint: str) -> int | None:
@@ -101,13 +114,13 @@ def _body_offset(response, have: int, part: Path, shown: str, hint: str) -> int 
     DownloadError for an error the user must deal with, Transient for one worth retrying.
     """
     status = response.status_code
-    if status == 206 and have:
+    if status == 206:  # a part must start where the .part ends (at 0 when rdet asked for no range at all)
         start = response.headers.get("Content-Range", "").removeprefix("bytes ").split("-")[0]
         if start == str(have):
             return have
         part.unlink(missing_ok=True)  # a range we did not ask for: start over
-        raise Transient(f"the server answered a different range ({start[:20]}), starting over")
-    if status in (200, 206):
+        raise Transient(f"the server answered a different range ({start[:20] or 'none stated'}), starting over")
+    if status == 200:
         return 0  # a full body: a server that ignores Range sends 200, and the .part is rewritten
     if status == 416:
         total = _content_range_total(response)
@@ -128,6 +141,8 @@ def stream_body(raw, out, progress: TransferProgress, done: int, policy: Policy,
             raise DeadlineExceeded
         chunk = raw.read1(policy.chunk_size, decode_content=True)
         if not chunk:
+            if clock.left() <= 0:  # the deadline shut the connection (zoo.http_session): not the body's end
+                raise DeadlineExceeded
             return done
         out.write(chunk)
         done += len(chunk)
@@ -153,6 +168,8 @@ def _attempt(session, url: str, dest: Path, policy: Policy, progress: TransferPr
     left = max(clock.left(), 0.001)
     timeout = (min(policy.timeout[0], left), min(policy.timeout[1], left))
     with session.get(url, headers=headers, stream=True, timeout=timeout) as response:
+        if clock.left() <= 0:  # the deadline cut the headers short (zoo.http_session): judge nothing by them
+            raise DeadlineExceeded
         offset = _body_offset(response, have, part, redacted(url), hint)
         if offset is None:
             return _Outcome(True, 0)
@@ -161,8 +178,7 @@ def _attempt(session, url: str, dest: Path, policy: Policy, progress: TransferPr
             # decoded, a few hundred kilobytes of gzip could fill the disk; and no size nor range would hold
             raise DownloadError(f"{redacted(url)} came {encoding}-encoded, though rdet asked for the file itself "
                                 f"(Accept-Encoding: identity); download it yourself and {hint}")
-        length = response.headers.get("Content-Length", "")
-        body = int(length) if length.isdigit() else None
+        body = content_length(response)
         total = offset + body if body is not None else _content_range_total(response)
         if body is not None:
             # a 206 body is what is missing; a 200 body replaces the .part, whose bytes are freed first
@@ -176,7 +192,8 @@ def _attempt(session, url: str, dest: Path, policy: Policy, progress: TransferPr
             raise CacheError(f"cannot write {part}: {e.strerror or e}") from None
     if total is not None and done < total:
         raise Transient(f"connection closed after {done} of {total} bytes")
-    return _Outcome(total is not None, done - offset)
+    # a 200 to a Range request is all the server has (it ignores ranges): asking again would bring the same body
+    return _Outcome(total is not None or (have > 0 and offset == 0), done - offset)
 
 
 NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
@@ -192,21 +209,62 @@ def _causes(e: BaseException):
             continue
         seen.add(id(x))
         yield x
-        stack += [x.__cause__, x.__context__, getattr(x, "reason", None),
-                  *(a for a in getattr(x, "args", ()) if isinstance(a, BaseException))]
+        stack += [y for y in (x.__cause__, x.__context__, getattr(x, "reason", None), *getattr(x, "args", ()))
+                  if isinstance(y, BaseException)]  # an ssl.SSLError's reason is a string
+
+
+def _failing_host(e: BaseException, url: str) -> str:
+    """The host rdet could not reach: the proxy when one was in the way, the target after a redirect, else the
+    URL's own host."""
+    if any(isinstance(x, (urllib3.exceptions.ProxyError, requests.exceptions.ProxyError)) for x in _causes(e)):
+        for x in _causes(e):
+            host = getattr(getattr(x, "conn", None), "host", None)  # urllib3's connection errors name the socket's
+            if isinstance(host, str) and host:
+                return f"the proxy {host} (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY)"
+    for x in _causes(e):
+        request = getattr(x, "request", None)
+        if isinstance(getattr(request, "url", None), str):
+            url = request.url
+            break
+    try:
+        return urlparse(url).hostname or "the host"
+    except ValueError:
+        return "the host"
 
 
 def _permanent(e: BaseException, url: str) -> str | None:
-    """Why retrying cannot help (the host name does not resolve, the host refuses connections), or None."""
-    host = urlparse(url).hostname or "the host"
+    """Why retrying cannot help (the host name does not resolve, the host refuses connections, a redirect rdet
+    does not follow, a URL that cannot be), or None."""
+    host = _failing_host(e, url)
     for x in _causes(e):
         if isinstance(x, (socket.gaierror, urllib3.exceptions.NameResolutionError)):
+            if host.startswith("the proxy "):
+                return f"cannot resolve the host name of {host}"
             return f"cannot resolve the host name {host} (no network, or a wrong URL or RDET_MIRROR?)"
         if isinstance(x, ConnectionRefusedError):
             return f"{host} refused the connection"
         if isinstance(x, ssl.SSLCertVerificationError):
             return f"the TLS certificate of {host} cannot be verified ({x.verify_message or x.reason})"
+        if isinstance(x, Refused):
+            return str(x)
+        if isinstance(x, urllib3.exceptions.LocationParseError):
+            return f"not a valid URL ({_text(x)})"
     return None
+
+
+# what http.client says of an answer that is not HTTP, in words: they are not "broken mid-body", as the
+# urllib3 ProtocolError wrapping them would otherwise read
+_NOT_HTTP = ((http.client.RemoteDisconnected, "the server closed the connection without answering"),
+             (http.client.LineTooLong, "the server sent a header line over 64 KB"),
+             (http.client.BadStatusLine, "the server's answer is not HTTP"))
+
+
+def _text(x: BaseException) -> str:
+    """An exception's message without urllib3's '<Connection object at 0x...>: ' and wrapping quotes."""
+    text = re.sub(r"<[^>]*>: ", "", str(x)).strip()
+    while len(text) > 1 and text[0] + text[-1] in ("()", "''", '""'):
+        text = text[1:-1].strip()
+    return text[:200]
 
 
 def reason(e: BaseException, url: str = "") -> str:
@@ -216,14 +274,29 @@ def reason(e: BaseException, url: str = "") -> str:
     permanent = _permanent(e, url)
     if permanent:
         return permanent
-    if any(isinstance(x, (requests.Timeout, socket.timeout, urllib3.exceptions.TimeoutError)) for x in _causes(e)):
+    causes = list(_causes(e))
+
+    def first(kind):
+        return next((x for x in causes if isinstance(x, kind)), None)
+
+    if first(requests.TooManyRedirects):
+        return f"more than {requests.models.DEFAULT_REDIRECT_LIMIT} redirects (a redirect loop?)"
+    if first((requests.Timeout, socket.timeout, urllib3.exceptions.TimeoutError)):
         return "timed out"
-    if any(isinstance(x, (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError))
-           for x in _causes(e)):
+    for kind, words in _NOT_HTTP:
+        if first(kind):
+            return words
+    tls = first(ssl.SSLError)
+    if tls:
+        hint = " (a plain http server on an https URL?)" if tls.reason == "WRONG_VERSION_NUMBER" else ""
+        return "TLS failed: " + re.sub(r"\[SSL: \w+\] |\s*\(_ssl\.c:\d+\)", "", _text(tls)) + hint
+    if first((http.client.IncompleteRead, requests.exceptions.ChunkedEncodingError)):
         return "connection broken mid-body"
-    innermost = list(_causes(e))[-1]
-    text = re.sub(r"<[^>]*>: ", "", str(innermost)).strip(" \"')(")
-    return text[:200] or type(innermost).__name__
+    if first(http.client.HTTPException):  # e.g. more than 100 headers (IncompleteRead is one too: it came first)
+        return f"not a valid HTTP answer ({_text(first(http.client.HTTPException))})"
+    if first(urllib3.exceptions.ProtocolError):
+        return "connection broken mid-body"
+    return _text(causes[-1]) or type(causes[-1]).__name__
 
 
 def _part_verifies(part: Path, expected: str) -> bool:
@@ -240,7 +313,7 @@ def download_part(url: str, dest: Path, expected: str, policy: Policy, progress:
     """Attempts with exponential backoff until `<dest>.part` holds the whole body; each resumes where the last
     stopped. Returns the .part path (not yet verified). Raises DownloadError, keeping the .part to resume."""
     part, shown, clock = part_path(dest), redacted(url), Deadline(policy.deadline)
-    with requests.Session() as session:  # trust_env stays on: proxy variables and .netrc work
+    with open_session(clock.left()) as session:  # trust_env stays on: proxy variables and .netrc work
         for retry in range(policy.retries + 1):
             try:
                 outcome = _attempt(session, url, dest, policy, progress, hint, clock)

@@ -13,7 +13,8 @@ from urllib.parse import urlparse
 
 import requests
 
-from .http_fetch import NETWORK_ERRORS, Deadline, DeadlineExceeded, Transient, reason, stream_body
+from .http_fetch import NETWORK_ERRORS, Deadline, DeadlineExceeded, Transient, content_length, reason, stream_body
+from .http_session import open_session
 from .progress import TransferProgress, human
 from .settings import Policy, is_offline, mirrored, redacted
 from .errors import DownloadError
@@ -50,14 +51,13 @@ def fetch_image_bytes(url: str, max_bytes: int = MAX_IMAGE_BYTES, offline: bool 
     clock = Deadline(policy.deadline)
     timeout = tuple(min(t, policy.deadline) for t in policy.timeout)  # no single read outlasts the deadline
     try:
-        with requests.get(url, stream=True, timeout=timeout,
-                          headers={"Accept-Encoding": "identity"}) as response:
+        with open_session(clock.left()) as session, \
+                session.get(url, stream=True, timeout=timeout, headers={"Accept-Encoding": "identity"}) as response:
             if response.status_code != 200:
                 raise DownloadError(f"{shown}: HTTP {response.status_code}")
-            length = response.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > max_bytes:
-                raise DownloadError(f"{shown}: {human(int(length))} is over the {human(max_bytes)} limit for an "
-                                    f"image")
+            length = content_length(response)
+            if length is not None and length > max_bytes:
+                raise DownloadError(f"{shown}: {human(length)} is over the {human(max_bytes)} limit for an image")
             out = _CappedBody(shown, max_bytes)
             stream_body(response.raw, out, TransferProgress(), 0, policy, clock)
             return bytes(out.body)
@@ -66,6 +66,8 @@ def fetch_image_bytes(url: str, max_bytes: int = MAX_IMAGE_BYTES, offline: bool 
     except Transient as e:
         raise DownloadError(f"{shown}: {e}") from None
     except NETWORK_ERRORS + (requests.RequestException,) as e:
+        if clock.left() <= 0:  # the deadline shut the connection (zoo.http_session)
+            raise DownloadError(f"{shown}: not read within {clock.seconds:g} s (RDET_DEADLINE)") from None
         raise DownloadError(f"{shown}: cannot download ({reason(e, url)})") from None
 
 
@@ -96,11 +98,14 @@ def probe(url: str, timeout: float = PROBE_TIMEOUT, offline: bool | None = None)
 
     began, answer = time.monotonic(), {}
 
-    def ask():  # in a thread: a stuck DNS lookup is not covered by requests' timeouts
+    def ask():  # in a thread: a stuck DNS lookup is not covered by requests' timeouts nor the session's deadline
         try:
-            answer["status"] = requests.head(url, timeout=(timeout, timeout), allow_redirects=True).status_code
-        except requests.RequestException as e:
+            with open_session(2 * timeout) as session:
+                answer["status"] = session.head(url, timeout=(timeout, timeout), allow_redirects=True).status_code
+        except NETWORK_ERRORS + (requests.RequestException,) as e:
             answer["error"] = reason(e, url)
+        except DownloadError as e:  # a setting the session refuses (zoo.http_session)
+            answer["error"] = str(e)
 
     thread = threading.Thread(target=ask, daemon=True)
     thread.start()

@@ -109,10 +109,16 @@ def usable_url(url: str, schemes=("http", "https", "file")) -> bool:
         return False
     if parts.scheme == "file":  # an absolute path on this machine
         return parts.netloc in ("", "localhost") and parts.path.startswith("/")
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal, which urlsplit has checked
+        return True
     try:
-        return bool(parts.hostname) and bool(parts.hostname.encode("idna"))
+        return bool(host) and not _NOT_IN_A_HOST.search(host) and bool(host.encode("idna"))
     except UnicodeError:  # an empty or over-long label
         return False
+
+
+_NOT_IN_A_HOST = re.compile(r"[\s\x00-\x1f\x7f<>\"{}|\\^`%/?#]")  # what urllib3 refuses too, at download time
 
 
 def mirror_base() -> str:
@@ -121,6 +127,9 @@ def mirror_base() -> str:
     if mirror and not usable_url(mirror):
         raise DownloadError(f"RDET_MIRROR must be an http(s) or file URL such as https://mirror.example.org/openmmlab, "
                             f"not {redacted(mirror)!r}")
+    if mirror and (urlsplit(mirror).query or urlsplit(mirror).fragment or mirror.endswith(("?", "#"))):
+        # the file's path is appended: after a ? or # it would not be part of the path, and another file is asked
+        raise DownloadError(f"RDET_MIRROR must be a base URL without a ?query or #fragment, not {redacted(mirror)!r}")
     return mirror
 
 
