@@ -61,7 +61,7 @@ def demo(
 
       rdet demo --out /tmp/demo --device cpu
 
-      rdet demo --json          # predict's JSON document on stdout (the files are written too)
+      rdet demo --json      # predict's JSON on stdout
     """
     from retinanet.assets import SAMPLE_IMAGE
     from retinanet.data.sources import Input, frames
