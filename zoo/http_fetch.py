@@ -337,8 +337,11 @@ def download_part(url: str, dest: Path, expected: str, policy: Policy, progress:
                 return part
             have = part.stat().st_size if part.exists() else 0
             if problem is None or clock.left() <= 0:
+                if not have:  # cut before the body: an empty .part is nothing to resume
+                    part.unlink(missing_ok=True)
+                kept = f"{human(have)} kept: run again to resume" if have else "nothing received: run again"
                 raise DownloadError(f"could not download {shown} within {clock.seconds:g} s (RDET_DEADLINE); "
-                                    f"{human(have)} kept: run again to resume, or download it yourself and {hint}")
+                                    f"{kept}, or download it yourself and {hint}")
             if retry == policy.retries:
                 raise DownloadError(f"could not download {shown} after {retry + 1} attempts ({problem}); run again "
                                     f"to resume, or download it yourself and {hint}")
