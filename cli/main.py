@@ -13,7 +13,7 @@ from retinanet.version import package_version
 from . import commands
 from .common import Fail, err
 from .help_format import hide_flag_types
-from .signals import Stopped, exit_code, said, stop_like_ctrl_c
+from .signals import Stopped, exit_code, said, stopping_like_ctrl_c
 from .text import shown
 
 hide_flag_types()
@@ -64,9 +64,9 @@ def _known_errors():
 
 def main(argv=None) -> None:
     """Entry point of the console script."""
-    stop_like_ctrl_c()
     try:
-        rc = app(args=argv, standalone_mode=False)
+        with stopping_like_ctrl_c():
+            rc = app(args=argv, standalone_mode=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except Fail as e:

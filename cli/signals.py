@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import signal
 
-from retinanet.stop_signals import STOP_SIGNALS, Stopped
+from retinanet.stop_signals import STOP_SIGNALS, Stopped, handled
 
 
 def _raise(signum, frame):
     raise Stopped(signum)
 
 
-def stop_like_ctrl_c() -> None:
-    """Make the stop signals (beyond SIGINT, which Python already turns into KeyboardInterrupt) raise Stopped."""
-    for signum in STOP_SIGNALS:
-        if signum != signal.SIGINT and signal.getsignal(signum) is signal.SIG_DFL:
-            signal.signal(signum, _raise)
+def stopping_like_ctrl_c():
+    """A with block in which the stop signals beyond SIGINT (which Python already turns into KeyboardInterrupt)
+    raise Stopped; the handlers before are restored after (rdet may run inside another program's process)."""
+    return handled(_raise, [s for s in STOP_SIGNALS if s != signal.SIGINT and signal.getsignal(s) is signal.SIG_DFL])
 
 
 def exit_code(stop: BaseException) -> int:

@@ -4,13 +4,17 @@ On POSIX the lock is an flock on the lock file, which is unlinked before it is r
 locks the unlinked inode notices (its path no longer names that inode) and tries again on a fresh file, so
 removing the file never lets two processes in at once. A lock file left by a killed process is not held
 (the kernel drops flocks with the process) and is simply reused. Elsewhere filelock does the locking.
-`zoo` locks cache files with it, `rdet train` its work directory.
+`zoo` locks cache files with it; `rdet train`, `predict --out` and `eval --report` their directories.
 """
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from retinanet.errors import RetinaNetError
 
 _POLL = 0.05
 
@@ -79,3 +83,20 @@ def acquire(path: Path, timeout: float, on_wait):
     wait at all); returns the function that releases it. TimeoutError when the wait ran out; OSError when the
     lock file cannot be created."""
     return (_posix_acquire if fcntl else _filelock_acquire)(Path(path), timeout, on_wait)
+
+
+@contextmanager
+def held_alone(path: Path, refusal: str) -> Iterator[None]:
+    """Hold the lock file `path` for the block, or fail at once with RetinaNetError(refusal) when another
+    process holds it (a directory one run at a time writes into)."""
+    def refuse():
+        raise RetinaNetError(refusal)
+
+    try:
+        release = acquire(path, 0, refuse)
+    except OSError as e:
+        raise RetinaNetError(f"cannot lock {path}: {e.strerror or e}") from None
+    try:
+        yield
+    finally:
+        release()

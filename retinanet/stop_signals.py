@@ -4,6 +4,9 @@ The main process decides how to stop (training saves first); data-loading worker
 from __future__ import annotations
 
 import signal
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
@@ -23,3 +26,18 @@ def leave_stopping_to_the_main_process() -> None:
     stop. The main process ends its workers when it is done."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+
+
+@contextmanager
+def handled(handler, signums: Iterable[int]) -> Iterator[None]:
+    """`handler` for `signums` within the block, the earlier handlers restored after; nothing off the main
+    thread, where Python cannot install handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for s, earlier in previous.items():
+            signal.signal(s, earlier)

@@ -135,7 +135,8 @@ def test_sigterm_and_sighup_save_like_ctrl_c_and_a_resume_after_kill_9_goes_on(t
     args = _train_args(data, work, "--epochs", "2", "--seed", "3", "--lr", "0.004", "--warmup-iters", "5")
     proc = _spawn_train([*args, "--workers", "1"], zoo_env)
     _, stderr = _stop_after(proc, work / "log.jsonl", 2, signal.SIGTERM, group=True)
-    assert proc.returncode == 143 and stderr.strip().startswith("stopped by SIGTERM: stopped at epoch") and "--resume" in stderr, stderr
+    assert proc.returncode == 143 and "--resume" in stderr, stderr
+    assert stderr.strip().startswith("stopped by SIGTERM: stopped at epoch"), stderr
     assert os.readlink(work / "latest.pth") == "interrupted.pth" and not (work / LOCK).exists()
     first = torch.load(work / "interrupted.pth", weights_only=True)["train_state"]["iter"]
 
@@ -176,3 +177,44 @@ def test_sigterm_stops_a_download_as_ctrl_c_does(tmp_path, http_server, zoo_env)
     assert stderr.strip().splitlines()[-1] == "stopped by SIGTERM"
     assert sorted(p.name for p in cache.iterdir()) == [part.name]  # the .part kept for a resume, no lock file
     assert data.startswith(part.read_bytes())
+
+
+def test_a_second_predict_or_zoo_check_into_one_directory_is_refused_while_the_first_writes(tmp_path, zoo_env,
+                                                                                           capsys, monkeypatch):
+    from cli_inprocess import rdet_here
+    from cli.outputs import OUTPUT_LOCK, held_output_dir
+
+    env = {k: zoo_env[k] for k in ("RDET_ZOO", "RDET_CACHE")}
+    ann, images = write_shapes(tmp_path / "data", images=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    with held_output_dir(out):  # the first run, writing
+        r = rdet_here(capsys, monkeypatch, "predict", NAME, images / "shape_0000.png", "--out", out, "--device",
+                      "cpu", "--size", "64x64", "--quiet", env=env)
+        assert (r.returncode, r.stderr.strip()) == (2, f"error: --out {out}: another rdet is writing there; wait "
+                                                       "for it to end, or give another --out")
+        r = rdet_here(capsys, monkeypatch, "eval", "--all", "--ann", ann, "--images", images, "--report", out,
+                      "--device", "cpu", "--workers", "0", "--offline", "--quiet", env=env)
+        assert (r.returncode, r.stderr.strip().splitlines()[-1]) == (
+            2, f"error: --report {out}: another rdet is writing there; wait for it to end, or give another --report")
+        assert [p.name for p in out.iterdir()] == [OUTPUT_LOCK]
+    r = rdet_here(capsys, monkeypatch, "predict", NAME, images / "shape_0000.png", "--out", out, "--device", "cpu",
+                  "--size", "64x64", env=env)
+    assert r.returncode == 0, r.stderr
+    assert {"predictions.json", "coco_results.json"} <= {p.name for p in out.iterdir()}
+    assert not (out / OUTPUT_LOCK).exists()
+
+
+def test_a_predict_stopped_midway_marks_its_document_and_leaves_no_coco_results_to_trust(tmp_path):
+    from cli.predict_outputs import COCO_RESULTS_FILE, PREDICTIONS_FILE, Outputs
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / COCO_RESULTS_FILE).write_text("[]")  # an earlier run's, whose images this run overwrites
+    done = {"path": "a.png", "frame": None, "width": 4, "height": 4, "error": None, "detections": []}
+    with pytest.raises(KeyboardInterrupt), Outputs(out, {"schema": "rdet-predict/1"}) as outputs:
+        outputs.records.append(done)
+        raise KeyboardInterrupt  # Ctrl-C or SIGTERM before the other inputs were read
+    document = json.loads((out / PREDICTIONS_FILE).read_text())
+    assert document == {"schema": "rdet-predict/1", "interrupted": True, "images": [done]}
+    assert sorted(p.name for p in out.iterdir()) == [PREDICTIONS_FILE]

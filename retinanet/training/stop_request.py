@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import signal
-import threading
 from contextlib import contextmanager
 
-from retinanet.stop_signals import STOP_SIGNALS, Stopped
+from retinanet.stop_signals import STOP_SIGNALS, Stopped, handled
 
 
 class StopRequest:
@@ -30,13 +29,6 @@ class StopRequest:
 
     @contextmanager
     def installed(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
         taken = [s for s in STOP_SIGNALS if s == signal.SIGINT or signal.getsignal(s) is not signal.SIG_IGN]
-        previous = {s: signal.signal(s, self._handle) for s in taken}
-        try:
+        with handled(self._handle, taken):
             yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)

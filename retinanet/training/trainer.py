@@ -7,7 +7,8 @@ loss values (for the log, the non-finite check and a pending stop request, so ev
 backward, optional gradient clipping, SGD step.
 
 Work directory: epoch_N.pth after each epoch and latest.pth pointing at the newest checkpoint (interrupted.pth
-when Ctrl-C, SIGTERM or SIGHUP stopped a run mid-epoch), and log.jsonl with one JSON record per iteration and evaluation.
+when Ctrl-C, SIGTERM or SIGHUP stopped a run mid-epoch), and log.jsonl with one JSON record per iteration and
+evaluation.
 A checkpoint holds only plain containers and tensors (loadable with weights_only=True): the reference's
 state_dict and meta, plus optimizer, AMP scaler and train_state (epoch, iteration, batches done in the epoch,
 RNG states) for --resume.

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from retinanet import process_lock
 from retinanet.errors import RetinaNetError
+from retinanet.process_lock import held_alone
 from retinanet.training.train_state import LATEST
 
 LOCK = ".rdet-train.lock"  # held by the running rdet train, removed when it ends (retinanet.process_lock)
@@ -56,25 +56,15 @@ def clear_run(work_dir: Path) -> list[Path]:
 def claimed_work_dir(work_dir: Path, resume: bool, overwrite: bool) -> Iterator[None]:
     """Hold `work_dir` for this run (created when missing) and check it (check_work_dir) while holding it: a
     second run is refused in one line while the first goes on."""
-    if work_dir.exists() and not work_dir.is_dir():
-        raise RetinaNetError(f"--work-dir {work_dir}: exists and is not a directory")
     try:
         work_dir.mkdir(parents=True, exist_ok=True)
-        release = process_lock.acquire(work_dir / LOCK, 0, _refuse(work_dir))
     except OSError as e:
-        raise RetinaNetError(f"--work-dir {work_dir}: cannot write there ({e.strerror or e})") from None
-    try:
+        raise RetinaNetError(f"--work-dir {work_dir}: cannot create it ({e.strerror or e})") from None
+    with held_alone(work_dir / LOCK, f"--work-dir {work_dir}: another rdet train is running there; wait for it "
+                                     "to end (or stop it: Ctrl-C saves it for --resume), or choose another "
+                                     "--work-dir"):
         check_work_dir(work_dir, resume, overwrite)
         if resume:  # temporary files of a run killed mid-write: no run holds the directory, none will finish them
             for litter in work_dir.glob("*.tmp"):
                 litter.unlink()
         yield
-    finally:
-        release()
-
-
-def _refuse(work_dir: Path):
-    def on_wait():
-        raise RetinaNetError(f"--work-dir {work_dir}: another rdet train is running there; wait for it to end "
-                             "(or stop it: Ctrl-C saves it for --resume), or choose another --work-dir")
-    return on_wait
