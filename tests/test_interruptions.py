@@ -16,7 +16,7 @@ from retinanet.errors import CheckpointError
 from retinanet.process_lock import acquire
 from retinanet.training.stop_request import StopRequest
 from retinanet.training.train_state import read_resume_state
-from retinanet.training.run_log import open_for_append
+from retinanet.training.run_log import cut_back_log
 from retinanet.training.work_dir import LOCK
 from shapes_data import write_shapes
 from tiny_zoo import NAME, rdet_command, run_rdet, write_tiny_zoo
@@ -34,17 +34,15 @@ def test_two_atomic_writes_of_one_file_at_once_each_rename_a_whole_file(tmp_path
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 
 
-def test_a_cut_off_last_log_line_is_dropped_before_appending(tmp_path):
+def test_a_log_is_cut_back_to_the_checkpoint_resumed_from_and_loses_its_cut_off_line(tmp_path):
     log = tmp_path / "log.jsonl"
-    long_record = json.dumps({"mode": "start", "config": "x" * 200_000})  # longer than one read back
-    log.write_text(long_record + "\n" + '{"mode": "train", "iter": 1}\n' + '{"mode": "train", "it')
-    with open_for_append(log) as f:
-        f.write('{"mode": "train", "iter": 2}\n')
-    assert [json.loads(line)["mode"] for line in log.read_text().splitlines()] == ["start", "train", "train"]
-    log.write_text('{"mode": "sta')  # nothing whole at all
-    with open_for_append(log) as f:
-        f.write("{}\n")
-    assert log.read_text() == "{}\n"
+    lines = [{"mode": "start", "config": "x" * 100_000}, {"mode": "train", "global_iter": 1},
+             {"mode": "train", "global_iter": 2}, {"mode": "val", "epoch": 1, "iter": 2},
+             {"mode": "train", "global_iter": 3}, {"mode": "diverged", "global_iter": 4}]
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines) + "not JSON, kept\n" + '{"mode": "train", "gl')
+    assert cut_back_log(log, 2) == 3  # iterations 3 and 4 are trained again; the cut-off line
+    assert log.read_text() == "".join(json.dumps(x) + "\n" for x in lines[:4]) + "not JSON, kept\n"
+    assert cut_back_log(log, 2) == 0 and cut_back_log(tmp_path / "none.jsonl", 0) == 0
 
 
 def test_a_second_ctrl_c_while_the_first_is_saved_waits_a_third_stops_and_nohup_is_kept():
@@ -146,8 +144,10 @@ def test_sigterm_and_sighup_save_like_ctrl_c_and_a_resume_after_kill_9_goes_on(t
     second = torch.load(work / "interrupted.pth", weights_only=True)["train_state"]["iter"]
     assert second > first
 
-    # what kill -9 in the middle of writes leaves: a log line cut off, temporary files of a checkpoint
+    # what kill -9 in the middle of writes leaves: iterations logged past the checkpoint, a log line cut off,
+    # temporary files of a checkpoint and of latest.pth's link
     with open(work / "log.jsonl", "a") as log:
+        log.write(json.dumps({"mode": "train", "global_iter": second + 1, "loss": 1.0}) + "\n")
         log.write('{"mode": "train", "epoch": 2, "it')
     (work / "epoch_2.pth.1a2b3c4d.tmp").write_bytes(b"half a checkpoint")
     (work / "latest.pth.5e6f7a8b.tmp").symlink_to("epoch_2.pth")

@@ -1,35 +1,41 @@
-"""log.jsonl, the run's JSON Lines log, opened for appending. A run killed mid-write (kill -9, a power cut)
-can leave its last line cut off; a resumed run appending after it would glue its first record onto that
-fragment and make one line that no JSON reader can parse, so the fragment is dropped first."""
+"""log.jsonl, the run's JSON Lines log, as a resumed run finds it. A run killed mid-write (kill -9, a power
+cut) can leave its last line cut off, which the resumed run's first record would be glued onto (a line no JSON
+reader parses), and the records of the iterations it trained after its last checkpoint, which the resumed run
+trains again and would log a second time. The log is cut back to the checkpoint the run resumes from."""
 from __future__ import annotations
 
-import os
+import json
 from pathlib import Path
-from typing import TextIO
 
-_CHUNK = 1 << 16
-
-
-def _end_of_last_line(f) -> int:
-    """The offset just after the file's last newline (0 when it has none)."""
-    end = f.seek(0, os.SEEK_END)
-    while end > 0:
-        start = max(0, end - _CHUNK)
-        f.seek(start)
-        cut = f.read(end - start).rfind(b"\n")
-        if cut >= 0:
-            return start + cut + 1
-        end = start
-    return 0
+from retinanet.atomic_write import write_text_atomically
 
 
-def open_for_append(path: Path) -> TextIO:
-    """`path` opened to append whole lines: an unfinished last line is removed."""
+def _after(record, done_iters: int) -> bool:
+    """Whether a record is of training past `done_iters` iterations (train and diverged records carry
+    global_iter; evaluations carry the iteration they were made at)."""
+    if not isinstance(record, dict):
+        return False
+    at = record.get("global_iter", record.get("iter") if record.get("mode") == "val" else None)
+    return isinstance(at, int) and at > done_iters
+
+
+def cut_back_log(path: Path, done_iters: int) -> int:
+    """Keep the whole lines of `path` that are not of training past `done_iters` iterations; the number of
+    lines dropped. Written atomically: a stop meanwhile leaves the log as it was."""
     try:
-        with open(path, "r+b") as f:
-            whole = _end_of_last_line(f)
-            if whole != f.seek(0, os.SEEK_END):
-                f.truncate(whole)
+        lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
     except FileNotFoundError:
-        pass
-    return open(path, "a", encoding="utf-8")
+        return 0
+    *whole, unfinished = lines  # after the last newline: "" or a line cut off
+    kept = []
+    for line in whole:
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            record = None  # not ours to judge: kept as it is
+        if not _after(record, done_iters):
+            kept.append(line)
+    dropped = len(whole) - len(kept) + (1 if unfinished else 0)
+    if dropped:
+        write_text_atomically(path, "".join(line + "\n" for line in kept))
+    return dropped

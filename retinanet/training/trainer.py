@@ -38,7 +38,7 @@ from retinanet.model.retinanet import RetinaNet
 from retinanet.model.pretrained import initialise
 from retinanet.training.schedule import (SGD_MOMENTUM, SGD_WEIGHT_DECAY, WARMUP_ITERS, WARMUP_RATIO, StepSchedule,
                                          scaled_lr, set_lr)
-from retinanet.training.run_log import open_for_append
+from retinanet.training.run_log import cut_back_log
 from retinanet.training.stop_request import StopRequest
 from retinanet.data.train_data import GroupedBatches, TrainSet, loader
 from retinanet.training.train_state import (
@@ -240,7 +240,7 @@ class Trainer:
         if not self.dist.is_main:
             return
         if self._log is None:
-            self._log = open_for_append(self.work_dir / LOG)
+            self._log = open(self.work_dir / LOG, "a", encoding="utf-8")
         self._log.write(json.dumps(record) + "\n")
         self._log.flush()
 
@@ -249,6 +249,8 @@ class Trainer:
     def run(self) -> TrainResult:
         if self.dist.is_main:
             self.work_dir.mkdir(parents=True, exist_ok=True)
+            if self.options.resume:  # what a killed run logged past its checkpoint is trained (and logged) again
+                cut_back_log(self.work_dir / LOG, self.iter)
         barrier(self.dist)
         total = self.epochs * self.batches.steps_per_epoch
         info = {"lr": self.schedule.lr, "scaled_lr": self.scaled_lr, "global_batch": self.global_batch,
