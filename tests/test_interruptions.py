@@ -100,6 +100,15 @@ def test_a_second_train_in_a_work_dir_in_use_is_refused_and_changes_nothing(tmp_
         release()
     assert sorted(p.name for p in work.iterdir()) == ["log.jsonl"]  # --overwrite deleted nothing
 
+def test_a_train_that_fails_before_writing_leaves_no_empty_work_dir(tmp_path, zoo_env, capsys, monkeypatch):
+    from cli_inprocess import rdet_here
+
+    data = write_shapes(tmp_path / "data", images=2, portrait_every=0)
+    r = rdet_here(capsys, monkeypatch, *_train_args(data, tmp_path / "new", "--precision", "fp16"),
+                  env={k: zoo_env[k] for k in ("RDET_ZOO", "RDET_CACHE")})
+    assert r.returncode == 2 and "fp16 runs on CUDA only" in r.stderr, r.stderr
+    assert not (tmp_path / "new").exists()  # created to be held while the run was checked, then removed
+
 
 def _spawn_train(args, env):
     # a runner started in the background (or under nohup) passes ignored signals on: give rdet the defaults; and

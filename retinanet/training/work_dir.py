@@ -56,15 +56,23 @@ def clear_run(work_dir: Path) -> list[Path]:
 def claimed_work_dir(work_dir: Path, resume: bool, overwrite: bool) -> Iterator[None]:
     """Hold `work_dir` for this run (created when missing) and check it (check_work_dir) while holding it: a
     second run is refused in one line while the first goes on."""
+    created = not work_dir.exists()
     try:
         work_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RetinaNetError(f"--work-dir {work_dir}: cannot create it ({e.strerror or e})") from None
-    with held_alone(work_dir / LOCK, f"--work-dir {work_dir}: another rdet train is running there; wait for it "
-                                     "to end (or stop it: Ctrl-C saves it for --resume), or choose another "
-                                     "--work-dir"):
-        check_work_dir(work_dir, resume, overwrite)
-        if resume:  # temporary files of a run killed mid-write: no run holds the directory, none will finish them
-            for litter in work_dir.glob("*.tmp"):
-                litter.unlink()
-        yield
+    try:
+        with held_alone(work_dir / LOCK, f"--work-dir {work_dir}: another rdet train is running there; wait for "
+                                         "it to end (or stop it: Ctrl-C saves it for --resume), or choose another "
+                                         "--work-dir"):
+            check_work_dir(work_dir, resume, overwrite)
+            if resume:  # temporary files of a killed run: no run holds the directory, none will finish them
+                for litter in work_dir.glob("*.tmp"):
+                    litter.unlink()
+            yield
+    finally:
+        if created:  # a run that failed before writing anything leaves no empty directory behind
+            try:
+                work_dir.rmdir()
+            except OSError:  # not empty: it has the run's files (or another run's lock)
+                pass
