@@ -160,6 +160,7 @@ def test_sigterm_and_sighup_save_like_ctrl_c_and_a_resume_after_kill_9_goes_on(t
         log.write('{"mode": "train", "epoch": 2, "it')
     (work / "epoch_2.pth.1a2b3c4d.tmp").write_bytes(b"half a checkpoint")
     (work / "latest.pth.5e6f7a8b.tmp").symlink_to("epoch_2.pth")
+    (work / LOCK).write_text("")  # its lock file, no longer held by anyone
     r = run_rdet(*args, "--resume", env_extra=zoo_env)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in work.iterdir()) == ["epoch_1.pth", "epoch_2.pth", "latest.pth", "log.jsonl"]
