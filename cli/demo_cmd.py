@@ -82,12 +82,9 @@ def demo(
     det = zoo.load(DEMO_MODEL, weights=weights, device=device, zoo_file=zoo_file, random_weights=random_weights)
     doc = {"schema": "rdet-predict/1", "model": entry.name, "score_thr": DEMO_SCORE_THR, "classes": None,
            "provenance": provenance(entry, det.device, "fp32", det.cfg.scale, None, random_weights)}
-    outputs = Outputs(out_dir)
-    try:
+    with Outputs(out_dir, doc) as outputs:
         run = detect_frames(det, frames([Input("image", str(SAMPLE_IMAGE))]), outputs, DEMO_SCORE_THR,
                             show=not (quiet or as_json))
-    finally:
-        outputs.close({**doc, "images": outputs.records})
     if as_json:
         print_json({**doc, "images": run.records})
     elif not quiet:

@@ -51,6 +51,7 @@ def explain(coco_set, results, scores, *, per_class: bool, csv_file: Path | None
             heading: str, show: bool) -> dict:
     """Print and write what was asked for; returns the JSON parts ({} when nothing was)."""
     from retinanet.evaluation.analysis import analyse, class_figures, write_plots
+    from retinanet.atomic_write import write_text_atomically
     from retinanet.evaluation.per_class import by_ap, csv_text
 
     if not (per_class or csv_file or plots):
@@ -66,7 +67,7 @@ def explain(coco_set, results, scores, *, per_class: bool, csv_file: Path | None
         doc.update(analysis=found.to_dict(), plots=[str(p) for p in paths])
     if csv_file is not None:
         csv_file.parent.mkdir(parents=True, exist_ok=True)
-        csv_file.write_text(csv_text(by_ap(rows)))
+        write_text_atomically(csv_file, csv_text(by_ap(rows)))  # stopped mid-write: the old file or none
     if show:
         out.print(per_class_table(rows, f"{heading}: per class (percent; n/a: no ground truth of that class)"))
         if plots is not None:

@@ -11,7 +11,7 @@ from rich.table import Table
 from retinanet.launch_env import torchrun_launch
 
 from .common import Fail, err, load_zoo, out, print_json
-from .outputs import output_dir
+from .outputs import held_output_dir, output_dir
 
 DEFAULT_REPORT = Path("zoo-report")
 
@@ -69,32 +69,33 @@ def run_zoo_check(job: ZooCheck, data: tuple, source, run, results_file) -> None
         _notes(coco_set, job.limit)
     report_dir = job.report or DEFAULT_REPORT
     output_dir(report_dir, "--report")  # under a file or read-only: before any row runs
-    ann_sha256 = sha256_file(coco_set.ann_file)
-    quiet_runs = run.quiet or as_json
-    run = replace(run, quiet_download=True, quiet=quiet_runs)
+    with held_output_dir(report_dir, "--report"):  # a second check into it is refused while this one runs
+        ann_sha256 = sha256_file(coco_set.ann_file)
+        quiet_runs = run.quiet or as_json
+        run = replace(run, quiet_download=True, quiet=quiet_runs)
 
-    def evaluate(entry, weights_path):
-        done = _detect(entry, coco_set, replace(source, weights=weights_path), run)
-        scored = score_set(coco_set, done.results)
-        return scored.stats, _provenance(entry, coco_set, done, scored)
+        def evaluate(entry, weights_path):
+            done = _detect(entry, coco_set, replace(source, weights=weights_path), run)
+            scored = score_set(coco_set, done.results)
+            return scored.stats, _provenance(entry, coco_set, done, scored)
 
-    def said(row):
-        if quiet_runs:
-            return
-        if row.status == UNAVAILABLE:
-            err.print(f"{row.name}: weights unavailable, not scored ({row.message})", highlight=False)
-        else:
-            again = " (already in the report)" if row.resumed else ""
-            err.print(f"{row.name}: box AP {row.measured:.2f}{again}", highlight=False)
+        def said(row):
+            if quiet_runs:
+                return
+            if row.status == UNAVAILABLE:
+                err.print(f"{row.name}: weights unavailable, not scored ({row.message})", highlight=False)
+            else:
+                again = " (already in the report)" if row.resumed else ""
+                err.print(f"{row.name}: box AP {row.measured:.2f}{again}", highlight=False)
 
-    rows = reproduce(entries, evaluate, report_dir, ann_sha256, len(coco_set), tolerance,
-                     weights_for=lambda e: zoo_weights(e, source, quiet_runs), on_row=said)
-    from retinanet.evaluation.provenance import provenance
+        rows = reproduce(entries, evaluate, report_dir, ann_sha256, len(coco_set), tolerance,
+                         weights_for=lambda e: zoo_weights(e, source, quiet_runs), on_row=said)
+        from retinanet.evaluation.provenance import provenance
 
-    context = provenance(model=None, entry=None, weights=None, weights_sha256=None, device=run.device,
-                         precision=run.precision, test_scale=None, annotations=str(coco_set.ann_file),
-                         annotations_sha256=ann_sha256, images=len(coco_set), scorer=_scorer())
-    md, js = write_report(report_dir, rows, tolerance, str(coco_set.ann_file), ann_sha256, len(coco_set), context)
+        context = provenance(model=None, entry=None, weights=None, weights_sha256=None, device=run.device,
+                             precision=run.precision, test_scale=None, annotations=str(coco_set.ann_file),
+                             annotations_sha256=ann_sha256, images=len(coco_set), scorer=_scorer())
+        md, js = write_report(report_dir, rows, tolerance, str(coco_set.ann_file), ann_sha256, len(coco_set), context)
     off = [r for r in rows if r.status == OFF]
     scored_any = any(r.measured is not None for r in rows)
     if as_json:

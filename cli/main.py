@@ -13,6 +13,7 @@ from retinanet.version import package_version
 from . import commands
 from .common import Fail, err
 from .help_format import hide_flag_types
+from .signals import Stopped, exit_code, said, stopping_like_ctrl_c
 from .text import shown
 
 hide_flag_types()
@@ -64,7 +65,8 @@ def _known_errors():
 def main(argv=None) -> None:
     """Entry point of the console script."""
     try:
-        rc = app(args=argv, standalone_mode=False)
+        with stopping_like_ctrl_c():
+            rc = app(args=argv, standalone_mode=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except Fail as e:
@@ -73,9 +75,9 @@ def main(argv=None) -> None:
     except _known_errors() as e:
         err.print(f"[red]error:[/red] {shown(e)}", highlight=False)
         sys.exit(getattr(e, "exit_code", 2))
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+    except (KeyboardInterrupt, Stopped) as e:  # Ctrl-C (typer usually makes it a plain exit 130), SIGTERM, SIGHUP
+        err.print(said(e))
+        sys.exit(exit_code(e))
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:

@@ -50,3 +50,15 @@ def writing(path: Path):
     except OSError as e:
         where = getattr(e, "filename2", None) or getattr(e, "filename", None) or path  # a rename's target first
         raise Fail(f"cannot write {where}: {e.strerror or e}", code=1) from None
+
+
+OUTPUT_LOCK = ".rdet.lock"  # held while a run writes into an output directory, removed after
+
+
+def held_output_dir(path: Path, flag: str = "--out"):
+    """A with block during which this run alone writes into the directory `path`: another rdet writing there
+    at the same time is refused in one line, rather than both overwriting each other's files."""
+    from retinanet.process_lock import held_alone
+
+    return held_alone(path / OUTPUT_LOCK, f"{flag} {path}: another rdet is writing there; wait for it to end, or "
+                                          f"give another {flag}")

@@ -144,14 +144,11 @@ def predict(
     doc = {"schema": "rdet-predict/1", "model": entry.name, "score_thr": score_thr,
            "classes": None if labels is None else [det.class_names[i] for i in sorted(labels)],
            "provenance": provenance(entry, det.device, precision, det.cfg.scale, weights, random_weights)}
-    outputs = Outputs(out_dir, save_txt, save_conf, save_crops)
-    try:
+    with Outputs(out_dir, doc, save_txt, save_conf, save_crops) as outputs:
         run = detect_frames(det, frames(found, lambda url: fetch_image_bytes(url, offline=offline or None),
                                         vid_stride),
                             outputs, score_thr, labels, 1 if streaming else batch_size,
                             show=not as_json and not quiet, json_lines=as_json and streaming, stoppable=streaming)
-    finally:
-        outputs.close({**doc, "images": outputs.records})
     if as_json and not streaming:
         print_json({**doc, "images": run.records})
     elif not as_json and not quiet:

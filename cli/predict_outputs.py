@@ -6,6 +6,8 @@ The JSON schema (the same for `--json` on stdout and `--out DIR/predictions.json
     {"schema": "rdet-predict/1", "model": NAME, "score_thr": 0.3, "classes": null or [names kept],
      "provenance": {...}, "images": [RECORD, ...]}
 
+(with "interrupted": true when an error or a signal stopped the run before every input was read)
+
 and each RECORD (also one per line in DIR/VIDEO.jsonl, and on stdout with --json for --source streams):
 
     {"path": input as given (a URL's user:password@ as ***@), "frame": null (a still image) or the frame
@@ -19,13 +21,14 @@ Scores are fractions (0-1) in every JSON rdet writes, as are AP figures.
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from .common import Fail
-from .outputs import output_dir, writing
+from .outputs import held_output_dir, output_dir, writing
 
 SCHEMA = "rdet-predict/1"
 PREDICTIONS_FILE = "predictions.json"
@@ -97,15 +100,33 @@ def check_out_dir(out_dir: Optional[Path], inputs=()) -> None:
 
 
 class Outputs:
-    """Writes one run's results as they arrive; `close` writes the JSON documents. A with block closes it,
-    Ctrl-C included, so that videos and JSON Lines are always complete files."""
+    """Writes one run's results as they arrive, in a with block that closes it, Ctrl-C and SIGTERM included, so
+    that videos and JSON Lines are always complete files, then writes the JSON documents (`document` with the
+    records as its images). The block holds --out DIR: a second rdet writing there at the same time is refused
+    in one line, rather than both overwriting each other's files and documents. A run stopped by an error or a
+    signal writes predictions.json with "interrupted": true and no coco_results.json, which `rdet eval
+    --results` would score as if the images left out had nothing in them."""
 
-    def __init__(self, out_dir: Optional[Path], save_txt: bool = False, save_conf: bool = False,
+    def __init__(self, out_dir: Optional[Path], document: dict, save_txt: bool = False, save_conf: bool = False,
                  save_crops: bool = False):
         self.out_dir, self.save_txt, self.save_conf, self.save_crops = out_dir, save_txt, save_conf, save_crops
+        self.document = document
         self.records: list[dict] = []
         self._names: set[str] = set()
         self._videos: dict[str, tuple] = {}  # source -> (VideoSink, JSON Lines file, stem)
+        self._held = ExitStack()
+
+    def __enter__(self) -> "Outputs":
+        if self.out_dir is not None:
+            self._held.enter_context(held_output_dir(self.out_dir))
+        return self
+
+    def __exit__(self, kind, *_) -> bool:
+        try:
+            self.close(complete=kind is None)
+        finally:
+            self._held.close()
+        return False
 
     def add(self, result, dets, rec: dict) -> None:
         """A Detector.predict_frames result, its kept Detections (None when it failed) and its RECORD."""
@@ -161,7 +182,7 @@ class Outputs:
             self._videos[result.path] = (sink, open(self.out_dir / f"{stem}.jsonl", "w"), stem)
         return self._videos[result.path]
 
-    def close(self, document: dict) -> None:
+    def close(self, complete: bool = True) -> None:
         for sink, lines, _ in self._videos.values():
             sink.close()
             lines.close()
@@ -170,9 +191,13 @@ class Outputs:
             return
         from retinanet.atomic_write import write_text_atomically
 
+        document = {**self.document, **({} if complete else {"interrupted": True}), "images": self.records}
         with writing(self.out_dir):
             write_text_atomically(self.out_dir / PREDICTIONS_FILE, json.dumps(document, indent=1))
-            write_text_atomically(self.out_dir / COCO_RESULTS_FILE, json.dumps(coco_results(self.records)))
+            if complete:
+                write_text_atomically(self.out_dir / COCO_RESULTS_FILE, json.dumps(coco_results(self.records)))
+            else:  # an earlier run's would now sit beside this run's images and predictions.json
+                (self.out_dir / COCO_RESULTS_FILE).unlink(missing_ok=True)
 
     @property
     def written(self) -> list[str]:

@@ -1,5 +1,5 @@
 """The detection loop shared by `rdet predict` and `rdet demo`: frames in, records and files out, a line per
-image for people, and a clean stop on Ctrl-C for live streams."""
+image for people, and a clean stop on Ctrl-C (or SIGTERM, SIGHUP) for live streams."""
 from __future__ import annotations
 
 import json
@@ -10,6 +10,7 @@ from typing import Iterable, Optional
 
 from .common import err, out
 from .predict_outputs import Outputs, keep_classes, record
+from .signals import Stopped
 from .tables import show_table
 
 
@@ -49,7 +50,7 @@ def detect_frames(det, frames: Iterable, outputs: Outputs, score_thr: float, lab
                 sys.stdout.flush()
             if show and d is not None:
                 _say(rec, result.seconds)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped):  # Ctrl-C, SIGTERM or SIGHUP end a stream, and it is written out
         if not stoppable:
             raise
         run.interrupted = True

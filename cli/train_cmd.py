@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
 
@@ -17,6 +18,7 @@ from zoo.manifest import MAX_EPOCHS
 from .common import Fail, WeightsSource, coco_files, coco_split, err, errors_said_by_rank_0, out, parse_size
 from .metrics_table import metrics_table
 from .options import MAX_BATCH, MAX_LR, MAX_WORKERS, shared_options
+from .signals import exit_code, said
 from .precision import AmpOption, PrecisionChoiceOption, chosen_precision
 from .text import shown
 
@@ -73,8 +75,9 @@ def train(
     and 22 (2x).
 
     Each epoch writes WORK_DIR/epoch_N.pth (latest.pth points at it) in the
-    reference format: `rdet predict/eval/bench --weights` load it. Ctrl-C
-    saves WORK_DIR/interrupted.pth; --resume continues exactly from there.
+    reference format: `rdet predict/eval/bench --weights` load it. Ctrl-C,
+    SIGTERM or SIGHUP save WORK_DIR/interrupted.pth; --resume continues
+    exactly from there.
 
     Examples:
 
@@ -87,16 +90,27 @@ def train(
       torchrun --nproc_per_node 8 -m cli.main train r50_fpn_1x --data-root coco
     """
     import zoo
-    from retinanet.distributed import start_runtime
-    from retinanet.inference.fast import check_precision
-
-    from retinanet.training.work_dir import check_work_dir, clear_run
+    from retinanet.launch_env import is_main_process
+    from retinanet.training.work_dir import check_work_dir, claimed_work_dir
 
     files = _dataset_files(data_root, ann, images, val_ann, val_images)
     entry = zoo.get(name, zoo_file)
     scale = parse_size(size)
     work_dir = work_dir or Path("work_dirs") / entry.name
-    check_work_dir(work_dir, resume, overwrite)
+    check_work_dir(work_dir, resume, overwrite)  # every rank, before any of them waits for the others
+    # rank 0 (the one that writes) holds the directory for the whole run: a second run is refused
+    with claimed_work_dir(work_dir, resume, overwrite) if is_main_process() else nullcontext():
+        _run(entry, files, work_dir, scale, device, precision, amp, overwrite, quiet, json_log, init,
+             WeightsSource(zoo_file, cache_dir, offline),
+             dict(epochs=epochs, batch_size=batch_size, lr=lr, resume=resume, eval_every=eval_every,
+                  workers=workers, clip_grad=clip_grad or None, seed=seed, warmup_iters=warmup_iters))
+
+
+def _run(entry, files, work_dir, scale, device, precision, amp, overwrite, quiet, json_log, init, source, options):
+    from retinanet.distributed import start_runtime
+    from retinanet.inference.fast import check_precision
+    from retinanet.training.work_dir import clear_run
+
     runtime = start_runtime(device)
     try:
         precision = chosen_precision(precision, amp, runtime.device.type)
@@ -105,11 +119,8 @@ def train(
             removed = clear_run(work_dir)
             if removed and not quiet:
                 err.print(f"--overwrite: deleted {len(removed)} file(s) of the earlier run in {work_dir}")
-        _train(entry, files, work_dir, runtime, scale,
-               dict(epochs=epochs, batch_size=batch_size, lr=lr, precision=precision, resume=resume,
-                    eval_every=eval_every, workers=workers, clip_grad=clip_grad or None, seed=seed,
-                    warmup_iters=warmup_iters),
-               init, json_log, WeightsSource(zoo_file, cache_dir, offline), quiet)
+        _train(entry, files, work_dir, runtime, scale, {**options, "precision": precision}, init, json_log, source,
+               quiet)
     finally:
         runtime.close()
 
@@ -182,8 +193,8 @@ def _train(entry, files, work_dir, runtime, scale, options, init, json_log, sour
             result = trainer.run()
     except TrainingStopped as e:
         if dist.is_main:
-            err.print(f"interrupted: {shown(e.message)}", highlight=False)
-        raise typer.Exit(130)
+            err.print(f"{said(e)}: {shown(e.message)}", highlight=False)
+        raise typer.Exit(exit_code(e))
     if not dist.is_main:
         return
     if json_log:

@@ -1,8 +1,13 @@
 """The one atomic write: a temporary file beside the target, flushed to disk, renamed over it, the directory
-flushed too, so a crash leaves the old file or the new one, never half of one. `zoo` uses it as well."""
+flushed too, so a crash leaves the old file or the new one, never half of one. `zoo` uses it as well.
+
+Each write has a temporary name of its own (`NAME.<random>.tmp`): two processes writing one file at once (two
+`rdet export --out same.onnx`) then each rename a whole file of their own, and the last one wins, instead of
+writing into one shared temporary file and renaming a mix of both."""
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,11 +37,18 @@ def replace_durably(tmp: str | os.PathLike, dest: str | os.PathLike) -> Path:
     return dest
 
 
+def temporary_name(path: str | os.PathLike) -> Path:
+    """A name beside `path` that no other write uses: `NAME.<random>.tmp` (a crash may leave one; *.tmp is
+    litter, never a result)."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """`with atomic_path(p) as tmp: write(tmp)`: p gets the written file only when the block succeeds."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary_name(path)
     try:
         yield tmp
         replace_durably(tmp, path)

@@ -240,7 +240,7 @@ def test_4_read_only_cache_is_one_line(http_server, cache, monkeypatch):
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr("zoo.lock.os.open", read_only)  # the first write anywhere in the cache
+    monkeypatch.setattr("retinanet.process_lock.os.open", read_only)  # the first write anywhere in the cache
     with pytest.raises(CacheError, match="Read-only file system"):
         fetch(http_server.add("/w/m.pth", DATA), FULL, cache / "m.pth", **FAST)
 

@@ -174,10 +174,11 @@ def loader(train_set: TrainSet, batches: GroupedBatches, workers: int, pin_memor
 
 
 def _worker_init(_):
-    """Ctrl-C is the main process's to handle (it finishes the step and saves); OpenCV threads would oversubscribe."""
-    import signal
-
+    """Ctrl-C, SIGTERM and SIGHUP are the main process's to handle (it finishes the step and saves); OpenCV
+    threads would oversubscribe."""
     import cv2
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from retinanet.stop_signals import leave_stopping_to_the_main_process
+
+    leave_stopping_to_the_main_process()
     cv2.setNumThreads(1)

@@ -90,6 +90,9 @@ def _keep_as_list(batch):
 def _worker_init(_):
     import cv2
 
+    from retinanet.stop_signals import leave_stopping_to_the_main_process
+
+    leave_stopping_to_the_main_process()  # a group's Ctrl-C or SIGTERM: the main process stops, then ends us
     cv2.setNumThreads(1)  # OpenCV's own thread pool in many workers oversubscribes
 
 

@@ -1,19 +1,20 @@
-"""Stopping training cleanly on Ctrl-C or SIGTERM: a flag honoured between iterations."""
+"""Stopping training cleanly on Ctrl-C, SIGTERM or SIGHUP: a flag honoured between iterations."""
 from __future__ import annotations
 
 import signal
-import threading
 from contextlib import contextmanager
+
+from retinanet.stop_signals import STOP_SIGNALS, Stopped, handled
 
 
 class StopRequest:
-    """Ctrl-C / SIGTERM set a flag that the loop honours between iterations (so the weights saved are never half
-    updated). torchrun forwards the terminal's Ctrl-C, so a process may see two; a third stops at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    """Ctrl-C / SIGTERM / SIGHUP set a flag that the loop honours between iterations (so the weights saved are
+    never half updated). torchrun forwards the terminal's Ctrl-C, so a process may see two; a third stops at
+    once. An ignored SIGHUP (`nohup`) stays ignored."""
 
     def __init__(self):
         self.count = 0
+        self.signum = signal.SIGINT  # the first signal received
 
     @property
     def requested(self) -> bool:
@@ -21,17 +22,13 @@ class StopRequest:
 
     def _handle(self, signum, frame):
         self.count += 1
+        if self.count == 1:
+            self.signum = signum
         if self.count >= 3:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
 
     @contextmanager
     def installed(self):
-        if threading.current_thread() is not threading.main_thread():
+        taken = [s for s in STOP_SIGNALS if s == signal.SIGINT or signal.getsignal(s) is not signal.SIG_IGN]
+        with handled(self._handle, taken):
             yield self
-            return
-        previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        try:
-            yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)

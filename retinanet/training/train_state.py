@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retinanet.atomic_write import atomic_path, replace_durably
+from retinanet.atomic_write import atomic_path, replace_durably, temporary_name
 from retinanet.config import MAX_SEED
 from retinanet.errors import CheckpointError
 from retinanet.model.checkpoint import checked_state, load_weights_only
@@ -52,18 +52,24 @@ def write_atomically(obj: dict, path: Path) -> None:
 
 def point_latest(work_dir: Path, target: Path) -> None:
     """latest.pth -> target: a relative symlink swapped in atomically, or a copy where symlinks fail."""
-    link, tmp = work_dir / LATEST, work_dir / (LATEST + ".tmp")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
+    link, tmp = work_dir / LATEST, temporary_name(work_dir / LATEST)
     try:
-        os.symlink(target.name, tmp)
-    except OSError:
-        shutil.copyfile(target, tmp)
-    replace_durably(tmp, link)
+        try:
+            os.symlink(target.name, tmp)
+        except OSError:
+            shutil.copyfile(target, tmp)
+        replace_durably(tmp, link)
+    except BaseException:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        raise
 
 
 def read_resume_state(path: Path) -> dict:
     """A full training checkpoint (weights_only); CheckpointError when it cannot resume a run."""
+    if path.is_symlink() and not path.exists():
+        raise CheckpointError(f"{path} points at {os.readlink(path)}, which is missing; point it at the checkpoint "
+                              f"to resume from (ln -sf epoch_N.pth {path}) or train again with --overwrite")
     if not path.exists():
         raise CheckpointError(f"nothing to resume: {path} does not exist (train without --resume first)")
     ckpt = load_weights_only(path)

@@ -7,7 +7,8 @@ loss values (for the log, the non-finite check and a pending stop request, so ev
 backward, optional gradient clipping, SGD step.
 
 Work directory: epoch_N.pth after each epoch and latest.pth pointing at the newest checkpoint (interrupted.pth
-when Ctrl-C or SIGTERM stopped a run mid-epoch), and log.jsonl with one JSON record per iteration and evaluation.
+when Ctrl-C, SIGTERM or SIGHUP stopped a run mid-epoch), and log.jsonl with one JSON record per iteration and
+evaluation.
 A checkpoint holds only plain containers and tensors (loadable with weights_only=True): the reference's
 state_dict and meta, plus optimizer, AMP scaler and train_state (epoch, iteration, batches done in the epoch,
 RNG states) for --resume.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ from retinanet.model.retinanet import RetinaNet
 from retinanet.model.pretrained import initialise
 from retinanet.training.schedule import (SGD_MOMENTUM, SGD_WEIGHT_DECAY, WARMUP_ITERS, WARMUP_RATIO, StepSchedule,
                                          scaled_lr, set_lr)
+from retinanet.training.run_log import cut_back_log
 from retinanet.training.stop_request import StopRequest
 from retinanet.data.train_data import GroupedBatches, TrainSet, loader
 from retinanet.training.train_state import (
@@ -57,11 +60,11 @@ class TrainingDiverged(RetinaNetError):
 
 
 class TrainingStopped(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM: a resumable checkpoint was written first."""
+    """Ctrl-C, SIGTERM or SIGHUP (`signum`): a resumable checkpoint was written first."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, signum: int = signal.SIGINT):
         super().__init__(message)
-        self.message = message
+        self.message, self.signum = message, signum
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,8 @@ class Trainer:
     def run(self) -> TrainResult:
         if self.dist.is_main:
             self.work_dir.mkdir(parents=True, exist_ok=True)
+            if self.options.resume:  # what a killed run logged past its checkpoint is trained (and logged) again
+                cut_back_log(self.work_dir / LOG, self.iter)
         barrier(self.dist)
         total = self.epochs * self.batches.steps_per_epoch
         info = {"lr": self.schedule.lr, "scaled_lr": self.scaled_lr, "global_batch": self.global_batch,
@@ -290,7 +295,7 @@ class Trainer:
                 path.unlink()
 
     def _train_epoch(self) -> None:
-        """One epoch, from batch `iter_in_epoch` on. Ctrl-C / SIGTERM here end the step, save and stop."""
+        """One epoch, from batch `iter_in_epoch` on. Ctrl-C / SIGTERM / SIGHUP here end the step, save and stop."""
         self.batches.set_epoch(self.epoch, start=self.iter_in_epoch)
         data = loader(self.data, self.batches, self.options.workers, pin_memory=self.device.type == "cuda")
         with self.stop.installed():
@@ -351,7 +356,7 @@ class Trainer:
         path = self.save(INTERRUPTED, self.epoch, self.iter_in_epoch)
         barrier(self.dist)
         where = f"epoch {self.epoch + 1}, iteration {self.iter_in_epoch}/{self.batches.steps_per_epoch}"
-        raise TrainingStopped(f"stopped at {where}; saved {path} (continue with --resume)")
+        raise TrainingStopped(f"stopped at {where}; saved {path} (continue with --resume)", self.stop.signum)
 
     def _diverged(self, loss_cls: float, loss_bbox: float):
         latest = self.work_dir / LATEST

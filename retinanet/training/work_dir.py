@@ -1,12 +1,19 @@
 """A training run's directory: a new run starts in an empty (or missing) one, so that old epoch checkpoints,
-an appended log and a latest.pth of another run are never mixed with the new run's."""
+an appended log and a latest.pth of another run are never mixed with the new run's; and one run at a time uses
+it (its lock file), so that two runs started together cannot both find it empty, and --resume or --overwrite
+cannot continue or delete a run that is still going."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from retinanet.errors import RetinaNetError
+from retinanet.process_lock import held_alone
 from retinanet.training.train_state import LATEST
+
+LOCK = ".rdet-train.lock"  # held by the running rdet train, removed when it ends (retinanet.process_lock)
 
 RUN_FILES = ("epoch_*.pth", LATEST, "interrupted.pth", "log.jsonl", "*.tmp")  # what a Trainer writes
 
@@ -28,7 +35,7 @@ def check_work_dir(work_dir: Path, resume: bool, overwrite: bool) -> None:
         raise RetinaNetError(f"--work-dir {work_dir}: exists and is not a directory")
     if resume or overwrite or not work_dir.is_dir():
         return
-    contents = sorted(p.name for p in work_dir.iterdir())
+    contents = sorted(p.name for p in work_dir.iterdir() if p.name != LOCK)
     if contents:
         shown = ", ".join(contents[:4]) + (", ..." if len(contents) > 4 else "")
         raise RetinaNetError(f"--work-dir {work_dir} is not empty ({shown}): --resume to continue that run, "
@@ -43,3 +50,29 @@ def clear_run(work_dir: Path) -> list[Path]:
     for path in removed:
         path.unlink()
     return removed
+
+
+@contextmanager
+def claimed_work_dir(work_dir: Path, resume: bool, overwrite: bool) -> Iterator[None]:
+    """Hold `work_dir` for this run (created when missing) and check it (check_work_dir) while holding it: a
+    second run is refused in one line while the first goes on."""
+    created = not work_dir.exists()
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RetinaNetError(f"--work-dir {work_dir}: cannot create it ({e.strerror or e})") from None
+    try:
+        with held_alone(work_dir / LOCK, f"--work-dir {work_dir}: another rdet train is running there; wait for "
+                                         "it to end (or stop it: Ctrl-C saves it for --resume), or choose another "
+                                         "--work-dir"):
+            check_work_dir(work_dir, resume, overwrite)
+            if resume:  # temporary files of a killed run: no run holds the directory, none will finish them
+                for litter in work_dir.glob("*.tmp"):
+                    litter.unlink()
+            yield
+    finally:
+        if created:  # a run that failed before writing anything leaves no empty directory behind
+            try:
+                work_dir.rmdir()
+            except OSError:  # not empty: it has the run's files (or another run's lock)
+                pass
