@@ -561,7 +561,8 @@ def test_headers_sent_a_byte_at_a_time_stop_at_the_deadline(cache, monkeypatch):
             monkeypatch.delenv(var, raising=False)
         monkeypatch.setenv("HTTPS_PROXY", server.base_url)  # a proxy as slow, answering an https CONNECT
         assert _image_error("https://example.invalid/a.jpg").endswith("not read within 1 s (RDET_DEADLINE)")
-        assert server.requests[-1].startswith(b"CONNECT example.invalid:443")
+        # any: another library's thread in this worker may also send a request through the proxy set here
+        assert any(r.startswith(b"CONNECT example.invalid:443") for r in server.requests)
     assert not (cache / "m.pth").exists()
 
 
