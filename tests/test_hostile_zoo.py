@@ -321,6 +321,69 @@ def test_an_onnx_file_whose_tensors_live_in_other_files_is_refused(location, tmp
         open_export(tmp_path / "m.onnx")
 
 
+def _relu_onnx(path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    io_ = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4]) for n in ("x", "y")]
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", io_[:1], io_[1:])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+
+
+_ONNX_SESSION = """
+import os, sys
+from pathlib import Path
+from retinanet.errors import ExportError
+from retinanet.export.runtime import open_export
+try:
+    open_export(Path(sys.argv[1]))  # a session is made; the file has no rdet metadata, so it is then refused
+except ExportError:
+    pass
+print(os.environ.get("ORT_DISABLE_TELEMETRY"))
+"""
+
+
+def test_onnxruntime_is_told_not_to_send_telemetry_unless_the_user_says_otherwise(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    _relu_onnx(tmp_path / "m.onnx")
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    for given, seen in [(None, "1"), ("0", "0")]:
+        r = subprocess.run([sys.executable, "-c", _ONNX_SESSION, str(tmp_path / "m.onnx")], capture_output=True,
+                           text=True, env=env if given is None else {**env, "ORT_DISABLE_TELEMETRY": given})
+        assert r.returncode == 0 and r.stdout.split() == [seen], r.stderr
+
+
+@pytest.mark.slow  # onnxruntime uploads about a minute after its first session
+def test_an_onnx_session_sends_nothing_anywhere(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    _relu_onnx(tmp_path / "m.onnx")
+    listener, seen = socket.create_server(("127.0.0.1", 0)), []
+
+    def accept():
+        while True:
+            conn, _ = listener.accept()
+            conn.settimeout(2)
+            seen.append(conn.recv(200))
+            conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    proxy = f"http://127.0.0.1:{listener.getsockname()[1]}"  # every HTTPS request of the process comes here
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "ort_disable_telemetry")}
+    script = _ONNX_SESSION + "import time; time.sleep(90)\n"
+    r = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m.onnx")], capture_output=True, text=True,
+                       env={**env, "HTTPS_PROXY": proxy, "https_proxy": proxy})
+    assert r.returncode == 0, r.stderr
+    assert seen == []  # was: CONNECT mobile.events.data.microsoft.com:443, four times
+
+
 # ---------------------------------------------------------------------------------------------------- resume
 
 STATE = {"epoch": 1, "iter_in_epoch": 0, "iter": 3, "global_batch": 1, "lr": 0.01, "seed": 0}

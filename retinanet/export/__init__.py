@@ -7,4 +7,11 @@ detects what the PyTorch model detects.
     runtime.py    running a file: onnxruntime sessions and ExportedPrograms behind one interface
     detector.py   ExportedDetector: the Detector API (predict, detect_prepared) over an exported file
     check.py      the proof: exported vs PyTorch detections on the same inputs, within tolerances
+    untrusted.py  opening files that may be hostile (.pt2 without unpickling code, .onnx without external data)
 """
+import os
+
+# onnxruntime (1.32 on Linux) uploads usage telemetry to Microsoft about a minute after its first session, through
+# any HTTPS proxy set; rdet never sends anything anywhere unasked. The variable must be set before onnxruntime is
+# imported (torch.onnx may import it too), hence here; ORT_DISABLE_TELEMETRY=0 keeps onnxruntime's default.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
