@@ -45,6 +45,11 @@ class Deadline:
     def left(self) -> float:
         return self.end - time.monotonic()
 
+    def bounded(self, timeout: tuple[float, float]) -> tuple[float, float]:
+        """requests' (connect, read) timeouts, neither longer than what is left (a millisecond at least)."""
+        left = max(self.left(), 0.001)
+        return min(timeout[0], left), min(timeout[1], left)
+
 
 @dataclass(frozen=True)
 class _Outcome:
@@ -165,9 +170,7 @@ def _attempt(session, url: str, dest: Path, policy: Policy, progress: TransferPr
     headers = {"Accept-Encoding": "identity"}  # byte ranges and sizes of the file itself, not of a gzip stream
     if have:
         headers["Range"] = f"bytes={have}-"
-    left = max(clock.left(), 0.001)
-    timeout = (min(policy.timeout[0], left), min(policy.timeout[1], left))
-    with session.get(url, headers=headers, stream=True, timeout=timeout) as response:
+    with session.get(url, headers=headers, stream=True, timeout=clock.bounded(policy.timeout)) as response:
         if clock.left() <= 0:  # the deadline cut the headers short (zoo.http_session): judge nothing by them
             raise DeadlineExceeded
         offset = _body_offset(response, have, part, redacted(url), hint)

@@ -49,10 +49,11 @@ def fetch_image_bytes(url: str, max_bytes: int = MAX_IMAGE_BYTES, offline: bool 
         raise DownloadError(f"{shown}: rdet is offline (--offline or RDET_OFFLINE), URLs are not read")
     policy = Policy.resolve()
     clock = Deadline(policy.deadline)
-    timeout = tuple(min(t, policy.deadline) for t in policy.timeout)  # no single read outlasts the deadline
+    late = f"{shown}: not read within {clock.seconds:g} s (RDET_DEADLINE)"
     try:
         with open_session(clock.left()) as session, \
-                session.get(url, stream=True, timeout=timeout, headers={"Accept-Encoding": "identity"}) as response:
+                session.get(url, stream=True, timeout=clock.bounded(policy.timeout),
+                            headers={"Accept-Encoding": "identity"}) as response:
             if response.status_code != 200:
                 raise DownloadError(f"{shown}: HTTP {response.status_code}")
             length = content_length(response)
@@ -62,12 +63,12 @@ def fetch_image_bytes(url: str, max_bytes: int = MAX_IMAGE_BYTES, offline: bool 
             stream_body(response.raw, out, TransferProgress(), 0, policy, clock)
             return bytes(out.body)
     except DeadlineExceeded:
-        raise DownloadError(f"{shown}: not read within {clock.seconds:g} s (RDET_DEADLINE)") from None
+        raise DownloadError(late) from None
     except Transient as e:
         raise DownloadError(f"{shown}: {e}") from None
     except NETWORK_ERRORS + (requests.RequestException,) as e:
         if clock.left() <= 0:  # the deadline shut the connection (zoo.http_session)
-            raise DownloadError(f"{shown}: not read within {clock.seconds:g} s (RDET_DEADLINE)") from None
+            raise DownloadError(late) from None
         raise DownloadError(f"{shown}: cannot download ({reason(e, url)})") from None
 
 

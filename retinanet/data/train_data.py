@@ -20,6 +20,7 @@ import torch
 from retinanet.config import ModelConfig
 from retinanet.errors import DatasetError, ImageError
 from retinanet.data.images import read_bgr
+from retinanet.data.loader_workers import init_worker
 from retinanet.data.preprocess import collate, normalize, resize
 
 MIN_SIDE = 32
@@ -169,16 +170,5 @@ class GroupedBatches:
 def loader(train_set: TrainSet, batches: GroupedBatches, workers: int, pin_memory: bool = False):
     return torch.utils.data.DataLoader(train_set, batch_sampler=batches, num_workers=workers,
                                        collate_fn=make_collate(train_set.cfg.size_divisor), pin_memory=pin_memory,
-                                       worker_init_fn=_worker_init if workers else None,
+                                       worker_init_fn=init_worker if workers else None,
                                        persistent_workers=False)
-
-
-def _worker_init(_):
-    """Ctrl-C, SIGTERM and SIGHUP are the main process's to handle (it finishes the step and saves); OpenCV
-    threads would oversubscribe."""
-    import cv2
-
-    from retinanet.stop_signals import leave_stopping_to_the_main_process
-
-    leave_stopping_to_the_main_process()
-    cv2.setNumThreads(1)

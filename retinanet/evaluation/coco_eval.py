@@ -19,6 +19,7 @@ from typing import Callable
 
 from retinanet.atomic_write import write_text_atomically
 from retinanet.data.coco import CocoSet, read_json_file
+from retinanet.data.loader_workers import init_worker
 from retinanet.errors import DatasetError, ImageError
 from retinanet.evaluation.scorer import score_coco
 
@@ -87,15 +88,6 @@ def _keep_as_list(batch):
     return batch  # images differ in size: Detector.detect_prepared groups and pads them
 
 
-def _worker_init(_):
-    import cv2
-
-    from retinanet.stop_signals import leave_stopping_to_the_main_process
-
-    leave_stopping_to_the_main_process()  # a group's Ctrl-C or SIGTERM: the main process stops, then ends us
-    cv2.setNumThreads(1)  # OpenCV's own thread pool in many workers oversubscribes
-
-
 def _worker_context():
     """Workers forked from a clean server process, not from this one: once this process has resized an image
     (a random-weights model calibrates on the bundled photo), OpenCV's thread pool is live here, and a plain
@@ -124,7 +116,7 @@ def _loader(coco_set: CocoSet, ids: list[int], cfg, batch_size: int, workers: in
 
     dataset = CocoImages([coco_set.path(i) for i in ids], ids, cfg, device_normalise=device_normalise)
     return DataLoader(dataset, batch_size=max(1, batch_size), shuffle=False, num_workers=workers,
-                      collate_fn=_keep_as_list, worker_init_fn=_worker_init if workers else None, pin_memory=pin,
+                      collate_fn=_keep_as_list, worker_init_fn=init_worker if workers else None, pin_memory=pin,
                       prefetch_factor=4 if workers else None,
                       multiprocessing_context=_worker_context() if workers else None)
 
