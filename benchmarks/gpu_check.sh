@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Issue #13's GPU figures in one run, from the repository root on a CUDA machine (about 6 minutes on an H100;
-# the steps' limits add up to 570 s):
-#   bash benchmarks/gpu_check.sh            # logs and JSON under $OUT (default ./gpu-check-out)
-# Wheels for packages the machine lacks (pycocotools, platformdirs) are installed from .whl/ when present.
-# Each step has its own timeout and a failing step does not stop the others; summary.txt is written last.
+# Issue #13's GPU figures in one run, from the repository root on a CUDA machine (about 5 minutes on an H200;
+# the steps' limits add up to 560 s, 430 s with SKIP="bench_mem files"):
+#   bash benchmarks/gpu_check.sh                          # everything
+#   SKIP="bench_mem files" bash benchmarks/gpu_check.sh   # leave steps out by name
+# $OUT (default ./gpu-check-out) gets summary.txt and logs.tar.gz (every step's log and JSON: two files, as the
+# device tool brings back only a few). Wheels for packages the machine lacks (pycocotools, platformdirs) are
+# installed from .whl/ when present. Each step has its own timeout and a failing step does not stop the others.
 set -u
 OUT=${OUT:-$PWD/gpu-check-out}
+LOGS=$(mktemp -d)
+SKIP=" ${SKIP:-} "
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
@@ -17,46 +21,57 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 RDET=(${RDET:-$PY -m cli.main})
 declare -A STATUS
 
-step() {  # step NAME SECONDS COMMAND...: run with a timeout, log to $OUT/NAME.log, remember the exit status
+step() {  # step NAME SECONDS COMMAND...: run with a timeout, log to $LOGS/NAME.log, remember the exit status
     local name=$1 limit=$2
     shift 2
+    [[ $SKIP == *" $name "* ]] && return
     local start=$SECONDS
-    echo "=== $name (limit ${limit}s): $*" | tee "$OUT/$name.log"
-    timeout "$limit" "$@" 2>&1 | tee -a "$OUT/$name.log"
+    echo "=== $name (limit ${limit}s): $*" | tee "$LOGS/$name.log"
+    timeout "$limit" "$@" 2>&1 | tee -a "$LOGS/$name.log"
     local rc=${PIPESTATUS[0]}
     STATUS[$name]="rc=$rc, $((SECONDS - start)) s"
-    echo "=== $name: ${STATUS[$name]}" | tee -a "$OUT/$name.log"
+    echo "=== $name: ${STATUS[$name]}" | tee -a "$LOGS/$name.log"
 }
 
 { nvidia-smi -L; $PY -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision',
-torchvision.__version__, torch.cuda.get_device_name(0))"; } >"$OUT/device.log" 2>&1
+torchvision.__version__, torch.cuda.get_device_name(0))"; } >"$LOGS/device.log" 2>&1
 
-step gpu_tests 100 $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py tests/test_device_resize.py
-step predict_gpu 120 $PY benchmarks/predict_gpu.py --precision fp32,fp16,tf32 --repeats 20 --warmup 8 \
-    --json "$OUT/predict_gpu.json"
-step tf32_cost 60 $PY benchmarks/predict_gpu.py --precision none --tf32-cost 12 --json "$OUT/tf32_cost.json"
+step predict_gpu 50 $PY benchmarks/predict_gpu.py --precision fp32,fp16,tf32 --repeats 20 --warmup 8 \
+    --json "$LOGS/predict_gpu.json"
+step profile 90 $PY benchmarks/profile_gpu.py --precision fp16,fp32 --variants new,nofuse,nocast --tables \
+    --json "$LOGS/profile.json"
+step gpu_tests 75 $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py tests/test_device_resize.py
+step bench_fp16 35 "${RDET[@]}" bench r50_fpn_1x --fps --precision fp16 --random-weights --stages --json
+step eval_fps 55 $PY benchmarks/eval_fps.py --images 300 --precision fp32,fp16 --workers 8 \
+    --json "$LOGS/eval_fps.json"
+step bench_fp32 45 "${RDET[@]}" bench r50_fpn_1x --fps --precision fp32 --random-weights --stages --json \
+    --num-images 1000
+step autotune 45 $PY benchmarks/profile_gpu.py --precision fp32,fp16 --cudnn-benchmark --json "$LOGS/autotune.json"
+step tf32_cost 35 $PY benchmarks/predict_gpu.py --precision none --tf32-cost 12 --json "$LOGS/tf32_cost.json"
 step files 40 $PY benchmarks/predict_gpu.py --precision fp16 --repeats 3 --warmup 2 --files 40 \
-    --json "$OUT/files.json"
-step bench_fp16 50 "${RDET[@]}" bench r50_fpn_1x --fps --precision fp16 --random-weights --stages --json
-step bench_fp32 60 "${RDET[@]}" bench r50_fpn_1x --fps --precision fp32 --random-weights --stages --json
-step eval_fps 80 $PY benchmarks/eval_fps.py --images 300 --precision fp32,fp16 --workers 8 --json "$OUT/eval_fps.json"
+    --json "$LOGS/files.json"
 step bench_mem 60 "${RDET[@]}" bench r50_fpn_1x r101_fpn_1x x101_64x4d_fpn_1x --mem --random-weights --json
 
 {
-    echo "rdet GPU check: $(head -1 "$OUT/device.log")"
-    tail -1 "$OUT/device.log"
-    for name in gpu_tests predict_gpu tf32_cost files bench_fp16 bench_fp32 eval_fps bench_mem; do
+    echo "rdet GPU check: $(head -1 "$LOGS/device.log")"
+    tail -1 "$LOGS/device.log"
+    for name in predict_gpu profile gpu_tests bench_fp16 eval_fps bench_fp32 autotune tf32_cost files bench_mem; do
         echo "$name: ${STATUS[$name]:-not run}"
     done
-    echo "--- gpu tests"; grep -E "passed|failed|error" "$OUT/gpu_tests.log" | tail -3
-    echo "--- predict_gpu (median ms, ratio to torchvision)"; grep -E "^(fp32|fp16|tf32)" "$OUT/predict_gpu.log"
-    echo "--- tf32 cost"; grep -E "tf32 cost" "$OUT/tf32_cost.log"
-    echo "--- predict_files, read ahead or not"; grep -E "^files" "$OUT/files.log"
+    echo "--- gpu tests"; grep -sE "passed|failed|error" "$LOGS/gpu_tests.log" | tail -3
+    echo "--- predict_gpu (median ms, ratio to torchvision)"; grep -sE "^(fp32|fp16|tf32)" "$LOGS/predict_gpu.log"
+    echo "--- profile (ms; variants: one speed-up taken out)"; grep -sE "^(fp32|fp16) " "$LOGS/profile.log"
+    echo "--- cuDNN autotuning from the first call"; grep -sE "^(fp32|fp16) " "$LOGS/autotune.log"
+    echo "--- tf32 cost"; grep -sE "tf32 cost" "$LOGS/tf32_cost.log"
+    echo "--- predict_files, read ahead or not"; grep -sE "^files" "$LOGS/files.log"
     for name in bench_fp16 bench_fp32 bench_mem; do
         echo "--- $name"
-        $PY - "$OUT/$name.log" <<'EOF'
+        $PY - "$LOGS/$name.log" <<'EOF'
 import json, re, sys
-text = open(sys.argv[1]).read()
+try:
+    text = open(sys.argv[1]).read()
+except OSError:
+    sys.exit(print("not run"))
 found = re.search(r'\{\s*"device"', text)
 try:
     doc = json.JSONDecoder().raw_decode(text[found.start() if found else len(text):])[0]
@@ -66,6 +81,7 @@ except ValueError:
     print("no JSON in the log")
 EOF
     done
-    echo "--- eval vs bench"; grep -E "^(fp32|fp16):" "$OUT/eval_fps.log"
+    echo "--- eval vs bench"; grep -sE "^(fp32|fp16):" "$LOGS/eval_fps.log"
 } >"$OUT/summary.txt" 2>&1
+tar -czf "$OUT/logs.tar.gz" -C "$LOGS" .
 cat "$OUT/summary.txt"

@@ -239,7 +239,7 @@ def ap_against(reference, other) -> dict:
     import contextlib
     import io
 
-    gt = {"images": [], "annotations": [], "categories": [{"id": c} for c in range(80)]}
+    gt = {"info": {}, "images": [], "annotations": [], "categories": [{"id": c} for c in range(80)]}
     for i, d in enumerate(reference):
         gt["images"].append({"id": i, "width": d.width, "height": d.height})
         for b, s, lab in zip(d.boxes.tolist(), d.scores, d.labels):

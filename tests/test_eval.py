@@ -364,3 +364,25 @@ def test_an_unreadable_image_stops_the_run_with_one_line(data, tmp_path):
     r = run_rdet("eval", NAME, "--ann", ann, "--images", images, "--weights", data["weights"], "--workers", "1",
                  "--quiet", env_extra=data["env"])
     _one_line_error(r, "a.png")
+
+
+def test_ground_truth_without_info_scores_with_pycocotools_2_0_10(monkeypatch):
+    """pycocotools 2.0.10 (admitted by the dependency range) reads gt.dataset['info'] in loadRes; COCO makes the
+    key optional and many custom annotation files leave it out."""
+    from pycocotools.coco import COCO
+
+    from retinanet.evaluation.scorer import score_coco
+
+    real_load_res = COCO.loadRes
+
+    def load_res_2_0_10(self, results):
+        self.dataset["info"]  # noqa: B018 - 2.0.10's copy.deepcopy(self.dataset['info'])
+        return real_load_res(self, results)
+
+    monkeypatch.setattr(COCO, "loadRes", load_res_2_0_10)
+    gt = {"images": [{"id": 1, "width": 50, "height": 40}], "categories": [{"id": 3, "name": "a"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [5, 5, 20, 10], "area": 200,
+                           "iscrowd": 0}]}
+    scores = score_coco(gt, [{"image_id": 1, "category_id": 3, "bbox": [5, 5, 20, 10], "score": 0.9}], [1], [3],
+                        backend="pycocotools")
+    assert scores.stats["bbox_mAP"] == pytest.approx(1.0)

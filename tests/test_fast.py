@@ -39,7 +39,7 @@ def test_fast_fp32_gives_the_same_detections(r50_ckpt, style):
     plain = Detector(cfg, r50_ckpt, device="cpu", fast=False).predict(img)[0]
     fast_det = Detector(cfg, r50_ckpt, device="cpu", fast=True)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast_det.model.modules())  # really folded
-    assert not fused.available() or any(isinstance(m, fused.FusedBlock) for m in fast_det.model.modules())
+    assert not fused.available(torch.device("cpu")) or any(isinstance(m, fused.FusedBlock) for m in fast_det.model.modules())
     fast = fast_det.predict(img)[0]
     assert len(plain) == len(fast) == cfg.max_per_img  # a trained model's load: NMS leaves more than 100
     assert len(np.unique(plain.boxes, axis=0)) == len(plain)  # distinct boxes, not one box in every class

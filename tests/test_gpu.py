@@ -103,6 +103,20 @@ def test_graph_cache_is_bounded_and_evicts_the_least_recent(row):
     assert graphed.captures == 4  # the first shape was evicted by the third and captured again
 
 
+def test_cudnn_fused_convolutions_equal_the_unfused_model(row):
+    """fast=True on CUDA runs ReLUs, biases and residual adds in cuDNN's fused convolutions (inference.fused);
+    every convolution must have found a fused engine, and the detections equal the plain unfused model's."""
+    from retinanet.inference import fused
+
+    cfg, path = row
+    fast, plain = Detector(cfg, path, device="cuda"), Detector(cfg, path, device="cuda", fast=False)
+    images = [photo(s, 480, 640) for s in (5, 6)]
+    assert any(isinstance(m, fused.FusedBlock) for m in fast.model.modules())
+    for a, b in zip(fast.predict(images), plain.predict(images)):
+        assert_close(a, b)
+    assert not [n for n, m in fast.model.named_modules() if getattr(m, fused._NO_CUDNN_ENGINE, False)]
+
+
 def test_fp16_and_tf32_run_and_stay_near_fp32(row):
     cfg, path = row
     img = photo(3, 480, 640)

@@ -100,7 +100,7 @@ def _api(backend: str):
 
 def _as_coco(coco_class, dataset: dict):
     coco = coco_class()
-    coco.dataset = dataset
+    coco.dataset = {"info": {}, **dataset}  # pycocotools 2.0.10's loadRes reads gt["info"], which COCO makes optional
     coco.createIndex()
     return coco
 

@@ -133,8 +133,9 @@ class Detector:
         self.model.eval().to(self.device)
         self.channels_last = fast and built_here
         if self.channels_last:
-            # fused oneDNN ops have no autocast or torch.compile rules: plain fp32 eager only
-            optimize_for_inference(self.model, self.device, fuse=precision == "fp32" and not compile)
+            # fused ops have no torch.compile rules; oneDNN's none for autocast either (cuDNN's are cast in fused.py)
+            optimize_for_inference(self.model, self.device,
+                                   fuse=not compile and (precision == "fp32" or self.device.type == "cuda"))
         self._compile = compile
         self.compile_seconds = 0.0
         self._device_path = None

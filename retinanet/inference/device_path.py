@@ -10,6 +10,8 @@ is how the tests check it.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -17,6 +19,7 @@ from retinanet.data.image_meta import ImageMeta
 from retinanet.data.images import image_list, to_bgr
 from retinanet.data.device_resize import matches_opencv, resize_uint8
 from retinanet.data.preprocess import collate, normalize, planned_meta, resize_with_meta
+from retinanet.inference.fast import PRECISIONS
 from retinanet.inference.graphs import GraphedCall, graph_safe_autocast
 from retinanet.inference.staging import PinnedStaging
 from retinanet.inference.sync_free import CAPACITY, FIELDS, Pending, detect_single_fixed, geometry_rows
@@ -37,6 +40,7 @@ class DevicePath:
                               "autotune": autotune}
         self.calls: dict = {}  # GraphedCalls: per score threshold (a constant inside a graph), and the halves
         self.staging = PinnedStaging(detector.device)
+        self._cast_models: dict = {}  # dtype -> the model's copy in it (_network)
 
     @property
     def device(self) -> torch.device:
@@ -97,11 +101,23 @@ class DevicePath:
             self.calls[key] = GraphedCall(fn, **self.graph_options)
         return self.calls[key]
 
+    def _network(self, dtype: torch.dtype) -> torch.nn.Module:
+        """The model with its weights cast to `dtype` once (made on first use, kept). Autocast gives the same
+        numbers (it casts each weight and the input to fp16/bf16 and convolves), but inside a graph, where its
+        cache must be off, it re-casts all ~110 weights on every call: as many kernels as the convolutions."""
+        if dtype not in self._cast_models:
+            self._cast_models[dtype] = copy.deepcopy(self.detector.model).to(dtype)
+        return self._cast_models[dtype]
+
     def _forward(self, batch: torch.Tensor) -> tuple:
         """The network on a padded batch: per-level class logits, then box deltas, in float32."""
         det = self.detector
-        with graph_safe_autocast(batch.device, det.precision):
-            cls_scores, bbox_preds = det.model(batch)
+        dtype = PRECISIONS.get(det.precision)
+        if dtype is not None and batch.is_cuda and det.channels_last:  # a model built for inference only
+            cls_scores, bbox_preds = self._network(dtype)(batch.to(dtype))
+        else:
+            with graph_safe_autocast(batch.device, det.precision):
+                cls_scores, bbox_preds = det.model(batch)
         if det.precision in ("fp16", "bf16"):  # post-processing always in float32
             cls_scores, bbox_preds = [c.float() for c in cls_scores], [b.float() for b in bbox_preds]
         return (*cls_scores, *bbox_preds)

@@ -100,15 +100,15 @@ def autocast(device: torch.device, precision: str):
 
 def optimize_for_inference(model: nn.Module, device: torch.device, *, channels_last: bool = True,
                            fuse: bool = False) -> nn.Module:
-    """Fold BN and switch to channels-last, in place; the model must no longer be trained. `fuse` (CPU fp32
-    only): ReLUs and residual adds as oneDNN post-ops of their convolutions (bit-identical results)."""
+    """Fold BN and switch to channels-last, in place; the model must no longer be trained. `fuse`: ReLUs and
+    residual adds as post-ops of their convolutions (fused.py: oneDNN on the CPU, cuDNN on CUDA)."""
     from retinanet.inference import fused
 
     model.eval()
     fold_batchnorm(model.backbone)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    if fuse and device.type == "cpu" and fused.available():
+    if fuse and fused.available(device):
         fused.fuse_relus(model)
     # cuDNN autotuning is not switched on here for the whole process: graphs.GraphedCall tunes what it captures
     return model
