@@ -8,7 +8,8 @@ timed call goes from an RGB uint8 array on the host to detections on the host:
 - rdet Detector.predict: on CUDA the device path (host resize, uint8 upload through reused pinned buffers,
   device normalisation, forward and sync-free post-processing as one CUDA graph), issue #13's GPU path;
 - rdet graphs, heuristic kernels: the same with the captured convolutions chosen by cuDNN's heuristics instead of
-  its autotuner (graphs.GraphedCall's `autotune`), to show what the tuning gives;
+  its autotuner (graphs.GraphedCall's `autotune`); the two rows match where the detector already ran the size
+  eagerly, as PyTorch keeps a convolution's first algorithm choice (graphs.py says when tuning applies);
 - rdet eager device path: the same without graphs; rdet plain path: `use_device_path = False`; both eager, with
   the process's cuDNN setting (no autotuning, PyTorch's default);
 - torchvision: the array uploaded, scaled to [0, 1], its transform (resize, normalise, pad), forward and

@@ -20,8 +20,8 @@ def clustered(seed: int, anchors: int, classes: int, clusters: int):
     return boxes, scores
 
 
-def fixed(boxes, scores, capacity=4096, rounds=12, band=512, **kw) -> Pending:
-    return Pending(fixed_filter_and_nms(boxes, scores, capacity=capacity, rounds=rounds, band=band, **kw), kw)
+def fixed(boxes, scores, capacity=4096, rounds=12, **kw) -> Pending:
+    return Pending(fixed_filter_and_nms(boxes, scores, capacity=capacity, rounds=rounds, **kw), kw)
 
 
 def same(got, exact):
@@ -39,20 +39,6 @@ def test_fixed_size_nms_equals_the_exact_path(seed, anchors, classes, clusters, 
     pending = fixed(boxes, scores, capacity=2048, rounds=64, **kw)
     assert bool(pending.exact)  # capacity and rounds suffice here: the fixed-size result itself is checked
     same(pending.read(), filter_and_nms(boxes, scores, **kw))
-
-
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), anchors=st.integers(1, 200), classes=st.integers(1, 4),
-       band=st.integers(1, 40))
-def test_a_class_beyond_the_band_is_flagged_and_redone(seed, anchors, classes, band):
-    """The band compares each candidate with the `band` before it in its class: a class with more valid
-    candidates than band + 1 must be flagged (and read() redo it), a smaller one needs no redo."""
-    boxes, scores = clustered(seed, anchors, classes, 3)
-    pending = fixed(boxes, scores, band=band, rounds=64)
-    sized = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    most = int(((scores > 0.05) & sized[:, None]).sum(0).max())
-    assert bool(pending.exact) == (most <= band + 1)
-    same(pending.read(), filter_and_nms(boxes, scores))
 
 
 def test_overflow_and_unconverged_fall_back_to_the_exact_path():

@@ -6,17 +6,14 @@ nms, which copies its suppression mask to the host for the greedy scan). Here ev
 
 - candidates: the `capacity` best (anchor, class) pairs, of which those above score_thr and with a non-zero box
   are valid (the rest are carried along, never kept and never suppressing);
-- class-wise NMS: the same offset boxes and IoU formula as torchvision's nms, in the same greedy order
-  (descending score, ties by anchor-major index as nonzero() lists them). A box is only ever suppressed by an
-  earlier box of its own class, so the candidates are grouped by class (score order kept within each) and each
-  is compared with the `band` boxes before it: an N x band "suppresses" matrix, not N x N (a class with more
-  than band + 1 valid candidates makes the result inexact). The greedy result is the fixed point of
-  keep = valid & not (some kept earlier box suppresses it), reached by iterating;
+- class-wise NMS: the same offset boxes and IoU formula as torchvision's nms, as an N x N "suppresses" matrix in
+  the same greedy order (descending score, ties by anchor-major index as nonzero() lists them); the greedy result
+  is the fixed point of keep = valid & not (some kept earlier box suppresses it), reached by iterating;
 - output: the first max_per_img kept (a stable sort puts them first), with their count.
 
 Exactness is checked when the results are read (one host copy): if more than `capacity` pairs passed the
-threshold or the iteration had not converged, that image is redone by detect_single's exact path; so is a class
-with more candidates than the band holds. Capacity 0 skips the fixed-size NMS altogether (the CPU's choice: there is no host synchronisation to avoid there, and an
+threshold or the iteration had not converged, that image is redone by detect_single's exact path. Capacity 0
+skips the fixed-size NMS altogether (the CPU's choice: there is no host synchronisation to avoid there, and an
 N x N matrix costs far more than the greedy scan).
 """
 from __future__ import annotations
@@ -26,7 +23,6 @@ import torch
 from retinanet.inference.postprocess import candidates, filter_and_nms
 
 CAPACITY = 4096  # candidates into NMS; a trained model passes ~2000 at score_thr 0.05
-BAND = 512  # earlier boxes of its class each candidate is compared with: the most candidates one class may have
 ROUNDS = 12  # fixed-point iterations: suppression chains on real images are a few boxes long
 
 
@@ -55,45 +51,32 @@ class Pending:
 FIELDS = 7  # tensors per image: kept boxes, scores, labels (max_per_img rows), count, exact, all boxes, all scores
 
 
-def iou_above(a: torch.Tensor, b: torch.Tensor, iou: float) -> torch.Tensor:
-    """IoU(a, b) > iou elementwise over broadcast (..., 4) boxes, computed as torchvision's nms kernels do
-    (float32, no +1, a's area first in the union)."""
-    ax1, ay1, ax2, ay2 = a.unbind(-1)
-    bx1, by1, bx2, by2 = b.unbind(-1)
-    w = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp(min=0)
-    h = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp(min=0)
+def pairwise_suppression(boxes: torch.Tensor, iou: float) -> torch.Tensor:
+    """(N, N) bool: IoU(i, j) > iou, computed as torchvision's nms kernels do (float32, no +1)."""
+    x1, y1, x2, y2 = boxes.unbind(1)
+    areas = (x2 - x1) * (y2 - y1)
+    w = (torch.minimum(x2[:, None], x2[None]) - torch.maximum(x1[:, None], x1[None])).clamp(min=0)
+    h = (torch.minimum(y2[:, None], y2[None]) - torch.maximum(y1[:, None], y1[None])).clamp(min=0)
     inter = w * h
-    return inter / ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter) > iou
+    return inter / (areas[:, None] + areas[None] - inter) > iou
 
 
-def class_banded_keep(boxes: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, iou: float,
-                      band: int = BAND, rounds: int = ROUNDS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Greedy class-wise NMS of boxes in processing order: (keep mask in that order, exact flag), on the device.
+def greedy_keep(suppresses: torch.Tensor, valid: torch.Tensor, rounds: int = ROUNDS):
+    """Greedy NMS over boxes in processing order: (keep mask, converged flag), both on the device.
 
-    Box j is kept iff it is valid and no kept earlier box of its class suppresses it. Grouped by class (a stable
-    sort keeps the processing order within each), j's earlier same-class boxes are the ones just before it, so
-    band of them suffice unless a class has more than band + 1 valid boxes (then the flag is False). keep[j]
-    depends only on earlier boxes, so iterating from keep = valid fixes the first chain link each round; two
-    equal rounds mean the fixed point."""
-    n = boxes.shape[0]
-    group = torch.where(valid, labels, torch.iinfo(labels.dtype).max)  # invalid boxes last, in a group of their own
-    by_class = torch.sort(group, stable=True).indices
-    boxes, group, valid = boxes[by_class], group[by_class], valid[by_class]
-    j = torch.arange(n, device=boxes.device)
-    back = j[:, None] - torch.arange(1, band + 1, device=boxes.device)  # (n, band): the positions before each
-    earlier = back.clamp(min=0)
-    suppresses = (back >= 0) & (group[earlier] == group[:, None]) & iou_above(boxes[earlier], boxes[:, None], iou)
+    Box j is kept iff it is valid and no kept box before it suppresses it. keep[j] depends only on earlier boxes,
+    so iterating from keep = valid fixes the first chain link each round; two equal rounds mean the fixed point."""
+    earlier = torch.ones_like(suppresses).triu(1)  # earlier[i, j]: i comes before j
+    blocks = suppresses & earlier & valid[:, None]
     keep = valid
     for _ in range(rounds):
-        keep = valid & ~(suppresses & keep[earlier]).any(1)
-    converged = (keep == valid & ~(suppresses & keep[earlier]).any(1)).all()
-    beyond = j - band - 1  # a same-class valid box there: the band misses one of j's suppressors
-    fits = ~((beyond >= 0) & (group[beyond.clamp(min=0)] == group) & valid).any()
-    return torch.empty_like(keep).scatter_(0, by_class, keep), converged & fits
+        keep = valid & ~(blocks & keep[:, None]).any(0)
+    after = valid & ~(blocks & keep[:, None]).any(0)
+    return keep, (after == keep).all()
 
 
 def fixed_filter_and_nms(boxes: torch.Tensor, scores: torch.Tensor, *, score_thr=0.05, nms_iou=0.5,
-                         max_per_img=100, capacity: int = CAPACITY, band: int = BAND, rounds: int = ROUNDS) -> tuple:
+                         max_per_img=100, capacity: int = CAPACITY, rounds: int = ROUNDS) -> tuple:
     """filter_and_nms's result from (M, 4) boxes and (M, K) scores, with fixed sizes and no host sync: the
     FIELDS tensors that Pending takes. Capacity 0: no fixed-size NMS, read() runs the exact path."""
     if capacity == 0:
@@ -115,11 +98,11 @@ def fixed_filter_and_nms(boxes: torch.Tensor, scores: torch.Tensor, *, score_thr
     # the reference's offset: (max coordinate of the valid boxes + 1) per class index
     top_coord = torch.where(valid[:, None], cand_boxes, float("-inf")).max()  # a Python scalar: no copy to the GPU
     offsets = cand_labels.to(cand_boxes) * (top_coord + 1)
-    keep, exact = class_banded_keep(cand_boxes + offsets[:, None], cand_labels, valid, nms_iou, min(band, n), rounds)
+    keep, converged = greedy_keep(pairwise_suppression(cand_boxes + offsets[:, None], nms_iou), valid, rounds)
     # positions of the kept boxes first, in order (a stable sort of 0 = kept, 1 = not), then fixed-size
     kept = torch.sort((~keep).to(torch.uint8), stable=True).indices[:max_per_img if max_per_img > 0 else n]
     count = keep.sum().clamp(max=kept.numel())
-    return (cand_boxes[kept], cand_scores[kept], cand_labels[kept], count, exact & ~overflow, boxes, scores)
+    return (cand_boxes[kept], cand_scores[kept], cand_labels[kept], count, converged & ~overflow, boxes, scores)
 
 
 class TensorGeometry:
