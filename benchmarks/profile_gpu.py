@@ -1,6 +1,7 @@
 """Where Detector.predict's time goes on a GPU, piece by piece, for issue #13's tuning: host steps (to_bgr, host
 part, staging copy), the device steps, the forward and post-processing graphs alone, the sync-free NMS at several
-capacities, profiler tables (host time per op of the graphed call; kernel time per op of the eager call), and
+capacities, profiler tables (host time per op of the graphed call; kernel time per op of the eager call; in fp32
+the eager network's time per op and input shape beside torchvision's, to find the layers where rdet is slower), and
 variants with one speed-up taken out each (to see what each gives):
 
 - nofuse: convolutions without cuDNN's fused bias/ReLU/add (inference.fused off on CUDA);
@@ -177,6 +178,39 @@ def profile_tables(det, image) -> dict:
     return tables
 
 
+def forward_tables(det, image, size, precision: str) -> dict:
+    """The network alone, eager, rdet beside torchvision on the same image, both with cuDNN's autotuner on and TF32
+    as the precision says: CUDA time per op and input shape, to find the layers where one of them is slower."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from predict_gpu import to_torchvision_input, torchvision_model, torchvision_switches
+    from retinanet.inference.device_path import DevicePath
+
+    eager = DevicePath(det, graphs=False)
+    prepared = [eager.prepare(image)]
+    tv = torchvision_model(det.device, image, size)
+    with torch.inference_mode():
+        tv_batch = tv.transform([to_torchvision_input(image, det.device)])[0].tensors
+    calls = {"rdet": lambda: eager.forward(prepared),
+             "torchvision": lambda: tv.head(list(tv.backbone(tv_batch).values()))}
+    tables = {}
+    for name, call in calls.items():
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if det.device.type == "cuda" else [])
+        with torch.inference_mode(), torchvision_switches(precision):
+            for _ in range(3):
+                call()
+            host_ms(lambda: None, 1, det.device)
+            with profile(activities=activities, record_shapes=True) as prof:
+                for _ in range(3):
+                    call()
+                host_ms(lambda: None, 1, det.device)
+        sort = "self_cuda_time_total" if det.device.type == "cuda" else "self_cpu_time_total"
+        tables[f"{name} eager forward, time per op and input shape"] = prof.key_averages(
+            group_by_input_shape=True).table(sort_by=sort, row_limit=40, max_name_column_width=40,
+                                             max_shapes_column_width=70)
+    return tables
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--precision", default="fp16,fp32")
@@ -212,7 +246,10 @@ def main(argv=None) -> int:
                 report[f"capacities {precision}"] = capacities(det, image)
                 print(f"capacities {precision}", json.dumps(report[f"capacities {precision}"]), flush=True)
             if variant == "new" and args.tables:
-                for name, table in profile_tables(det, image).items():
+                tables = profile_tables(det, image)
+                if precision == "fp32":
+                    tables.update(forward_tables(det, image, size, precision))
+                for name, table in tables.items():
                     report[f"{precision} {name}"] = table
                     print(f"--- {precision} {name}\n{table}", flush=True)
             del det
