@@ -65,13 +65,18 @@ def greedy_keep(suppresses: torch.Tensor, valid: torch.Tensor, rounds: int = ROU
     """Greedy NMS over boxes in processing order: (keep mask, converged flag), both on the device.
 
     Box j is kept iff it is valid and no kept box before it suppresses it. keep[j] depends only on earlier boxes,
-    so iterating from keep = valid fixes the first chain link each round; two equal rounds mean the fixed point."""
-    earlier = torch.ones_like(suppresses).triu(1)  # earlier[i, j]: i comes before j
-    blocks = suppresses & earlier & valid[:, None]
+    so iterating from keep = valid fixes the first chain link each round; two equal rounds mean the fixed point.
+
+    "Some kept earlier box suppresses j" is a count: (keep as 0/1) @ blocks, a matrix-vector product that reads
+    the N x N matrix once a round (an AND then an any() read it three times). The counts are whole and at most
+    N (4096) in float16, where a sum of non-negative terms is zero only when every term is, whatever the
+    accumulation order or precision: the test count == 0 is exact. Invalid boxes need no mask: never kept, they
+    never count."""
+    blocks = suppresses.triu(1).to(torch.float16)  # blocks[i, j]: i comes before j and suppresses it
     keep = valid
     for _ in range(rounds):
-        keep = valid & ~(blocks & keep[:, None]).any(0)
-    after = valid & ~(blocks & keep[:, None]).any(0)
+        keep = valid & (keep.to(blocks.dtype) @ blocks == 0)
+    after = valid & (keep.to(blocks.dtype) @ blocks == 0)
     return keep, (after == keep).all()
 
 
