@@ -110,7 +110,7 @@ def optimize_for_inference(model: nn.Module, device: torch.device, *, channels_l
         model.to(memory_format=torch.channels_last)
     if fuse and fused.available(device):
         fused.fuse_relus(model)
-    # cuDNN autotuning is not switched on here for the whole process: graphs.GraphedCall tunes what it captures
+    # cuDNN autotuning is not switched on here for the whole process (graphs.py says when GraphedCall tunes)
     return model
 
 

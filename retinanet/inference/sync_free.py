@@ -68,10 +68,10 @@ def greedy_keep(suppresses: torch.Tensor, valid: torch.Tensor, rounds: int = ROU
     so iterating from keep = valid fixes the first chain link each round; two equal rounds mean the fixed point.
 
     "Some kept earlier box suppresses j" is a count: (keep as 0/1) @ blocks, a matrix-vector product that reads
-    the N x N matrix once a round (an AND then an any() read it three times). The counts are whole and at most
-    N (4096) in float16, where a sum of non-negative terms is zero only when every term is, whatever the
-    accumulation order or precision: the test count == 0 is exact. Invalid boxes need no mask: never kept, they
-    never count."""
+    the N x N matrix once a round (an AND then an any() read it three times). In float16 a sum of 0s and 1s is
+    zero only when every term is, whatever the accumulation order or rounding (a partial sum never shrinks; an
+    overflow is inf, not zero): the test count == 0 is exact. Invalid boxes need no mask: never kept, they never
+    count."""
     blocks = suppresses.triu(1).to(torch.float16)  # blocks[i, j]: i comes before j and suppresses it
     keep = valid
     for _ in range(rounds):
