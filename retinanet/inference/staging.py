@@ -16,6 +16,16 @@ import torch
 MAX_BUFFERS = 8  # uploads in flight at once; eval queues two batches ahead
 
 
+def copy_into(host: torch.Tensor, array: np.ndarray) -> None:
+    """array's values into the contiguous host tensor of its shape, strided or not. torch's copy runs on all
+    intra-op threads; numpy's on one took 0.3 ms for a 1333x800 photo on a GPU machine's host, about 5% of an
+    fp16 predict. numpy still copies what torch cannot view: negative strides, read-only arrays."""
+    if array.flags.writeable and all(step >= 0 for step in array.strides):
+        host.copy_(torch.from_numpy(array))
+    else:
+        np.copyto(host.numpy(), array)
+
+
 class PinnedStaging:
     def __init__(self, device: torch.device, max_buffers: int = MAX_BUFFERS):
         self.device, self.max_buffers = torch.device(device), max_buffers
@@ -32,7 +42,7 @@ class PinnedStaging:
             return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
         slot = self._free_slot(array.nbytes)
         host = self.buffers[slot][:array.nbytes].view(array.shape)
-        np.copyto(host.numpy(), array)  # also makes a strided view (an RGB<->BGR flip) contiguous
+        copy_into(host, array)
         out = host.to(self.device, non_blocking=True)
         event = torch.cuda.Event()
         event.record(torch.cuda.current_stream(self.device))
