@@ -196,3 +196,16 @@ def test_predict_frames_on_the_gpu_reads_ahead_and_equals_the_cpu(row):
     gpu = [r.detections for r in det.predict_frames(iter(frames))]
     for a, b in zip(cpu, gpu):
         assert_close(b, a)
+
+
+def test_pinned_staging_uploads_every_layout_unchanged():
+    """Uploads through the reused pinned buffers (inference.staging) give the array's values for every layout,
+    also when more uploads are in flight than there are buffers."""
+    from retinanet.inference.staging import PinnedStaging
+    from test_staging import layouts
+
+    staging = PinnedStaging(torch.device("cuda"), max_buffers=2)
+    arrays = list(layouts().values()) * 2
+    sent = [staging.upload(a) for a in arrays]
+    for a, t in zip(arrays, sent):
+        assert t.is_cuda and np.array_equal(t.cpu().numpy(), a)
