@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue #13's GPU figures in one run, from the repository root on a CUDA machine (about 5 minutes on an H200;
-# the steps' limits add up to 570 s, 440 s with SKIP="bench_mem files"):
+# the steps' limits add up to 585 s, 455 s with SKIP="bench_mem files"):
 #   bash benchmarks/gpu_check.sh                          # everything
 #   SKIP="bench_mem files" bash benchmarks/gpu_check.sh   # leave steps out by name
 # $OUT (default ./gpu-check-out) gets summary.txt and logs.tar.gz (every step's log and JSON: two files, as the
@@ -38,15 +38,16 @@ torchvision.__version__, torch.cuda.get_device_name(0))"; } >"$LOGS/device.log" 
 
 step predict_gpu 50 $PY benchmarks/predict_gpu.py --precision fp32,fp16,tf32 --repeats 20 --warmup 8 \
     --json "$LOGS/predict_gpu.json"
-step profile 100 $PY benchmarks/profile_gpu.py --precision fp16,fp32 --variants new,nofuse,nocast --tables --capacities \
-    --json "$LOGS/profile.json"
+step profile 100 $PY benchmarks/profile_gpu.py --precision fp16,fp32 --variants new,nofuse,nocast --tables \
+    --capacities --json "$LOGS/profile.json"
 step gpu_tests 75 $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py tests/test_device_resize.py
 step bench_fp16 35 "${RDET[@]}" bench r50_fpn_1x --fps --precision fp16 --random-weights --stages --json
 step eval_fps 55 $PY benchmarks/eval_fps.py --images 300 --precision fp32,fp16 --workers 8 \
     --json "$LOGS/eval_fps.json"
 step bench_fp32 45 "${RDET[@]}" bench r50_fpn_1x --fps --precision fp32 --random-weights --stages --json \
     --num-images 1000
-step autotune 45 $PY benchmarks/profile_gpu.py --precision fp32,fp16 --cudnn-benchmark --json "$LOGS/autotune.json"
+step autotune 60 $PY benchmarks/profile_gpu.py --precision fp32,fp16 --variants new,nchw --cudnn-benchmark \
+    --json "$LOGS/autotune.json"
 step tf32_cost 35 $PY benchmarks/predict_gpu.py --precision none --tf32-cost 12 --json "$LOGS/tf32_cost.json"
 step files 40 $PY benchmarks/predict_gpu.py --precision fp16 --repeats 3 --warmup 2 --files 40 \
     --json "$LOGS/files.json"
