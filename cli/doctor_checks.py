@@ -77,6 +77,33 @@ def image_library_checks() -> list[Check]:
     return rows
 
 
+def scorer_checks() -> list[Check]:
+    """pycocotools, which rdet eval and train's evaluation score with (faster-coco-eval instead where installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+    from importlib.util import find_spec
+
+    from retinanet.coco_api import pycocotools_classes
+    from retinanet.errors import RetinaNetError
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "(version unknown)"
+
+    try:
+        pycocotools_classes()
+        rows = [Check("pycocotools", OK, installed("pycocotools"))]
+    except RetinaNetError as e:
+        rows = [Check("pycocotools", FAIL, str(e))]
+    if find_spec("faster_coco_eval"):
+        rows.append(Check("faster-coco-eval", OK, f"{installed('faster-coco-eval')}: rdet eval scores with it"))
+    else:
+        rows.append(Check("faster-coco-eval", INFO, "not installed (optional, 10-16x faster scoring: "
+                                                    "pip install 'rdet[fast-eval]')"))
+    return rows
+
+
 def _stale_locks(root: Path) -> list[Path]:
     """Lock files that no process holds now."""
     from filelock import FileLock, Timeout

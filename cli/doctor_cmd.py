@@ -8,7 +8,7 @@ from rich.table import Table
 from .common import out, print_json
 from .options import shared_options
 from .doctor_checks import FAIL, INFO, OK, WARN, Check, cache_checks, dataset_checks, image_library_checks, \
-    network_checks, torch_checks
+    network_checks, scorer_checks, torch_checks
 
 _STYLE = {OK: "green", INFO: "cyan", WARN: "yellow", FAIL: "red"}
 
@@ -21,9 +21,9 @@ def doctor(
 ):
     """Check the installation: torch and the GPU, image libraries, the weights cache, the network.
 
-    torch, CUDA, cuDNN and bf16; OpenCV (and its video I/O) and Pillow; the weights cache (writable, free space,
-    left-over locks, files, re-hashed with --verify); the weights host or mirror, proxies and offline mode; a
-    COCO directory with --data-root.
+    torch, CUDA, cuDNN and bf16; OpenCV (and its video I/O) and Pillow; pycocotools (and faster-coco-eval);
+    the weights cache (writable, free space, left-over locks, files, re-hashed with --verify); the weights host
+    or mirror, proxies and offline mode; a COCO directory with --data-root.
 
     Exit code 0 when nothing failed (warnings allowed), 1 when a check failed.
 
@@ -40,7 +40,7 @@ def doctor(
     import platform
 
     checks = [Check("rdet", OK, f"{package_version()} on Python {platform.python_version()}")]
-    checks += torch_checks() + image_library_checks()
+    checks += torch_checks() + image_library_checks() + scorer_checks()
     checks += cache_checks(cache_dir, zoo_file, verify)
     checks += network_checks(zoo_file, offline)
     if data_root is not None:

@@ -13,8 +13,8 @@ def test_a_healthy_offline_installation_passes(tmp_path, capsys, monkeypatch, rd
     r = rdet_here(capsys, monkeypatch, "doctor", "--json", "--offline", "--cache-dir", tmp_path / "cache")
     doc, checks = _checks(r)
     assert r.returncode == 0 and doc["ok"] is True, r.stdout
-    assert {"rdet", "torch", "CUDA", "bf16", "OpenCV", "Pillow", "cache", "free space", "lock files", "weights",
-            "proxies", "mirror", "offline"} <= set(checks)
+    assert {"rdet", "torch", "CUDA", "bf16", "OpenCV", "Pillow", "pycocotools", "faster-coco-eval", "cache",
+            "free space", "lock files", "weights", "proxies", "mirror", "offline"} <= set(checks)
     assert checks["cache"]["status"] == "ok" and "writable" in checks["cache"]["detail"]
     assert checks["offline"]["status"] == "info" and "weights host" not in checks
     assert all(set(c) == {"name", "status", "detail"} and c["status"] in ("ok", "info", "warn", "fail")

@@ -386,3 +386,37 @@ def test_ground_truth_without_info_scores_with_pycocotools_2_0_10(monkeypatch):
     scores = score_coco(gt, [{"image_id": 1, "category_id": 3, "bbox": [5, 5, 20, 10], "score": 0.9}], [1], [3],
                         backend="pycocotools")
     assert scores.stats["bbox_mAP"] == pytest.approx(1.0)
+
+
+class _BuiltForNumpy1:
+    """An import finder that fails pycocotools.coco as a wheel built for numpy 1 does under numpy 2."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "pycocotools.coco":
+            raise ValueError("numpy.dtype size changed, may indicate binary incompatibility. Expected 96 from C "
+                             "header, got 88 from PyObject")
+        return None
+
+
+def test_a_pycocotools_that_cannot_be_imported_is_one_line_in_eval_and_doctor(tmp_path, capsys, monkeypatch,
+                                                                             rdet_env):
+    """pycocotools before 2.0.8 fails at import under numpy 2 with a ValueError, not an ImportError: rdet eval says
+    so in one line (before any model is built) and rdet doctor shows it as a failed check."""
+    from cli_inprocess import rdet_here
+
+    for name in [m for m in sys.modules if m == "pycocotools" or m.startswith("pycocotools.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_BuiltForNumpy1(), *sys.meta_path])
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+                               "categories": [{"id": 1, "name": "cat"}], "annotations": []}))
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.jpg")
+    r = rdet_here(capsys, monkeypatch, "eval", NAME, "--random-weights", "--ann", ann, "--images", tmp_path,
+                  "--device", "cpu", env={"RDET_ZOO": str(write_tiny_zoo(tmp_path / "zoo")[0])})
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "cannot import pycocotools (ValueError: numpy.dtype size changed" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = rdet_here(capsys, monkeypatch, "doctor", "--json", "--offline", "--cache-dir", tmp_path / "cache")
+    checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    assert r.returncode == 1 and checks["pycocotools"]["status"] == "fail"
+    assert "pycocotools>=2.0.8" in checks["pycocotools"]["detail"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retinanet.coco_api import pycocotools_classes
 from retinanet.errors import DatasetError
 from retinanet.file_check import file_problem
 
@@ -173,8 +174,7 @@ class CocoSet:
     def load(cls, ann_file: str | os.PathLike, images_dir: str | os.PathLike, limit: int | None = None,
              check_files: bool = True) -> "CocoSet":
         """Read and check a set; `limit` keeps the first N images by id. Raises DatasetError (one line)."""
-        from pycocotools.coco import COCO
-
+        COCO, _ = pycocotools_classes()
         ann_file, images_dir = Path(ann_file), Path(images_dir)
         data = _read_json(ann_file)
         _check_schema(data, ann_file)

@@ -19,6 +19,8 @@ from importlib.util import find_spec
 
 import numpy as np
 
+from retinanet.coco_api import pycocotools_classes
+
 # COCOeval.stats in order: (name, what, IoU, area, max detections)
 METRICS = (
     ("bbox_mAP", "AP", "0.50:0.95", "all", 100),
@@ -92,10 +94,7 @@ def _api(backend: str):
 
         logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)  # its per-step timing lines
         return COCO, COCOeval_faster
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    return COCO, COCOeval
+    return pycocotools_classes()
 
 
 def _as_coco(coco_class, dataset: dict):
