@@ -236,3 +236,18 @@ def test_urls_and_list_files(tiny, tmp_path, http_server, capsys, monkeypatch):
 def test_a_stream_urls_credentials_are_never_printed(source, capsys, monkeypatch):
     r = rdet_here(capsys, monkeypatch, "predict", "--source", source)
     assert r.returncode == 2 and "s3cret" not in r.stderr and "://***@" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_opencvs_log_is_set_to_errors_in_opencv_4_and_5():
+    """OpenCV 5 has cv2.utils.logging, 4.10 only cv2.setLogLevel (a video input failed with AttributeError
+    there); an OpenCV with neither is left as it is."""
+    from types import SimpleNamespace
+
+    from retinanet.data.sources import _log_errors_only
+
+    levels = []
+    v5 = SimpleNamespace(utils=SimpleNamespace(logging=SimpleNamespace(LOG_LEVEL_ERROR=2, setLogLevel=levels.append)))
+    v4 = SimpleNamespace(utils=SimpleNamespace(), setLogLevel=levels.append)
+    for cv2 in (v5, v4, SimpleNamespace()):
+        _log_errors_only(cv2)
+    assert levels == [2, 2]

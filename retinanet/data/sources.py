@@ -173,11 +173,21 @@ _LOG_LINES = re.compile(r"\[(\s*(ERROR|WARN|INFO|DEBUG|FATAL|VERBOSE):|[^\]]* @ 
 STREAM_TIMEOUT_MS = 10_000  # a network stream that neither opens nor sends a frame in 10 s is given up
 
 
+def _log_errors_only(cv2) -> None:
+    """OpenCV's own log at errors only: cv2.utils.logging in OpenCV 5, cv2.setLogLevel in 4.x (4.10 has no
+    cv2.utils.logging), where ERROR is level 2 as in logger.defines.hpp."""
+    logging_api = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_api is not None:
+        logging_api.setLogLevel(logging_api.LOG_LEVEL_ERROR)
+    elif hasattr(cv2, "setLogLevel"):
+        cv2.setLogLevel(2)
+
+
 def open_capture(location: str):
     """cv2.VideoCapture for a file, a webcam index or a stream URL; SourceError when OpenCV cannot open it."""
     import cv2
 
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our one-line error says it; not its WARNs
+    _log_errors_only(cv2)  # our one-line error says it; not its WARNs
     with c_library_messages(keep=_LOG_LINES):  # nor FFmpeg's and OpenCV's own ('moov atom not found', ...)
         if location.isdigit():
             cap = cv2.VideoCapture(int(location))
