@@ -15,10 +15,7 @@ GRID, INK, MUTED = "#e6e6e6", "black", "#555555"
 
 
 def font(size: int):
-    try:
-        return ImageFont.load_default(size=size)  # Pillow >= 10.1: a scalable bundled font
-    except TypeError:  # pragma: no cover - older Pillow: the fixed bitmap font
-        return ImageFont.load_default()
+    return ImageFont.load_default(size=size)  # Pillow >= 10.1 (pyproject): a scalable bundled font
 
 
 def nice_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
