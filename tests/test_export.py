@@ -156,7 +156,8 @@ def test_broken_and_foreign_files_are_refused_with_one_line(tmp_path):
     node = helper.make_node("Identity", ["x"], ["y"])
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    onnx.save(helper.make_model(graph), plain)
+    # IR 8 and opset 17: every onnxruntime the export extra admits (>= 1.20) loads it
+    onnx.save(helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), plain)
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x08\x07not really onnx" * 10)
     pt2 = tmp_path / "garbage.pt2"
@@ -166,6 +167,19 @@ def test_broken_and_foreign_files_are_refused_with_one_line(tmp_path):
         with pytest.raises(ExportError) as e:
             ExportedDetector(path, device="cpu")
         assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_onnxruntimes_reason_is_kept_and_its_source_position_dropped():
+    from retinanet.export.runtime import onnxruntime_reason
+
+    said = ("[ONNXRuntimeError] : 1 : FAIL : Load model from /tmp/a/plain.onnx failed:/onnxruntime_src/onnxruntime/"
+            "core/graph/model.cc:180 onnxruntime::Model::Model(onnx::ModelProto&&, const onnxruntime::PathString&, "
+            "const onnxruntime::IOnnxRuntimeOpSchemaRegistryList*, const onnxruntime::logging::Logger&, const "
+            "onnxruntime::ModelOptions&) Unsupported model IR version: 14, max supported IR version: 10\n")
+    assert onnxruntime_reason(RuntimeError(said)) == "Unsupported model IR version: 14, max supported IR version: 10"
+    plain = "[ONNXRuntimeError] : 10 : INVALID_GRAPH : This is an invalid model. Error: two nodes named a"
+    assert onnxruntime_reason(RuntimeError(plain)) == "This is an invalid model. Error: two nodes named a"
+    assert onnxruntime_reason(RuntimeError("")) == "RuntimeError"
 
 
 def test_export_options_are_checked_before_any_work(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,23 @@ from retinanet.export.metadata import KEY, ExportInfo, export_format
 from retinanet.export.untrusted import CodeInArchive, external_data_tensor, refusing_code
 from retinanet.file_check import file_problem
 
+
+
+def onnxruntime_reason(err: Exception) -> str:
+    """The reason in onnxruntime's first error line, without what precedes it: its status prefix, "Load model
+    from PATH failed:", and the C++ source position and signature, which alone can fill 200 characters (e.g. an
+    onnxruntime older than the file's IR version said no more than "... onnxruntime::Model::")."""
+    text = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"^Load model from .*? failed:", "", text)
+    position = re.match(r"\S+\.(?:cc|cpp|cu|h):\d+ [\w:~<>]+\(", text)
+    if position:  # skip the signature's balanced parentheses
+        depth, i = 1, position.end()
+        while i < len(text) and depth:
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        text = text[i:]
+    return text.strip() or err.__class__.__name__
 
 
 class OnnxRunner:
@@ -51,8 +69,7 @@ class OnnxRunner:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph/... types, all with a message
-            first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
-            raise ExportError(f"{path}: onnxruntime cannot load it ({first[:200]})") from None
+            raise ExportError(f"{path}: onnxruntime cannot load it ({onnxruntime_reason(err)[:200]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if KEY not in meta:
             raise ExportError(f"{path}: an ONNX file without rdet metadata (not written by `rdet export`)")
