@@ -40,6 +40,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
+from retinanet.benchmark.measure import synchronize  # noqa: E402
+
 
 def _image(width: int, height: int):
     """The bundled photo stretched to width x height, as an RGB uint8 array."""
@@ -50,11 +52,6 @@ def _image(width: int, height: int):
 
     bgr = cv2.resize(read_bgr(SAMPLE_IMAGE), (width, height), interpolation=cv2.INTER_LINEAR)
     return bgr[:, :, ::-1].copy()
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def torchvision_model(device, image, size):
@@ -91,10 +88,10 @@ def time_calls(calls: dict, repeats: int, warmup: int, device) -> dict:
     counts = {}
     for i in range(warmup + repeats):
         for name, call in calls.items():
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             counts[name] = call()
-            _sync(device)
+            synchronize(device)
             if i >= warmup:
                 times[name].append((time.perf_counter() - start) * 1000)
     return {name: {"median_ms": round(statistics.median(t), 3), "p90_ms": round(sorted(t)[int(0.9 * (len(t) - 1))], 3),
@@ -185,10 +182,10 @@ def files_throughput(device, precision: str, files: int, photo_size=(1600, 1200)
         for name, depth in (("read ahead", None), ("no read-ahead", 0)):
             det.read_ahead_frames = depth
             for _ in range(2):
-                _sync(device)
+                synchronize(device)
                 start = time.perf_counter()
                 found = sum(len(r.detections) for r in det.predict_files(paths))
-                _sync(device)
+                synchronize(device)
                 seconds = time.perf_counter() - start
             out[name] = {"images_per_s": round(files / seconds, 2), "detections": found}
         out["read-ahead speed-up"] = round(out["read ahead"]["images_per_s"] / out["no read-ahead"]["images_per_s"], 3)

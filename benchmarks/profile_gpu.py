@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a sourc
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from predict_gpu import _image, rdet_detector  # noqa: E402
+from retinanet.benchmark.measure import synchronize  # noqa: E402
 
 
 REPEATS = 20
@@ -38,12 +39,12 @@ def host_ms(fn, repeats=None, sync_device=None) -> float:
     """Median wall time of fn() in ms, the device synchronised before and after each call."""
     times = []
     for _ in range(repeats or REPEATS):
-        if sync_device is not None and sync_device.type == "cuda":
-            torch.cuda.synchronize(sync_device)
+        if sync_device is not None:
+            synchronize(sync_device)
         start = time.perf_counter()
         fn()
-        if sync_device is not None and sync_device.type == "cuda":
-            torch.cuda.synchronize(sync_device)
+        if sync_device is not None:
+            synchronize(sync_device)
         times.append((time.perf_counter() - start) * 1000)
     return round(statistics.median(times), 3)
 
@@ -92,7 +93,7 @@ def pieces(det, image) -> dict:
     fwd = dp.forward(prepared)
     out["post graph (gpu)"] = gpu_ms(lambda: dp.postprocess(fwd))
     pend = dp.launch(prepared)
-    host_ms(lambda: None, 1, dev)
+    synchronize(dev)
     out["finish (host, results ready)"] = host_ms(lambda: dp.finish(pend, [meta]))
     out["graphs"] = dp.graphs
     out["failed"] = {str(k): v for k, v in dp.failed.items()}
@@ -199,11 +200,11 @@ def forward_tables(det, image, size, precision: str) -> dict:
         with torch.inference_mode(), torchvision_switches(precision):
             for _ in range(3):
                 call()
-            host_ms(lambda: None, 1, det.device)
+            synchronize(det.device)
             with profile(activities=activities, record_shapes=True) as prof:
                 for _ in range(3):
                     call()
-                host_ms(lambda: None, 1, det.device)
+                synchronize(det.device)
         sort = "self_cuda_time_total" if det.device.type == "cuda" else "self_cpu_time_total"
         tables[f"{name} eager forward, time per op and input shape"] = prof.key_averages(
             group_by_input_shape=True).table(sort_by=sort, row_limit=40, max_name_column_width=40,

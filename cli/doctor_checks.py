@@ -79,24 +79,20 @@ def image_library_checks() -> list[Check]:
 
 def scorer_checks() -> list[Check]:
     """pycocotools, which rdet eval and train's evaluation score with (faster-coco-eval instead where installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-    from importlib.util import find_spec
-
     from retinanet.coco_api import pycocotools_classes
     from retinanet.errors import RetinaNetError
+    from retinanet.evaluation.scorer import FASTER, available_backends
+    from retinanet.version import installed_version
 
     def installed(name: str) -> str:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "(version unknown)"
+        return installed_version(name) or "(version unknown)"
 
     try:
         pycocotools_classes()
         rows = [Check("pycocotools", OK, installed("pycocotools"))]
     except RetinaNetError as e:
         rows = [Check("pycocotools", FAIL, str(e))]
-    if find_spec("faster_coco_eval"):
+    if FASTER in available_backends():  # the scorer's own rule for using it
         rows.append(Check("faster-coco-eval", OK, f"{installed('faster-coco-eval')}: rdet eval scores with it"))
     else:
         rows.append(Check("faster-coco-eval", INFO, "not installed (optional, 10-16x faster scoring: "

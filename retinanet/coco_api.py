@@ -6,7 +6,7 @@ but an older one already installed elsewhere on the path (or pinned by another p
 """
 from __future__ import annotations
 
-from retinanet.errors import RetinaNetError
+from retinanet.errors import RetinaNetError, described
 
 
 def pycocotools_classes() -> tuple:
@@ -15,7 +15,6 @@ def pycocotools_classes() -> tuple:
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
     except Exception as err:  # noqa: BLE001 - ImportError, or a binary built against another numpy
-        reason = str(err).splitlines()[0] if str(err) else ""
-        raise RetinaNetError(f"cannot import pycocotools ({err.__class__.__name__}: {reason}); "
-                             "pip install -U 'pycocotools>=2.0.8'") from None
+        raise RetinaNetError(f"cannot import pycocotools ({described(err)}); pip install -U 'pycocotools>=2.0.8'") \
+            from None
     return COCO, COCOeval

@@ -24,6 +24,19 @@ class ExportError(RetinaNetError):
     """An export that cannot be written, read or run, or that does not match the model asked for."""
 
 
+def first_line(error: BaseException) -> str:
+    """An error's message as one line: its first non-blank line, or the error's class name when it says nothing
+    (many library errors carry tracebacks, C++ frames or dumps on the lines after)."""
+    return (str(error).strip().splitlines() or [error.__class__.__name__])[0]
+
+
+def described(error: BaseException) -> str:
+    """'ClassName: first line' (the class alone when the message is empty), for errors whose kind tells the
+    user something (a ValueError from a binary import, a capture failure)."""
+    text = str(error).strip()
+    return f"{error.__class__.__name__}: {first_line(error)}" if text else error.__class__.__name__
+
+
 def exhausted_memory(error: BaseException) -> str | None:
     """"host" or "GPU" when `error` is an allocation that failed, whatever its type: MemoryError from Python,
     RuntimeError from torch's CPU allocator, torch.OutOfMemoryError from CUDA, cv2.error from OpenCV."""

@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 
 from retinanet.config import TEST_SCALE, ModelConfig
-from retinanet.errors import RetinaNetError, exhausted_memory
+from retinanet.errors import RetinaNetError, exhausted_memory, first_line
 from retinanet.inference.torch_switches import inference_switches
 from retinanet.memory import max_rss_bytes
 from retinanet.training.schedule import SGD_MOMENTUM, SGD_WEIGHT_DECAY
@@ -326,8 +326,7 @@ def one_line(error: BaseException) -> str:
     """A failure as one short line for a table row."""
     if out_of_memory(error):
         return "out of memory"
-    text = str(error).strip().splitlines()
-    return (text[0][:200] if text else "") or error.__class__.__name__
+    return first_line(error)[:200]
 
 
 __all__ = ["Speed", "Memory", "device_name", "cpu_model", "time_inference", "peak_memory", "training_memory",

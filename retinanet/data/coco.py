@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from retinanet.coco_api import pycocotools_classes
-from retinanet.errors import DatasetError
+from retinanet.errors import DatasetError, first_line
 from retinanet.file_check import file_problem
 
 _SHOW_MISSING = 5
@@ -36,7 +36,7 @@ def read_json_file(path: Path, what: str):
     except OSError as e:
         raise DatasetError(f"{what} {path} cannot be read ({e.strerror or e})") from None
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, the int digits limit
-        raise DatasetError(f"{what} {path} is not valid JSON ({str(e).splitlines()[0]})") from None
+        raise DatasetError(f"{what} {path} is not valid JSON ({first_line(e)})") from None
 
 
 def _read_json(ann_file: Path) -> dict:

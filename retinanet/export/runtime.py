@@ -14,18 +14,17 @@ from pathlib import Path
 
 import torch
 
-from retinanet.errors import ExportError
+from retinanet.errors import ExportError, first_line
 from retinanet.export.metadata import KEY, ExportInfo, export_format
 from retinanet.export.untrusted import CodeInArchive, external_data_tensor, refusing_code
 from retinanet.file_check import file_problem
-
 
 
 def onnxruntime_reason(err: Exception) -> str:
     """The reason in onnxruntime's first error line, without what precedes it: its status prefix, "Load model
     from PATH failed:", and the C++ source position and signature, which alone can fill 200 characters (e.g. an
     onnxruntime older than the file's IR version said no more than "... onnxruntime::Model::")."""
-    text = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+    text = first_line(err)
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
     text = re.sub(r"^Load model from .*? failed:", "", text)
     position = re.match(r"\S+\.(?:cc|cpp|cu|h):\d+ [\w:~<>]+\(", text)
@@ -61,8 +60,7 @@ class OnnxRunner:
         try:
             tensor = external_data_tensor(path)
         except Exception as err:  # noqa: BLE001 - protobuf's DecodeError and the like: not an ONNX model
-            first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
-            raise ExportError(f"{path}: cannot load it as an ONNX model ({first[:200]})") from None
+            raise ExportError(f"{path}: cannot load it as an ONNX model ({first_line(err)[:200]})") from None
         if tensor is not None:  # its data lies in a file the model names, which could be any file
             raise ExportError(f"{path}: refused: tensor {tensor} keeps its data in another file; rdet's exports "
                               "never do (a foreign or hostile .onnx)")
@@ -101,7 +99,7 @@ class ProgramRunner:
             raise ExportError(f"{path}: refused: {err}; rdet's exports never do (a foreign or hostile .pt2)") \
                 from None
         except (RuntimeError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError, TypeError) as err:
-            first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+            first = first_line(err)
             if "warnings above" in first:  # torch's pointer to the log just silenced
                 first = "a damaged or foreign .pt2 archive"
             raise ExportError(f"{path}: not a loadable ExportedProgram ({first[:200]})") from None

@@ -48,7 +48,8 @@ def _cudnn_params(x: torch.Tensor, conv: nn.Conv2d) -> tuple:
     if weight.dtype != x.dtype:
         weight = weight.to(x.dtype)
         bias = None if bias is None else bias.to(x.dtype)
-    return weight, bias, list(conv.stride), list(conv.padding), list(conv.dilation), conv.groups
+    padding, stride, dilation, groups = _geometry(conv)
+    return weight, bias, stride, padding, dilation, groups
 
 
 _NO_CUDNN_ENGINE = "no_fused_cudnn_engine"  # set on a conv whose fused call cuDNN refused: it runs unfused after

@@ -25,6 +25,7 @@ from typing import Callable
 
 import torch
 
+from retinanet.errors import described
 from retinanet.inference.fast import PRECISIONS, autocast
 from retinanet.inference.torch_switches import inference_switches
 
@@ -104,7 +105,7 @@ class GraphedCall:
                     inference_switches(device, None, cudnn_benchmark=self.autotune):  # the warm-up's choices
                 static_out = tuple(self.fn(*static_in))
         except Exception as err:  # noqa: BLE001 - any capture failure means: run this signature eagerly
-            self.failed[key] = f"{err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            self.failed[key] = described(err)
             torch.cuda.synchronize(device)
             return None
         entry = _Graph(graph, static_in, static_out)

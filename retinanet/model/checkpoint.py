@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from retinanet.errors import CheckpointError
+from retinanet.errors import CheckpointError, first_line
 from retinanet.file_check import file_problem
 
 _OPTIONAL = ("num_batches_tracked",)  # the reference's loader does not need these and FrozenBN-style dumps lack them
@@ -60,7 +60,7 @@ def load_weights_only(path: Path):
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError, TypeError,
             ImportError, KeyError, IndexError, UnicodeDecodeError) as err:
         # a text or other non-pickle file reaches the legacy unpickler, which fails with e.g. KeyError: 101
-        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        first = first_line(err)
         if isinstance(err, (KeyError, IndexError, UnicodeDecodeError)):
             first = "not a PyTorch file"
         raise CheckpointError(f"{path}: not a loadable checkpoint (truncated, corrupt, or not weights-only: "

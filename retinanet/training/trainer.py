@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from retinanet.config import ModelConfig
 from retinanet.distributed import DistInfo, barrier
-from retinanet.errors import CheckpointError, ImageError, RetinaNetError
+from retinanet.errors import CheckpointError, ImageError, RetinaNetError, first_line
 from retinanet.inference.fast import amp_precision, check_precision
 from retinanet.memory import process_peak_bytes
 from retinanet.inference.fast import autocast as fast_autocast
@@ -204,9 +204,8 @@ class Trainer:
                 self.scaler.load_state_dict(ckpt["scaler"])
             set_rng_state(state["rng"])
         except (ValueError, TypeError, KeyError, IndexError, RuntimeError, AttributeError) as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise CheckpointError(f"{source}: its optimizer, loss-scaler or RNG state cannot be restored "
-                                  f"({first[:200]}); cannot resume from it") from None
+                                  f"({first_line(err)[:200]}); cannot resume from it") from None
         self.batches.seed = state["seed"]  # the interrupted epoch's order and flips depend on it
         self.epoch, self.iter_in_epoch, self.iter = state["epoch"], state["iter_in_epoch"], state["iter"]
         self.init_message = (f"everything from {(self.work_dir / LATEST).resolve()} (epoch {self.epoch + 1}, "
