@@ -7,15 +7,17 @@ timed call goes from an RGB uint8 array on the host to detections on the host:
 
 - rdet Detector.predict: on CUDA the device path (host resize, uint8 upload through reused pinned buffers,
   device normalisation, forward and sync-free post-processing as one CUDA graph), issue #13's GPU path;
-- rdet graphs, heuristic kernels: the same with the captured convolutions chosen by cuDNN's heuristics instead of
-  its autotuner (graphs.GraphedCall's `autotune`); the two rows match where the detector already ran the size
-  eagerly, as PyTorch keeps a convolution's first algorithm choice (graphs.py says when tuning applies);
-- rdet eager device path: the same without graphs; rdet plain path: `use_device_path = False`; both eager, with
-  the process's cuDNN setting (no autotuning, PyTorch's default);
+- rdet LAYOUT, NMS ...: the same with the network in channels-last or NCHW (fp32 only: the tensor-core precisions
+  run NHWC natively) and the post-processing's NMS sync-free in the graph (sync_free.CAPACITY candidates) or
+  exact when the results are read (capacity 0: torchvision's nms after the graph, synchronising);
+- rdet eager device path: the same without graphs; rdet plain path: `use_device_path = False`; both eager;
 - torchvision: the array uploaded, scaled to [0, 1], its transform (resize, normalise, pad), forward and
-  post-processing, `.cpu()` of the outputs, with cuDNN autotuning on (one input size: tuning can only help it).
-  In fp32 its TF32 is off (true fp32, like rdet's fp32; a second row shows it with PyTorch's defaults: cuDNN
-  TF32 on, no autotuning), in tf32 on.
+  post-processing, `.cpu()` of the outputs. In fp32 its TF32 is off (true fp32, like rdet's fp32; a second row
+  shows it with PyTorch's defaults: cuDNN TF32 on), in tf32 on.
+
+cuDNN's algorithm choice is the same for both in a run: its heuristics by default (PyTorch's default), or its
+autotuner with --autotune (rdet's Detector(autotune=True), torchvision under cudnn.benchmark). PyTorch keeps a
+convolution's first choice per shape for the whole process, so the two must be separate runs.
 
 Calls alternate between the models, so drifting clocks hit all alike; medians and ratios are printed (and written
 as JSON with --json). --tf32-cost compares tf32 with fp32 on a set of generated images: detections matched, the
@@ -23,6 +25,7 @@ largest box and score differences, and the box AP of tf32's detections scored ag
 
     python benchmarks/predict_gpu.py                          # fp32 and fp16, 30 timed calls each
     python benchmarks/predict_gpu.py --precision fp16 --repeats 50 --json out.json
+    python benchmarks/predict_gpu.py --precision fp32 --autotune   # both autotuned
     python benchmarks/predict_gpu.py --precision fp16 --files 40   # also predict_files, read ahead or not
     python benchmarks/predict_gpu.py --device cpu --size 320x256 --repeats 3   # a smoke test without a GPU
 """
@@ -75,11 +78,13 @@ def to_torchvision_input(image, device):
     return torch.from_numpy(image).to(device, non_blocking=True).permute(2, 0, 1).float().div_(255)
 
 
-def rdet_detector(device, precision, size):
-    """r50_fpn_1x with random weights, its head calibrated on the bundled photo (zoo.load's --random-weights)."""
+def rdet_detector(device, precision, size, **options):
+    """r50_fpn_1x with random weights, its head calibrated on the bundled photo (zoo.load's --random-weights);
+    `options`: the Detector's (autotune, layout)."""
     import zoo
 
-    return zoo.load("r50_fpn_1x", random_weights=True, device=str(device), precision=precision, scale=size)
+    return zoo.load("r50_fpn_1x", random_weights=True, device=str(device), precision=precision, scale=size,
+                    **options)
 
 
 def time_calls(calls: dict, repeats: int, warmup: int, device) -> dict:
@@ -99,14 +104,13 @@ def time_calls(calls: dict, repeats: int, warmup: int, device) -> dict:
 
 
 @contextmanager
-def torchvision_switches(precision: str):
+def torchvision_switches(precision: str, autotune: bool):
     """torchvision's run: TF32 as the precision says (off for fp32: true fp32, as rdet's fp32; on for tf32) and
-    cuDNN autotuning on. "defaults": PyTorch's own settings (cuDNN TF32 on, matmul TF32 off, no autotuning), with
-    which a plain "fp32" run makes TF32 convolutions; the "torchvision, PyTorch defaults" row shows that figure."""
+    cuDNN's autotuner as rdet's. "defaults": PyTorch's own settings (cuDNN TF32 on, matmul TF32 off, no
+    autotuning), with which a plain "fp32" run makes TF32 convolutions: the "torchvision, PyTorch defaults" row."""
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     saved = cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark
-    if precision != "defaults":
-        cudnn.benchmark = True
+    cudnn.benchmark = autotune and precision != "defaults"
     if precision in ("fp32", "tf32"):
         cudnn.allow_tf32 = matmul.allow_tf32 = precision == "tf32"
     try:
@@ -115,22 +119,35 @@ def torchvision_switches(precision: str):
         cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark = saved
 
 
-RDET_ROWS = ("rdet Detector.predict", "rdet graphs, heuristic kernels", "rdet eager device path", "rdet plain path")
+def rdet_variants(device, precision, size, autotune) -> dict:
+    """{row name: predict call} for each memory layout and NMS of rdet's device path (sync_free.CAPACITY
+    candidates in the graph, or 0: exact, after it)."""
+    from retinanet.inference.device_path import DevicePath
+    from retinanet.inference.sync_free import CAPACITY
+
+    layouts = ("channels_last", "nchw") if precision == "fp32" else ("channels_last",)
+    calls = {}
+    for layout in layouts:
+        det = rdet_detector(device, precision, size, autotune=autotune, layout=layout)
+        for capacity in (CAPACITY, 0):
+            path = DevicePath(det, capacity=capacity)
+            calls[f"rdet {layout}, NMS {'exact' if capacity == 0 else f'sync-free {capacity}'}"] = path.predict
+    return calls
 
 
-def compare(device, precision, size, repeats, warmup) -> dict:
+def compare(device, precision, size, repeats, warmup, autotune=False) -> dict:
     from retinanet.inference.device_path import DevicePath
     from retinanet.inference.fast import autocast
 
     image = _image(*size)
-    det = rdet_detector(device, precision, size)
+    det = rdet_detector(device, precision, size, autotune=autotune)
     eager = DevicePath(det, graphs=False)
-    heuristic = DevicePath(det, autotune=False)
+    variants = rdet_variants(device, precision, size, autotune)
     tv = torchvision_model(device, image, size)
 
     def run_tv(switches):
         def run():
-            with torch.inference_mode(), autocast(device, precision), torchvision_switches(switches):
+            with torch.inference_mode(), autocast(device, precision), torchvision_switches(switches, autotune):
                 out = tv([to_torchvision_input(image, device)])[0]
             return len({k: v.cpu() for k, v in out.items()}["scores"])
         return run
@@ -143,7 +160,7 @@ def compare(device, precision, size, repeats, warmup) -> dict:
             det.use_device_path = True
 
     calls = {"rdet Detector.predict": lambda: len(det.predict(image)[0]),  # on CUDA: the graphed device path
-             "rdet graphs, heuristic kernels": lambda: len(heuristic.predict(image)[0]),
+             **{name: (lambda p=predict: len(p(image)[0])) for name, predict in variants.items()},
              "rdet eager device path": lambda: len(eager.predict(image)[0]),
              "rdet plain path": plain,
              "torchvision": run_tv(precision)}
@@ -157,9 +174,11 @@ def compare(device, precision, size, repeats, warmup) -> dict:
     result["graph failures"] = {str(k[0][0]): v for k, v in graphed.failed.items()} if graphed else {}
     result["resize on the device"] = bool(graphed and graphed.resize_on_device)
     result["torchvision TF32"] = {"fp32": "off (true fp32)", "tf32": "on"}.get(precision, "PyTorch defaults")
+    result["cuDNN autotuner"] = autotune
+    result["rdet layout"] = "channels_last" if det.channels_last else "nchw"
     tv_ms = result["torchvision"]["median_ms"]
-    for name in RDET_ROWS + ("torchvision, PyTorch defaults",):
-        if name in result:
+    for name in calls:
+        if name != "torchvision":
             result[name]["ratio_to_torchvision"] = round(result[name]["median_ms"] / tv_ms, 3)
     return result
 
@@ -270,6 +289,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=30, help="timed calls per model (median)")
     ap.add_argument("--warmup", type=int, default=10, help="untimed calls per model first")
     ap.add_argument("--size", default="1333x800", help="image size WxH (default 1333x800)")
+    ap.add_argument("--autotune", action="store_true",
+                    help="cuDNN's autotuner for rdet and torchvision alike (default: its heuristics for both)")
     ap.add_argument("--tf32-cost", type=int, default=0, metavar="N", help="also compare tf32 with fp32 on N images")
     ap.add_argument("--files", type=int, default=0, metavar="N",
                     help="also time predict_files over N JPEG photos, reading ahead and not (first precision)")
@@ -284,28 +305,28 @@ def main(argv=None) -> int:
         return 2
     size = tuple(int(v) for v in args.size.lower().split("x"))
     report = {"device": device_name(device), "torch": torch.__version__, "size": list(size), "repeats": args.repeats,
-              "warmup": args.warmup, "results": {}}
+              "warmup": args.warmup, "autotune": args.autotune, "results": {}}
     print(f"{report['device']}, torch {torch.__version__}, {size[0]}x{size[1]}, median of {args.repeats} calls "
           f"after {args.warmup} warm-up calls", flush=True)
     for precision in [p for p in args.precision.split(",") if p != "none"]:
         try:
-            res = compare(device, precision, size, args.repeats, args.warmup)
+            res = compare(device, precision, size, args.repeats, args.warmup, args.autotune)
         except RetinaNetError as err:
             print(f"{precision}: {err}", flush=True)
             report["results"][precision] = {"error": str(err)}
             continue
         report["results"][precision] = res
-        for name in (*RDET_ROWS, "torchvision", "torchvision, PyTorch defaults"):
-            if name not in res:
+        for name, r in res.items():
+            if not isinstance(r, dict) or "median_ms" not in r:
                 continue
-            r = res[name]
             ratio = f"  {r['ratio_to_torchvision']:.2f}x torchvision" if "ratio_to_torchvision" in r else ""
-            print(f"{precision:5s} {name:30s} {r['median_ms']:8.2f} ms (p90 {r['p90_ms']:.2f})  "
+            print(f"{precision:5s} {name:40s} {r['median_ms']:8.2f} ms (p90 {r['p90_ms']:.2f})  "
                   f"{r['detections']:3d} detections{ratio}", flush=True)
         print(f"{precision:5s} graphed equals eager: {res['graphed equals eager']}; captures "
               f"{res['graph captures']}, failures {res['graph failures'] or 'none'}; resize on the device: "
               f"{res['resize on the device']}; torchvision's TF32: "
-              f"{res['torchvision TF32']}", flush=True)
+              f"{res['torchvision TF32']}; cuDNN autotuner: {res['cuDNN autotuner']}; rdet's layout: "
+              f"{res['rdet layout']}", flush=True)
     if args.files:
         precision = next((p for p in args.precision.split(",") if p != "none"), "fp32")
         try:

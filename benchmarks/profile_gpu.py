@@ -117,11 +117,7 @@ def variant_of(variant: str):
 
 
 def build(device, precision, size, variant: str):
-    det = rdet_detector(device, precision, size)
-    if variant == "nchw":
-        det.channels_last = False
-        det.model.to(memory_format=torch.contiguous_format)
-    return det
+    return rdet_detector(device, precision, size, layout="nchw" if variant == "nchw" else "auto")
 
 
 def capacities(det, image) -> dict:

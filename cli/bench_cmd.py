@@ -80,7 +80,7 @@ def bench(
                                         "into this PNG file.", show_default=False),
     size: Optional[str] = typer.Option(None, "--size", hidden=True, help="Test scale WxH instead of 1333x800 "
                                        "(inference resize and training batch), for quick checks."),
-    *, device, data_root, ann, weights, random_weights, as_json, zoo_file, cache_dir, offline, quiet,
+    *, device, autotune, data_root, ann, weights, random_weights, as_json, zoo_file, cache_dir, offline, quiet,
 ):
     """Measure each model's speed (fps) and training memory here, beside the published figures.
 
@@ -104,6 +104,8 @@ def bench(
       rdet bench --mem --json
 
       rdet bench --fps --plot speed.png
+
+      rdet bench r50_fpn_1x --fps --precision fp16 --autotune --stages
     """
     if old_images is not None:  # `eval/train --images` is a directory: the count has its own name now
         err.print("note: bench --images N is deprecated, use --num-images N", highlight=False)
@@ -137,7 +139,7 @@ def bench(
         check_precision(dev, precision)
     plan = _Plan(dev, precision, do_fps, do_mem, scale, _dataset_paths(dataset),
                  images, warmup, batch_size, WeightsSource(zoo_file, cache_dir, offline, weights, random_weights),
-                 stages and do_fps)
+                 stages and do_fps, autotune)
     rows = [_Row(e.name, e.fps, e.mem_gb) for e in entries]
     # Downloads first, with their own progress output, so they never interleave with the bench's bar.
     files = _weights_files(entries, rows, plan, quiet or as_json)
@@ -153,8 +155,8 @@ def bench(
         from .provenance import bench_provenance
 
         print_json({"device": dev_name, "results": [r.to_json() for r in rows],
-                    "provenance": bench_provenance(dev, dev_name, plan.precision, plan.size, weights,
-                                                   random_weights)})
+                    "provenance": {**bench_provenance(dev, dev_name, plan.precision, plan.size, weights,
+                                                      random_weights), "autotune": plan.autotune}})
     else:
         _table(rows, dev_name, plan)
     if plot is not None:
@@ -192,6 +194,7 @@ class _Plan:
     batch_size: int
     source: WeightsSource
     stages: bool = False
+    autotune: bool = False  # cuDNN's autotuner (Detector's autotune)
 
     @property
     def overrides(self) -> dict:
@@ -307,7 +310,7 @@ def _measure_speed(row: _Row, entry, weights_file, plan: _Plan, advance) -> None
 
     det = zoo.load(entry.name, weights=weights_file, device=str(plan.device), zoo_file=plan.source.zoo_file,
                    random_weights=plan.source.random_weights, precision=plan.precision, quiet=True,
-                   **plan.overrides)
+                   autotune=plan.autotune, **plan.overrides)
     try:
         speed = time_inference(det, loader_for(det, plan.paths), images=plan.images, warmup=plan.warmup, batch_size=plan.batch_size,
                                progress=advance)
@@ -379,7 +382,8 @@ def _notes(plan: _Plan) -> list[str]:
                   f"{'x'.join(map(str, plan.size))}, batch {plan.batch_size}, {plan.precision}"
                   + ("; uint8 images handed over in pinned memory, uploaded and normalised in the timed region"
                      if plan.device.type == "cuda" else "")
-                  + ("; random weights with a trained model's output load" if plan.source.random_weights else ""),
+                  + ("; random weights with a trained model's output load" if plan.source.random_weights else "")
+                  + ("; cuDNN autotuned (--autotune)" if plan.autotune else ""),
                   PUBLISHED_FPS]
         if plan.precision != "fp32":
             notes.append(f"{plan.precision} autocast changes the detections slightly: measure its box AP against "

@@ -69,7 +69,7 @@ class WeightsSource:
 
 
 def load_detector(name: str, source: WeightsSource, device: str, quiet: bool, precision: str = "fp32",
-                  compile: bool = False, **overrides):
+                  compile: bool = False, autotune: bool = False, **overrides):
     """(entry, Detector) for a zoo name: weights from --weights, else the verified cached checkpoint; `overrides`
     are ModelConfig fields (e.g. scale)."""
     import zoo
@@ -77,7 +77,8 @@ def load_detector(name: str, source: WeightsSource, device: str, quiet: bool, pr
     entry = zoo.get(name, source.zoo_file)
     det = zoo.load(name, weights=source.weights, device=device, zoo_file=source.zoo_file,
                    cache_dir=source.cache_dir, offline=source.offline or None, quiet=quiet,
-                   random_weights=source.random_weights, precision=precision, compile=compile, **overrides)
+                   random_weights=source.random_weights, precision=precision, compile=compile, autotune=autotune,
+                   **overrides)
     return entry, det
 
 

@@ -24,6 +24,9 @@ Precision = Annotated[str, typer.Option(
     "--precision", help="fp32 (the published numbers), tf32 (NVIDIA Ampere or later: TF32 tensor cores), bf16, or "
     "fp16 (CUDA only): reduced precision for speed.", callback=check_precision_name)]
 Device = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when present).")]
+Autotune = Annotated[bool, typer.Option(
+    "--autotune", help="CUDA: let cuDNN measure each convolution's algorithms on the first image of each size "
+    "(seconds more then, often faster after: for many images of one size, a video or a stream).")]
 
 Weights = Annotated[Optional[Path], typer.Option(
     "--weights", help="A checkpoint file to use instead of the zoo's (e.g. one written by `rdet train`), or a "
@@ -50,7 +53,7 @@ MAX_LR = 1e6  # far above any learning rate that trains (it diverges: exit 3); f
 
 SHARED = {"zoo_file": (ZooFile, None), "cache_dir": (CacheDir, None), "offline": (Offline, False),
           "quiet": (Quiet, False), "as_json": (Json, False), "precision": (Precision, "fp32"),
-          "device": (Device, "auto"), "weights": (Weights, None), "random_weights": (RandomWeights, False),
+          "device": (Device, "auto"), "autotune": (Autotune, False), "weights": (Weights, None), "random_weights": (RandomWeights, False),
           "data_root": (DataRoot, None), "ann": (Ann, None), "images": (Images, None)}
 
 

@@ -95,7 +95,7 @@ def predict(
                                  "images; its compile time is reported apart from the time per image)."),
     size: Optional[str] = typer.Option(None, "--size", hidden=True, help="Test scale WxH instead of 1333x800, "
                                        "for quick checks (detections differ from the reference's)."),
-    *, weights, device, random_weights, precision, as_json, zoo_file, cache_dir, offline, quiet,
+    *, weights, device, autotune, random_weights, precision, as_json, zoo_file, cache_dir, offline, quiet,
 ):
     """Detect objects in images, videos and streams with a zoo model.
 
@@ -130,7 +130,7 @@ def predict(
     names_known = weights is None and (entry.class_names is not None or entry.num_classes == 80)
     labels = parse_classes(classes, entry.model_config().names) if names_known else None
     source_of_weights = WeightsSource(zoo_file, cache_dir, offline, weights, random_weights)
-    entry, det = load_detector(name, source_of_weights, device, quiet or as_json, precision, compile,
+    entry, det = load_detector(name, source_of_weights, device, quiet or as_json, precision, compile, autotune,
                                **({"scale": scale} if scale else {}))
     if not names_known:  # the checkpoint names the classes
         labels = parse_classes(classes, det.class_names)

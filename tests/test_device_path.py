@@ -148,7 +148,7 @@ def test_what_a_graph_captures_never_waits_for_the_device(r18_ckpt):
         det.model.anchor_generator.grid_anchors([(24, 32), (12, 16), (6, 8), (3, 4), (2, 2)], "cpu")  # cached
         with FakeTensorMode(allow_non_fake_inputs=True) as mode:
             out = fn(mode.from_tensor(batch), mode.from_tensor(geometry))
-        assert len(out) == 2 * FIELDS and tuple(out[0].shape) == (CFG.max_per_img, 4)
+        assert len(out) == 2 * FIELDS and tuple(out[0].shape) == (6 * CFG.max_per_img + 2,)  # packed rows
         cls, reg = det.model(batch)
         anchors = det.model.anchor_generator.grid_anchors([tuple(c.shape[-2:]) for c in cls], "cpu")
         with pytest.raises(Exception, match="nonzero|data.dependent|local_scalar"):

@@ -234,7 +234,7 @@ def test_building_and_running_a_detector_changes_no_process_wide_switch():
     det = Detector(ModelConfig(depth=18, num_classes=3, scale=(64, 64)), device="cpu")
     det.predict(np.zeros((40, 50, 3), np.uint8))
     assert (cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark) == before
-    # nor does preparing a model for CUDA (graphs.GraphedCall tunes only what it captures)
+    # nor does preparing a model for CUDA
     from retinanet.inference.fast import optimize_for_inference
 
     optimize_for_inference(RetinaNet(ModelConfig(depth=18, num_classes=3)), torch.device("cuda"))
@@ -249,3 +249,18 @@ def test_building_and_running_a_detector_changes_no_process_wide_switch():
             assert cudnn.allow_tf32 and matmul.allow_tf32
     finally:
         cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark = before
+
+
+def test_autotune_switches_cudnns_autotuner_on_for_the_detectors_calls_only():
+    cudnn = torch.backends.cudnn
+    before = cudnn.benchmark
+    seen = []
+    det = Detector(ModelConfig(depth=18, num_classes=3, scale=(64, 64)), device="cpu", autotune=True)
+    forward = det.model.forward
+    det.model.forward = lambda *a, **k: (seen.append(cudnn.benchmark), forward(*a, **k))[1]
+    det.predict(np.zeros((40, 50, 3), np.uint8))
+    plain = Detector(ModelConfig(depth=18, num_classes=3, scale=(64, 64)), device="cpu")
+    forward_plain = plain.model.forward
+    plain.model.forward = lambda *a, **k: (seen.append(cudnn.benchmark), forward_plain(*a, **k))[1]
+    plain.predict(np.zeros((40, 50, 3), np.uint8))
+    assert seen == [True, before] and cudnn.benchmark == before

@@ -79,3 +79,19 @@ def test_bf16_runs_where_the_cpu_has_it_and_fp16_is_refused_on_the_cpu(r50_ckpt)
 def test_tf32_is_refused_on_the_cpu_in_one_line():
     with pytest.raises(RetinaNetError, match="tf32 .*not available on the CPU"):
         Detector(ModelConfig(depth=18, scale=(160, 128)), None, device="cpu", precision="tf32")
+
+
+def test_nchw_layout_gives_the_channels_last_detections_and_a_bad_layout_is_one_line(r50_ckpt):
+    cfg = ModelConfig(depth=50, scale=(320, 256))
+    img = noise_image(4, 200, 300)
+    nhwc = Detector(cfg, r50_ckpt, device="cpu")
+    nchw = Detector(cfg, r50_ckpt, device="cpu", layout="nchw")
+    assert nhwc.channels_last and not nchw.channels_last and nchw.optimized
+    conv = nchw.model.backbone.conv1.weight
+    assert conv.is_contiguous() and not nhwc.model.backbone.conv1.weight.is_contiguous()
+    a, b = nhwc.predict(img)[0], nchw.predict(img)[0]
+    assert len(a) == len(b) > 0 and (a.labels == b.labels).all()
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=0.01)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+    with pytest.raises(RetinaNetError, match="layout must be one of auto, channels_last, nchw"):
+        Detector(cfg, r50_ckpt, device="cpu", layout="nhwc")

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retinanet.inference.postprocess import filter_and_nms
-from retinanet.inference.sync_free import Pending, fixed_filter_and_nms
+from retinanet.inference.sync_free import Pending, fixed_filter_and_nms, unpack
 
 
 def clustered(seed: int, anchors: int, classes: int, clusters: int):
@@ -37,7 +37,7 @@ def test_fixed_size_nms_equals_the_exact_path(seed, anchors, classes, clusters, 
     boxes, scores = clustered(seed, anchors, classes, clusters)
     kw = {"score_thr": thr, "nms_iou": iou, "max_per_img": max_per_img}
     pending = fixed(boxes, scores, capacity=2048, rounds=64, **kw)
-    assert bool(pending.exact)  # capacity and rounds suffice here: the fixed-size result itself is checked
+    assert unpack(pending.packed)[4]  # capacity and rounds suffice here: the fixed-size result itself is checked
     same(pending.read(), filter_and_nms(boxes, scores, **kw))
 
 
@@ -46,7 +46,7 @@ def test_overflow_and_unconverged_fall_back_to_the_exact_path():
     exact = filter_and_nms(boxes, scores)
     small = fixed(boxes, scores, capacity=50)  # far more than 50 pairs pass 0.05
     unconverged = fixed(boxes, scores, rounds=0)  # tight clusters: chains longer than 0
-    assert not bool(small.exact) and not bool(unconverged.exact)
+    assert not unpack(small.packed)[4] and not unpack(unconverged.packed)[4]
     same(small.read(), exact)
     same(unconverged.read(), exact)
 
@@ -55,3 +55,15 @@ def test_no_candidate_gives_empty_results():
     boxes, scores = clustered(1, 50, 3, 2)
     b, s, lab = fixed(boxes, scores * 0.01).read()
     assert b.shape == (0, 4) and s.shape == (0,) and lab.shape == (0,)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 200), row_block=st.integers(1, 64),
+       iou=st.sampled_from([0.3, 0.5, 0.7]))
+def test_the_upper_triangle_in_row_blocks_is_the_full_matrixs(seed, n, row_block, iou):
+    from retinanet.inference.sync_free import pairwise_suppression, suppression_matrix
+
+    boxes, _ = clustered(seed, n, 1, 3)
+    full = pairwise_suppression(boxes, boxes, iou).triu(1)
+    blocked = suppression_matrix(boxes, iou, row_block=row_block)
+    assert blocked.dtype == torch.float16 and torch.equal(blocked.bool(), full) and full.any() == blocked.any()

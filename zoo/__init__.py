@@ -27,10 +27,11 @@ def get(name: str, zoo_file: str | os.PathLike | None = None) -> Entry:
 def load(name: str, weights: str | os.PathLike | None = None, device: str = "auto", *,
          zoo_file: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
          offline: bool | None = None, quiet: bool = False, random_weights: bool = False, precision: str = "fp32",
-         compile: bool = False, **config_overrides):
+         compile: bool = False, autotune: bool = False, layout: str = "auto", **config_overrides):
     """A retinanet.Detector for a zoo model: weights from `weights`, else the verified cached checkpoint.
 
-    `precision` (fp32, tf32, bf16, fp16) and `compile` are the Detector's fast-path options; other keyword
+    `precision` (fp32, tf32, bf16, fp16), `compile`, `autotune` and `layout` are the Detector's fast-path options
+    (an export runs as it was exported: autotune and layout do not apply to it); other keyword
     arguments override fields of the entry's ModelConfig (e.g. score_thr=0.3). `random_weights`: a random model
     from a fixed seed (RANDOM_WEIGHTS_SEED: the same run gives the same detections, and they mean nothing) whose
     head is calibrated on the bundled photo to a trained model's output load (~2000 candidates, 100 detections),
@@ -41,10 +42,11 @@ def load(name: str, weights: str | os.PathLike | None = None, device: str = "aut
     unknown = sorted(set(config_overrides) - {f.name for f in fields(ModelConfig)})
     if unknown:
         raise ZooError(f"zoo.load() got unknown option(s) {', '.join(unknown)}; it takes weights, device, zoo_file, "
-                       "cache_dir, offline, quiet, random_weights, precision, compile, or ModelConfig fields "
+                       "cache_dir, offline, quiet, random_weights, precision, compile, autotune, layout, or "
+                       "ModelConfig fields "
                        "(e.g. score_thr)")
     from retinanet.inference.detector import resolve_device
-    from retinanet.inference.fast import check_precision
+    from retinanet.inference.fast import channels_last_for, check_precision
 
     entry = get(name, zoo_file)
     cfg = entry.model_config(**config_overrides)
@@ -52,12 +54,14 @@ def load(name: str, weights: str | os.PathLike | None = None, device: str = "aut
         return load_export(entry, weights, device, precision=precision, compile=compile,
                            overrides=config_overrides)
     check_precision(resolve_device(device), precision)  # a device or precision that cannot run: before downloading
+    channels_last_for(resolve_device(device), precision, layout)  # an unknown layout: before downloading too
     if random_weights:
         import torch
 
         with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's random state
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
-            det = Detector(cfg, None, device=device, precision=precision, compile=compile)
+            det = Detector(cfg, None, device=device, precision=precision, compile=compile, autotune=autotune,
+                           layout=layout)
         calibrate_random_head(det)
         return det
     if weights is None:
@@ -65,7 +69,8 @@ def load(name: str, weights: str | os.PathLike | None = None, device: str = "aut
         from .weights import ensure_weights
 
         weights = ensure_weights(entry, Cache(cache_dir), offline=offline, quiet=quiet)
-    return Detector(cfg, weights, device=device, precision=precision, compile=compile)
+    return Detector(cfg, weights, device=device, precision=precision, compile=compile, autotune=autotune,
+                    layout=layout)
 
 
 def calibrate_random_head(det) -> None:

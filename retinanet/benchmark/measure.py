@@ -104,7 +104,7 @@ def synchronize(device: torch.device) -> None:
 
 def time_inference(detector, load: Callable[[int], tuple], images: int = 2000, warmup: int = 5,
                    batch_size: int = 1, progress: Callable[[int], None] | None = None,
-                   cudnn_benchmark: bool = False, min_warmup_seconds: float = 2.0) -> Speed:
+                   min_warmup_seconds: float = 2.0) -> Speed:
     """Time `detector.detect_prepared` over `images` images, `batch_size` at a time, the first `warmup`
     iterations untimed. `load(i)` gives image i prepared on the host (inputs.loader_for): (normalised float
     tensor 3xHxW, ImageMeta), or (resized uint8 BGR array or tensor, ImageMeta), which the timed region uploads
@@ -113,14 +113,15 @@ def time_inference(detector, load: Callable[[int], tuple], images: int = 2000, w
     On a GPU the detector runs through inference.device_path (CUDA graphs, sync-free post-processing), and the
     warm-up lasts at least `min_warmup_seconds` (clocks ramp up, graphs are captured, cuDNN handles are made):
     a model timed first in a process then gives the figure it gives when timed second.
-    cuDNN autotuning is off by default for eager calls, as in the reference: with real images of many sizes it
-    would tune each new size inside the timed region (a graph is tuned once, when it is captured)."""
+    cuDNN's autotuner is on only where the detector asks for it (Detector's `autotune`, `rdet bench --autotune`),
+    off otherwise, as in the reference: with real images of many sizes it tunes each new size inside the timed
+    region."""
     if batch_size < 1 or warmup < 0:
         raise RetinaNetError("batch size must be >= 1 and warm-up >= 0")
     if images <= warmup * batch_size:
         raise RetinaNetError(f"{images} images leave nothing to time after {warmup} warm-up iteration(s) "
                              f"of {batch_size}; use more --images")
-    with inference_switches(detector.device, precision=None, cudnn_benchmark=cudnn_benchmark):
+    with inference_switches(detector.device, precision=None, cudnn_benchmark=detector.autotune):
         return _timed_loop(detector, load, images, warmup, batch_size, progress,
                            min_warmup_seconds if detector.device.type == "cuda" else 0.0)
 

@@ -30,7 +30,7 @@ class ExportedDetector(Detector):
         self.info = self.runner.info
         self.cfg = self.info.model_config()
         self.meta, self.model, self.precision = {}, None, self.info.precision
-        self.channels_last, self._compile, self.compile_seconds = False, False, 0.0
+        self._compile, self.compile_seconds = False, 0.0
         self.class_names = self.cfg.names
         self.category_ids = category_ids(self.class_names)
         self.anchor_generator = AnchorGenerator()

@@ -14,7 +14,7 @@ from retinanet.model.checkpoint import load_state, read_checkpoint, with_checkpo
 from retinanet.data.classes import category_ids
 from retinanet.config import ModelConfig
 from retinanet.inference.fast import autocast as fast_autocast
-from retinanet.inference.fast import compile_model, optimize_for_inference
+from retinanet.inference.fast import channels_last_for, compile_model, optimize_for_inference
 from retinanet.data.images import image_list, to_bgr
 from retinanet.model.retinanet import RetinaNet
 from retinanet.data.image_meta import ImageMeta
@@ -101,6 +101,7 @@ class Detector:
     >>> det.predict(["a.jpg"])[0].boxes
     """
 
+    optimized = channels_last = autotune = False  # what __init__ sets (ExportedDetector does not call it)
     use_device_path = True  # on CUDA (ExportedDetector: its runtime is no PyTorch module to graph)
     # frames predict_frames decodes ahead in a thread (data.read_ahead); None: a batch (at least 2) on CUDA, where
     # decoding takes as long as detecting; 0 on the CPU, where detecting takes seconds and decoding milliseconds
@@ -108,10 +109,13 @@ class Detector:
 
     def __init__(self, cfg: ModelConfig, weights: str | os.PathLike | None = None, device="auto",
                  model: RetinaNet | None = None, *, precision: str = "fp32", fast: bool = True,
-                 compile: bool = False):
-        """`precision`: fp32 (the reference's numbers), bf16 or fp16 (CUDA) autocast. `fast`: fold BatchNorm into
-        the convolutions and use channels-last (same detections; only for a model built here, never for one
-        passed in, which may still be training). `compile`: torch.compile on first use."""
+                 compile: bool = False, layout: str = "auto", autotune: bool = False):
+        """`precision`: fp32 (the reference's numbers), tf32, bf16 or fp16 (CUDA) autocast. `fast`: fold BatchNorm
+        into the convolutions and fuse ReLUs (same detections; only for a model built here, never for one passed
+        in, which may still be training), in the memory `layout` fast.channels_last_for picks. `compile`:
+        torch.compile on first use. `autotune`: cuDNN's autotuner measures each convolution's algorithms on the
+        first call of an input size instead of taking its heuristics' pick (seconds more on that call, then often
+        faster: for one size many times, as bench, a video or a stream)."""
         self.device = resolve_device(device)
         fast_autocast(self.device, precision)  # validates precision against the device up front
         self.precision = precision
@@ -131,10 +135,12 @@ class Detector:
         if weights is not None:
             load_state(self.model, ckpt["state_dict"], source=str(weights))
         self.model.eval().to(self.device)
-        self.channels_last = fast and built_here
-        if self.channels_last:
+        self.optimized = fast and built_here  # a model for inference only (DevicePath may cast a copy of it)
+        self.channels_last = self.optimized and channels_last_for(self.device, precision, layout)
+        self.autotune = autotune
+        if self.optimized:
             # fused ops have no torch.compile rules; oneDNN's none for autocast either (cuDNN's are cast in fused.py)
-            optimize_for_inference(self.model, self.device,
+            optimize_for_inference(self.model, self.device, channels_last=self.channels_last,
                                    fuse=not compile and (precision == "fp32" or self.device.type == "cuda"))
         self._compile = compile
         self.compile_seconds = 0.0
@@ -171,7 +177,7 @@ class Detector:
     @torch.inference_mode()
     def detect_tensors(self, batch: torch.Tensor, metas: list[ImageMeta], score_thr: float | None = None):
         """Padded normalised batch (B, 3, H, W) on self.device -> [(boxes, scores, labels)] per image."""
-        with inference_switches(self.device, self.precision):
+        with inference_switches(self.device, self.precision, cudnn_benchmark=self.autotune or None):
             return self._detect_tensors(batch, metas, score_thr)
 
     def _detect_tensors(self, batch, metas, score_thr):

@@ -28,16 +28,15 @@ from retinanet.inference.torch_switches import inference_switches
 
 class DevicePath:
     def __init__(self, detector, graphs: bool = True, max_graphs: int = 4, capture_after: int = 2,
-                 capacity: int | None = None, resize_on_device: bool | None = None, autotune: bool = True):
+                 capacity: int | None = None, resize_on_device: bool | None = None):
         """`capacity`: candidates the sync-free NMS holds (beyond it an image is redone exactly); None:
         sync_free.CAPACITY on a GPU, 0 on the CPU (the exact NMS, faster there; sync_free's docstring says why).
-        `max_graphs`, `capture_after`, `autotune`: graphs.GraphedCall's, per score threshold. `resize_on_device`: None
+        `max_graphs`, `capture_after`: graphs.GraphedCall's, per score threshold. `resize_on_device`: None
         decides by the device and the installed OpenCV (see the property)."""
         self.detector = detector
         self.capacity = (CAPACITY if detector.device.type == "cuda" else 0) if capacity is None else capacity
         self._resize_on_device = resize_on_device
-        self.graph_options = {"max_graphs": max_graphs if graphs else 0, "capture_after": capture_after,
-                              "autotune": autotune}
+        self.graph_options = {"max_graphs": max_graphs if graphs else 0, "capture_after": capture_after}
         self.calls: dict = {}  # GraphedCalls: per score threshold (a constant inside a graph), and the halves
         self.staging = PinnedStaging(detector.device)
         self._cast_models: dict = {}  # dtype -> the model's copy in it (_network)
@@ -113,7 +112,7 @@ class DevicePath:
         """The network on a padded batch: per-level class logits, then box deltas, in float32."""
         det = self.detector
         dtype = PRECISIONS.get(det.precision)
-        if dtype is not None and batch.is_cuda and det.channels_last:  # a model built for inference only
+        if dtype is not None and batch.is_cuda and det.optimized:  # a model built for inference only
             cls_scores, bbox_preds = self._network(dtype)(batch.to(dtype))
         else:
             with graph_safe_autocast(batch.device, det.precision):
@@ -155,20 +154,25 @@ class DevicePath:
         """What launch captures as one graph: (padded batch, geometry rows) -> FIELDS tensors per image, flat."""
         return lambda batch, geometry: self._postprocess(score_thr, geometry, *self._forward(batch))
 
+    def _switches(self):
+        """As Detector.detect_tensors: fp32 on CUDA with TF32 off, the autotuner on where the detector asks."""
+        det = self.detector
+        return inference_switches(self.device, det.precision, cudnn_benchmark=det.autotune or None)
+
     @torch.inference_mode()
     def launch(self, prepared: list[tuple[torch.Tensor, ImageMeta]], score_thr: float | None = None) -> list[Pending]:
         """Queue forward and post-processing of images of one padded size, as one graph; nothing waits."""
         thr = self._threshold(score_thr)
         batch, geometry = self._batch(prepared)
         call = self._graphed(thr, self.detect_fn(thr))
-        with inference_switches(self.device, self.detector.precision):  # fp32 on CUDA: TF32 off, as Detector
+        with self._switches():
             return self._pending(call(batch, geometry), thr)
 
     @torch.inference_mode()
     def forward(self, prepared: list[tuple[torch.Tensor, ImageMeta]]) -> tuple:
         """launch's first half alone (its own graph), for timing stages: the network's maps and the geometry."""
         batch, geometry = self._batch(prepared)
-        with inference_switches(self.device, self.detector.precision):
+        with self._switches():
             return (geometry, *self._graphed("forward", self._forward)(batch))
 
     @torch.inference_mode()
@@ -176,7 +180,8 @@ class DevicePath:
         """launch's second half alone (its own graph), on what forward() gave."""
         thr = self._threshold(score_thr)
         call = self._graphed(("post", thr), lambda g, *maps: self._postprocess(thr, g, *maps))
-        return self._pending(call(*forwarded), thr)
+        with self._switches():
+            return self._pending(call(*forwarded), thr)
 
     def _geometry_on_device(self, metas: list[ImageMeta]) -> torch.Tensor:
         """The batch's geometry rows (sync_free.geometry_rows) on the device, uploaded without waiting."""

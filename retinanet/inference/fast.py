@@ -98,6 +98,19 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+LAYOUTS = ("auto", "channels_last", "nchw")
+
+
+def channels_last_for(device: torch.device, precision: str, layout: str = "auto") -> bool:
+    """Whether a model built for inference runs channels-last. "auto": always, so far. Tensor-core precisions
+    (fp16, bf16, tf32) and oneDNN on the CPU run natively in NHWC; true fp32 on CUDA runs cuDNN's NCHW kernels,
+    which in channels-last pay two layout transposes per convolution, yet in NCHW cuDNN's heuristics picked slower
+    kernels (measured on an H200: benchmarks/profile_gpu.py's nchw variant, 28.6 against 24.2 ms a forward)."""
+    if layout not in LAYOUTS:
+        raise RetinaNetError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    return layout != "nchw"
+
+
 def optimize_for_inference(model: nn.Module, device: torch.device, *, channels_last: bool = True,
                            fuse: bool = False) -> nn.Module:
     """Fold BN and switch to channels-last, in place; the model must no longer be trained. `fuse`: ReLUs and

@@ -8,12 +8,9 @@ is not worth a capture), and kept in a bounded least-recently-used cache (each g
 Anything else (the CPU, a signature not yet seen often enough, a capture that failed) runs eagerly, with the same
 arithmetic: a graph replays exactly the kernels the eager call launched.
 
-A graph's kernels are fixed for its lifetime, so the warm-up before a capture runs with cuDNN's autotuner on
-(each convolution's algorithm measured, not guessed by heuristics) and the capture records the measured choice.
-That only takes effect for a signature whose capture is its first call (capture_after=1): PyTorch keeps the
-algorithm it chose for a convolution shape on first use, tuned or not, and an eager call before the capture has
-chosen by heuristics (measured on an H200: the two give the same time). Eager calls keep the process's setting
-(off by default): tuning from the first call made fp32's forward 7% faster there but that first call 9 s long.
+A graph replays the kernels that its capture recorded, so the convolution algorithms are those of the warm-up
+before it: PyTorch picks a convolution's algorithm per shape on first use (by cuDNN's heuristics, or by measuring
+them where the caller switched the autotuner on: Detector's `autotune`) and keeps that choice, eager or captured.
 
 Inputs are copied into the graph's static buffers before a replay; the outputs are cloned after it (queued on
 the same stream, so nothing waits), so they stay valid however many replays follow before they are read.
@@ -27,7 +24,6 @@ import torch
 
 from retinanet.errors import described
 from retinanet.inference.fast import PRECISIONS, autocast
-from retinanet.inference.torch_switches import inference_switches
 
 
 def graph_safe_autocast(device: torch.device, precision: str):
@@ -50,13 +46,9 @@ class GraphedCall:
     fn must not synchronise with the host (no .item(), nonzero() or data-dependent sizes) and must compute every
     output from its inputs and from state that outlives the graph (the model's weights, cached anchors)."""
 
-    def __init__(self, fn: Callable[..., tuple], max_graphs: int = 4, capture_after: int = 2, warmup: int = 3,
-                 autotune: bool = True):
-        """`autotune`: cuDNN's autotuner picks the captured convolutions' algorithms (False: its heuristics, as
-        eager calls by default; benchmarks/predict_gpu.py times both)."""
+    def __init__(self, fn: Callable[..., tuple], max_graphs: int = 4, capture_after: int = 2, warmup: int = 3):
         self.fn = fn
         self.max_graphs, self.capture_after, self.warmup = max_graphs, capture_after, warmup
-        self.autotune = autotune
         self.graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self.seen: dict[tuple, int] = {}
         self.failed: dict[tuple, str] = {}  # signature -> why its capture failed (it then stays eager)
@@ -93,7 +85,7 @@ class GraphedCall:
         stream = torch.cuda.Stream(device)
         stream.wait_stream(torch.cuda.current_stream(device))
         try:
-            with torch.cuda.stream(stream), inference_switches(device, None, cudnn_benchmark=self.autotune):
+            with torch.cuda.stream(stream):
                 # warm-up off the capture: cuDNN picks (or measures) its algorithms, caches fill
                 for _ in range(self.warmup):
                     self.fn(*static_in)
@@ -101,8 +93,7 @@ class GraphedCall:
             graph = torch.cuda.CUDAGraph()
             # thread_local: only this thread is barred from unsafe calls while capturing; a DataLoader's
             # pin-memory thread (eval) goes on pinning the next batch meanwhile
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"), \
-                    inference_switches(device, None, cudnn_benchmark=self.autotune):  # the warm-up's choices
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 static_out = tuple(self.fn(*static_in))
         except Exception as err:  # noqa: BLE001 - any capture failure means: run this signature eagerly
             self.failed[key] = described(err)
