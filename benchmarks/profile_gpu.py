@@ -123,7 +123,7 @@ def build(device, precision, size, variant: str):
 def capacities(det, image) -> dict:
     from retinanet.inference.device_path import DevicePath
     from retinanet.inference.postprocess import candidates
-    from retinanet.inference.sync_free import TensorGeometry
+    from retinanet.inference.sync_free import TensorGeometry, unpack
 
     out = {}
     ref = None
@@ -136,7 +136,7 @@ def capacities(det, image) -> dict:
         fwd = dp.forward(prepared)
         ms = gpu_ms(lambda: dp.postprocess(fwd))
         pend = dp.postprocess(fwd)[0]
-        exact = bool(pend.exact.item())
+        exact = unpack(pend.packed.cpu())[4]
         dets = dp.finish([pend], [prepared[0][1]])[0]
         if ref is None:
             ref = dets

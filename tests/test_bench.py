@@ -63,6 +63,7 @@ class _FakeDetector:
     """Takes 20 ms per call and records the batches it is given."""
 
     device = torch.device("cpu")
+    autotune = False
 
     def __init__(self):
         self.calls = []

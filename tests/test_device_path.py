@@ -79,6 +79,16 @@ def test_eval_through_the_device_path_gives_the_plain_paths_results(tmp_path):
     plain = run_detection(det, coco, batch_size=2, workers=0, device_path=False)
     fast = run_detection(det, coco, batch_size=2, workers=1, device_path=True)
     assert len(plain) > 10 and fast == plain
+    # where the device path resizes (a GPU, with the installed OpenCV proven), workers hand over decoded images
+    from retinanet.inference.device_path import DevicePath
+
+    det._device_path = DevicePath(det, resize_on_device=True)  # what device_path() gives on CUDA
+    det.device_path = lambda: det._device_path
+    sizes = []
+    part = det._device_path.device_part
+    det._device_path.device_part = lambda up, meta: (sizes.append(tuple(up.shape[:2])), part(up, meta))[1]
+    resized_there = run_detection(det, coco, batch_size=2, workers=1)
+    assert resized_there == plain and sorted(sizes) == sorted((h, w) for _, _, w, h in IMAGES + more)
 
 
 def test_predict_and_predict_frames_route_through_the_device_path_where_there_is_one(r18_ckpt, monkeypatch):

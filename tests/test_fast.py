@@ -95,3 +95,13 @@ def test_nchw_layout_gives_the_channels_last_detections_and_a_bad_layout_is_one_
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
     with pytest.raises(RetinaNetError, match="layout must be one of auto, channels_last, nchw"):
         Detector(cfg, r50_ckpt, device="cpu", layout="nhwc")
+
+
+def test_auto_layout_is_nchw_only_for_autotuned_fp32_on_cuda():
+    from retinanet.inference.fast import channels_last_for
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")  # a device object needs no GPU
+    assert not channels_last_for(cuda, "fp32", "auto", autotune=True)
+    assert channels_last_for(cuda, "fp32", "auto") and channels_last_for(cuda, "fp16", "auto", autotune=True)
+    assert channels_last_for(cpu, "fp32", "auto", autotune=True) and channels_last_for(cuda, "tf32", autotune=True)
+    assert not channels_last_for(cpu, "fp32", "nchw") and channels_last_for(cuda, "fp32", "channels_last", True)

@@ -31,13 +31,16 @@ class CocoImages:
     """Image i decoded and pre-processed on the CPU, in a DataLoader worker: (tensor, ImageMeta, image_id).
 
     The tensor is the normalised float image, or with `device_normalise` the resized uint8 BGR image (a quarter
-    of the bytes to pin and copy; the GPU normalises it). A map-style dataset (DataLoader needs only __getitem__
-    and __len__). It holds paths, not the CocoSet, so that workers started by spawn do not copy the whole
-    annotation index."""
+    of the bytes to pin and copy; the GPU normalises it), or with `device_resize` too the decoded uint8 image as
+    it is (the GPU resizes it, data.device_resize: a COCO photo is about a quarter of the resized bytes again).
+    A map-style dataset (DataLoader needs only __getitem__ and __len__). It holds paths, not the CocoSet, so
+    that workers started by spawn do not copy the whole annotation index."""
 
-    def __init__(self, paths: list[Path], image_ids: list[int], cfg, device_normalise: bool = False):
+    def __init__(self, paths: list[Path], image_ids: list[int], cfg, device_normalise: bool = False,
+                 device_resize: bool = False):
         self.paths, self.image_ids, self.cfg = paths, image_ids, cfg
         self.device_normalise = device_normalise
+        self.device_resize = device_normalise and device_resize
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -46,7 +49,7 @@ class CocoImages:
         import torch
 
         from retinanet.data.images import read_bgr
-        from retinanet.data.preprocess import prepare, resize_with_meta
+        from retinanet.data.preprocess import planned_meta, prepare, resize_with_meta
 
         try:
             bgr = read_bgr(self.paths[i])
@@ -55,6 +58,8 @@ class CocoImages:
             # traceback, and the user should see one line naming the file.
             return None, str(e), self.image_ids[i]
         try:
+            if self.device_resize:
+                return torch.from_numpy(bgr), planned_meta(*bgr.shape[:2], self.cfg), self.image_ids[i]
             if self.device_normalise:
                 resized, meta = resize_with_meta(bgr, self.cfg)
                 return torch.from_numpy(resized), meta, self.image_ids[i]
@@ -110,11 +115,12 @@ def check_classes(num_classes: int, coco_set: CocoSet) -> None:
 
 
 def _loader(coco_set: CocoSet, ids: list[int], cfg, batch_size: int, workers: int, pin: bool,
-            device_normalise: bool):
+            device_normalise: bool, device_resize: bool = False):
     """Batches of (tensor, ImageMeta, image_id) decoded and pre-processed by DataLoader workers."""
     from torch.utils.data import DataLoader
 
-    dataset = CocoImages([coco_set.path(i) for i in ids], ids, cfg, device_normalise=device_normalise)
+    dataset = CocoImages([coco_set.path(i) for i in ids], ids, cfg, device_normalise=device_normalise,
+                         device_resize=device_resize)
     return DataLoader(dataset, batch_size=max(1, batch_size), shuffle=False, num_workers=workers,
                       collate_fn=_keep_as_list, worker_init_fn=init_worker if workers else None, pin_memory=pin,
                       prefetch_factor=4 if workers else None,
@@ -145,8 +151,8 @@ class DecodedImages:
         self.key = None
 
     def batches(self, coco_set: CocoSet, ids: list[int], cfg, batch_size: int, workers: int, pin: bool,
-                device_normalise: bool = False):
-        key = (cfg.mean, cfg.std, cfg.to_rgb, cfg.scale, cfg.size_divisor, device_normalise)
+                device_normalise: bool = False, device_resize: bool = False):
+        key = (cfg.mean, cfg.std, cfg.to_rgb, cfg.scale, cfg.size_divisor, device_normalise, device_resize)
         if key != self.key:  # another pre-processing: nothing kept applies
             self.kept, self.used, self.key = {}, 0, key
         kept = [i for i in ids if i in self.kept]
@@ -156,7 +162,7 @@ class DecodedImages:
         rest = [i for i in ids if i not in self.kept]
         if not rest:
             return
-        for batch in _loader(coco_set, rest, cfg, batch_size, workers, pin, device_normalise):
+        for batch in _loader(coco_set, rest, cfg, batch_size, workers, pin, device_normalise, device_resize):
             for tensor, meta, image_id in batch:
                 size = tensor.numel() * tensor.element_size() if tensor is not None else 0
                 if tensor is not None and self.used + size <= self.budget:
@@ -176,11 +182,11 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
     after each batch with the number of images this process finished. `dist`: a DistInfo (default: one process).
     `decoded`: keep pre-processed images in memory for the next run (many checkpoints of one model).
 
-    `device_path` (default: where Detector.device_path() gives one, i.e. on a GPU): loader workers decode and
-    resize, the resized uint8 images are pinned and copied without waiting, normalised on the device, batched by
-    padded size, run through CUDA graphs with sync-free post-processing (inference.device_path), and each batch's
-    results are read only after the next batch is queued, so decoding, copying and the forward overlap. Same
-    detections as the plain path.
+    `device_path` (default: where Detector.device_path() gives one, i.e. on a GPU): loader workers decode (and
+    resize, where the device path does not), the uint8 images are pinned and copied without waiting, resized and
+    normalised on the device, batched by padded size, run through CUDA graphs with sync-free post-processing
+    (inference.device_path), and each batch's results are read only after the next batch is queued, so decoding,
+    copying and the forward overlap. Same detections as the plain path.
     """
     from retinanet.distributed import DistInfo, gather_to_main, shard
 
@@ -189,12 +195,18 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
     ids = list(coco_set.image_ids if image_ids is None else image_ids)
     coco_set.check_resizable(detector.cfg.scale, ids)  # before any inference, not when the loader meets it
     use_path = detector.device_path() is not None if device_path is None else device_path
+    path = None
+    if use_path:
+        from retinanet.inference.device_path import DevicePath
+
+        path = detector.device_path() or DevicePath(detector)  # the latter: asked for where predict would not
+    device_resize = path is not None and path.resize_on_device
     mine = same_size_order(coco_set, shard(ids, dist), detector.cfg, batch_size)
     pin = detector.device.type == "cuda"
     if decoded is not None:
-        batches = decoded.batches(coco_set, mine, detector.cfg, batch_size, workers, pin, use_path)
+        batches = decoded.batches(coco_set, mine, detector.cfg, batch_size, workers, pin, use_path, device_resize)
     else:
-        batches = _loader(coco_set, mine, detector.cfg, batch_size, workers, pin, use_path)
+        batches = _loader(coco_set, mine, detector.cfg, batch_size, workers, pin, use_path, device_resize)
     cat_ids = tuple(coco_set.cat_ids)
     per_image: dict[int, list[dict]] = {}
 
@@ -204,11 +216,6 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
         if progress is not None:
             progress(len(batch))
 
-    path = None
-    if use_path:
-        from retinanet.inference.device_path import DevicePath
-
-        path = detector.device_path() or DevicePath(detector)  # the latter: asked for where predict would not
     in_flight = None  # (batch, queued) whose results are read after the next batch is queued
     for batch in batches:
         for tensor, meta, _ in batch:
@@ -218,7 +225,8 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
             prepared = [(t.to(detector.device, non_blocking=True), meta) for t, meta, _ in batch]
             store(batch, detector.detect_prepared(prepared, batch_size=len(batch)))
             continue
-        queued = path.queue([(path.to_device(t), meta) for t, meta, _ in batch], batch_size=len(batch))
+        queued = path.queue([(path.device_part(path.upload(t), meta), meta) for t, meta, _ in batch],
+                            batch_size=len(batch))
         if in_flight is not None:
             store(in_flight[0], path.collect(in_flight[1]))
         in_flight = (batch, queued)

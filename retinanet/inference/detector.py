@@ -112,8 +112,8 @@ class Detector:
                  compile: bool = False, layout: str = "auto", autotune: bool = False):
         """`precision`: fp32 (the reference's numbers), tf32, bf16 or fp16 (CUDA) autocast. `fast`: fold BatchNorm
         into the convolutions and fuse ReLUs (same detections; only for a model built here, never for one passed
-        in, which may still be training), in the memory `layout` fast.channels_last_for picks. `compile`:
-        torch.compile on first use. `autotune`: cuDNN's autotuner measures each convolution's algorithms on the
+        in, which may still be training), in memory `layout` channels_last, nchw, or auto: the faster one measured
+        (fast.channels_last_for). `compile`: torch.compile on first use. `autotune`: cuDNN's autotuner measures each convolution's algorithms on the
         first call of an input size instead of taking its heuristics' pick (seconds more on that call, then often
         faster: for one size many times, as bench, a video or a stream)."""
         self.device = resolve_device(device)
@@ -136,7 +136,7 @@ class Detector:
             load_state(self.model, ckpt["state_dict"], source=str(weights))
         self.model.eval().to(self.device)
         self.optimized = fast and built_here  # a model for inference only (DevicePath may cast a copy of it)
-        self.channels_last = self.optimized and channels_last_for(self.device, precision, layout)
+        self.channels_last = self.optimized and channels_last_for(self.device, precision, layout, autotune)
         self.autotune = autotune
         if self.optimized:
             # fused ops have no torch.compile rules; oneDNN's none for autocast either (cuDNN's are cast in fused.py)

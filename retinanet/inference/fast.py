@@ -101,14 +101,17 @@ def autocast(device: torch.device, precision: str):
 LAYOUTS = ("auto", "channels_last", "nchw")
 
 
-def channels_last_for(device: torch.device, precision: str, layout: str = "auto") -> bool:
-    """Whether a model built for inference runs channels-last. "auto": always, so far. Tensor-core precisions
-    (fp16, bf16, tf32) and oneDNN on the CPU run natively in NHWC; true fp32 on CUDA runs cuDNN's NCHW kernels,
-    which in channels-last pay two layout transposes per convolution, yet in NCHW cuDNN's heuristics picked slower
-    kernels (measured on an H200: benchmarks/profile_gpu.py's nchw variant, 28.6 against 24.2 ms a forward)."""
+def channels_last_for(device: torch.device, precision: str, layout: str = "auto", autotune: bool = False) -> bool:
+    """Whether a model built for inference runs channels-last. "auto": channels-last, except true fp32 on CUDA
+    with cuDNN's autotuner, which runs NCHW. cuDNN's fp32 kernels are NCHW ones, so channels-last pays layout
+    transposes around each convolution; yet its heuristics pick slower NCHW kernels than NHWC ones. Measured on
+    an H200 (benchmarks/predict_gpu.py, r50 at 1333x800, end to end): heuristics 25.3 ms channels-last against
+    28.4 NCHW; autotuned 23.9 against 22.0. Tensor-core precisions and oneDNN on the CPU run natively in NHWC."""
     if layout not in LAYOUTS:
         raise RetinaNetError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
-    return layout != "nchw"
+    if layout == "auto":
+        return not (device.type == "cuda" and precision == "fp32" and autotune)
+    return layout == "channels_last"
 
 
 def optimize_for_inference(model: nn.Module, device: torch.device, *, channels_last: bool = True,
