@@ -6,7 +6,8 @@ Writes N JPEG images (crops, flips and brightness changes of the bundled photo a
 retinanet.evaluation.run_detection over them (loader workers decode and resize, the GPU path does the rest; the
 time includes starting the workers) after a short untimed pass that captures the graphs, and times
 measure.time_inference (what `rdet bench --fps` runs: pre-processed images handed over outside the timer) on the
-same images. Target of issue #13: eval at least 0.8x bench.
+same images. Target of issue #13: eval at least 0.8x bench. Also printed: when the first results came (workers
+starting, the first images decoding) and the rate from there on.
 
     python benchmarks/eval_fps.py --images 500 --precision fp32,fp16 --json eval_fps.json
 """
@@ -72,10 +73,14 @@ def measure(precision: str, ann: Path, images: Path, device: str, workers: int, 
     ids = list(coco.image_ids)
     run_detection(det, coco, batch_size=batch_size, workers=workers, image_ids=ids[:40])  # captures, warm-up
     synchronize(det.device)
+    done = []  # (images finished, when): the first batch's wait is the fixed cost (workers starting, first decode)
     start = time.perf_counter()
-    results = run_detection(det, coco, batch_size=batch_size, workers=workers)
+    results = run_detection(det, coco, batch_size=batch_size, workers=workers,
+                            progress=lambda n: done.append((n, time.perf_counter())))
     synchronize(det.device)
     eval_seconds = time.perf_counter() - start
+    first_n, first_at = done[0]
+    steady = (len(ids) - first_n) / max(done[-1][1] - first_at, 1e-9)
     paths = [coco.path(i) for i in ids]
     speed = time_inference(det, loader_for(det, paths), images=len(paths), warmup=10)  # as rdet bench times
     eval_fps = len(ids) / eval_seconds
@@ -83,6 +88,7 @@ def measure(precision: str, ann: Path, images: Path, device: str, workers: int, 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return {"images": len(ids), "eval_fps": round(eval_fps, 2), "eval_seconds": round(eval_seconds, 3),
+            "first_results_ms": round((first_at - start) * 1000, 1), "eval_fps_after_first": round(steady, 2),
             "bench_fps": round(speed.fps, 2), "eval_over_bench": round(eval_fps / speed.fps, 3),
             "detections_per_image_eval": round(len(results) / len(ids), 2),
             "detections_per_image_bench": round(speed.detections, 2), "workers": workers, "batch_size": batch_size}
@@ -111,7 +117,9 @@ def main(argv=None) -> int:
             report["results"][precision] = res
             print(f"{precision}: eval {res['eval_fps']:.1f} img/s, bench {res['bench_fps']:.1f} fps, eval/bench "
                   f"{res['eval_over_bench']:.2f} ({res['detections_per_image_eval']} / "
-                  f"{res['detections_per_image_bench']} detections per image)", flush=True)
+                  f"{res['detections_per_image_bench']} detections per image); first results after "
+                  f"{res['first_results_ms']:.0f} ms, {res['eval_fps_after_first']:.1f} img/s from there",
+                  flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     return 0

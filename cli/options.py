@@ -53,8 +53,9 @@ MAX_LR = 1e6  # far above any learning rate that trains (it diverges: exit 3); f
 
 SHARED = {"zoo_file": (ZooFile, None), "cache_dir": (CacheDir, None), "offline": (Offline, False),
           "quiet": (Quiet, False), "as_json": (Json, False), "precision": (Precision, "fp32"),
-          "device": (Device, "auto"), "autotune": (Autotune, False), "weights": (Weights, None), "random_weights": (RandomWeights, False),
-          "data_root": (DataRoot, None), "ann": (Ann, None), "images": (Images, None)}
+          "device": (Device, "auto"), "autotune": (Autotune, False), "weights": (Weights, None),
+          "random_weights": (RandomWeights, False), "data_root": (DataRoot, None), "ann": (Ann, None),
+          "images": (Images, None)}
 
 
 def shared_options(command):

@@ -6,8 +6,8 @@ covered there: the copy of the already pre-processed image to the device, the fo
 down to host arrays. Decoding, resizing and normalising (the reference's data loader) are outside the timer.
 fps = timed images / accumulated time. (The reference adds its last iteration's time twice; we do not.)
 The detector is timed as given: rdet's inference path folds BatchNorm into the convolutions (the reference's
-optional --fuse-conv-bn, off for the published figures) and runs channels-last; cuDNN autotuning is off as there
-for eager calls, while a CUDA graph's convolutions are tuned once, in its warm-up before capture (graphs.py).
+optional --fuse-conv-bn, off for the published figures) and runs channels-last; cuDNN autotuning is off as there,
+unless the detector asks for it (`rdet bench --autotune`).
 
 Memory is what mmcv's logger reports: the peak of `torch.cuda.max_memory_allocated` over training iterations
 (forward + loss + backward + SGD step, 2 images per device at 1333x800), measured in a fresh child process so

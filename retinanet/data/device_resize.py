@@ -45,16 +45,20 @@ def _axis_taps(src: int, dst: int, clamp_border_weights: bool) -> tuple[np.ndarr
     return np.clip(s, 0, src - 1), np.clip(s + 1, 0, src - 1), w0.astype(np.int32), w1.astype(np.int32)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=512)
 def _taps(h: int, w: int, new_h: int, new_w: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """Index and weight tensors for one (source size, target size) on `device`, made once: a photo set has few
-    sizes, and a host-to-GPU copy per image would stall the stream."""
+    """Index and weight tensors for one (source size, target size) on `device`, made once per size (about 40 KB
+    at COCO's sizes; COCO val2017 has a few hundred sizes) and sent without waiting: a copy from pageable memory
+    would make the host wait for everything queued on the GPU before it."""
     x0, x1, xw0, xw1 = _axis_taps(w, new_w, clamp_border_weights=True)
     y0, y1, yw0, yw1 = _axis_taps(h, new_h, clamp_border_weights=False)
     rows = np.concatenate([y0, y1])  # both vertical taps in one gather
     with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable in and out of inference mode
         def put(a, shape):
-            return torch.from_numpy(np.ascontiguousarray(a)).reshape(shape).to(device)
+            host = torch.from_numpy(np.ascontiguousarray(a)).reshape(shape)
+            if device.type != "cuda":
+                return host.to(device)
+            return host.pin_memory().to(device, non_blocking=True)  # the pinned block lives until the copy is done
         return (put(rows, (-1,)), put(x0, (-1,)), put(x1, (-1,)),
                 put(xw0, (1, -1, 1)), put(xw1, (1, -1, 1)), put(yw0, (-1, 1, 1)), put(yw1, (-1, 1, 1)))
 

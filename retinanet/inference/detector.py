@@ -113,9 +113,9 @@ class Detector:
         """`precision`: fp32 (the reference's numbers), tf32, bf16 or fp16 (CUDA) autocast. `fast`: fold BatchNorm
         into the convolutions and fuse ReLUs (same detections; only for a model built here, never for one passed
         in, which may still be training), in memory `layout` channels_last, nchw, or auto: the faster one measured
-        (fast.channels_last_for). `compile`: torch.compile on first use. `autotune`: cuDNN's autotuner measures each convolution's algorithms on the
-        first call of an input size instead of taking its heuristics' pick (seconds more on that call, then often
-        faster: for one size many times, as bench, a video or a stream)."""
+        (fast.channels_last_for). `compile`: torch.compile on first use. `autotune`: cuDNN's autotuner measures
+        each convolution's algorithms on the first call of an input size instead of taking its heuristics' pick
+        (seconds more on that call, then often faster: for one size many times, as bench, a video or a stream)."""
         self.device = resolve_device(device)
         fast_autocast(self.device, precision)  # validates precision against the device up front
         self.precision = precision

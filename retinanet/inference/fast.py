@@ -126,7 +126,7 @@ def optimize_for_inference(model: nn.Module, device: torch.device, *, channels_l
         model.to(memory_format=torch.channels_last)
     if fuse and fused.available(device):
         fused.fuse_relus(model)
-    # cuDNN autotuning is not switched on here for the whole process (graphs.py says when GraphedCall tunes)
+    # cuDNN's autotuner is not switched on here for the whole process: a Detector switches it per call
     return model
 
 
