@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue #13's GPU figures in one run, from the repository root on a CUDA machine (about 7 minutes on an H200;
-# the steps' limits add up to 775 s, 675 s with SKIP="bench_mem files"):
+# Issue #13's GPU figures in one run, from the repository root on a CUDA machine (about 6 minutes on an H200;
+# the steps' limits add up to 835 s, 735 s with SKIP="bench_mem files"):
 #   bash benchmarks/gpu_check.sh                          # everything
 #   SKIP="bench_mem files" bash benchmarks/gpu_check.sh   # leave steps out by name
 #   ONLY="predict_gpu bench_fp16" bash benchmarks/gpu_check.sh   # or run only these
@@ -49,6 +49,8 @@ step bench_fp16 40 "${RDET[@]}" bench r50_fpn_1x --fps --precision fp16 --random
 step gpu_tests 90 $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py tests/test_device_resize.py
 step eval_fps 100 $PY benchmarks/eval_fps.py --images 500 --precision fp32,fp16 --workers 8 \
     --json "$LOGS/eval_fps.json"
+step eval_fps_w2 60 $PY benchmarks/eval_fps.py --images 500 --precision fp16 --workers 2 \
+    --json "$LOGS/eval_fps_w2.json"
 step bench_fp16_tuned 45 "${RDET[@]}" bench r50_fpn_1x --fps --precision fp16 --random-weights --autotune --json
 step bench_fp32 45 "${RDET[@]}" bench r50_fpn_1x --fps --precision fp32 --random-weights --stages --json \
     --num-images 600
@@ -89,7 +91,8 @@ except ValueError:
     print("no JSON in the log")
 EOF
     done
-    echo "--- eval vs bench"; grep -sE "^(fp32|fp16):" "$LOGS/eval_fps.log"
+    echo "--- eval vs bench (8 loader workers; then 2, rdet eval's default)"
+    grep -sE "^(fp32|fp16):" "$LOGS/eval_fps.log" "$LOGS/eval_fps_w2.log"
 } >"$OUT/summary.txt" 2>&1
 tar -czf "$OUT/logs.tar.gz" -C "$LOGS" .
 cat "$OUT/summary.txt"
