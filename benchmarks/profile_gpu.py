@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a sourc
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from predict_gpu import _image, rdet_detector  # noqa: E402
-from retinanet.benchmark.measure import synchronize  # noqa: E402
+from retinanet.benchmark.measure import device_name, synchronize  # noqa: E402
 
 
 REPEATS = 20
@@ -176,8 +176,9 @@ def profile_tables(det, image) -> dict:
 
 
 def forward_tables(det, image, size, precision: str) -> dict:
-    """The network alone, eager, rdet beside torchvision on the same image, both with cuDNN's autotuner on and TF32
-    as the precision says: CUDA time per op and input shape, to find the layers where one of them is slower."""
+    """The network alone, eager, rdet beside torchvision on the same image, both with the process's cuDNN choice
+    (its autotuner with --cudnn-benchmark, else its heuristics) and TF32 as the precision says: CUDA time per op
+    and input shape, to find the layers where one of them is slower."""
     from torch.profiler import ProfilerActivity, profile
 
     from predict_gpu import to_torchvision_input, torchvision_model, torchvision_switches
@@ -193,7 +194,7 @@ def forward_tables(det, image, size, precision: str) -> dict:
     tables = {}
     for name, call in calls.items():
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if det.device.type == "cuda" else [])
-        with torch.inference_mode(), torchvision_switches(precision):
+        with torch.inference_mode(), torchvision_switches(precision, torch.backends.cudnn.benchmark):
             for _ in range(3):
                 call()
             synchronize(det.device)
@@ -227,7 +228,7 @@ def main(argv=None) -> int:
         torch.backends.cudnn.benchmark = True
     size = tuple(int(v) for v in args.size.split("x"))
     image = _image(*size)
-    report = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu", "torch": torch.__version__, "size": size}
+    report = {"device": device_name(device), "torch": torch.__version__, "size": size}
     for precision in args.precision.split(","):
         for variant in args.variants.split(","):
             key = f"{precision} {variant}"
