@@ -119,18 +119,20 @@ def torchvision_switches(precision: str, autotune: bool):
         cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark = saved
 
 
-def rdet_variants(device, precision, size, autotune) -> dict:
+def rdet_variants(det, size) -> dict:
     """{row name: predict call} for each memory layout and NMS of rdet's device path (sync_free.CAPACITY
-    candidates in the graph, or 0: exact, after it)."""
+    candidates in the graph, or 0: exact, after it); `det` serves its own layout, another is built for the other."""
     from retinanet.inference.device_path import DevicePath
     from retinanet.inference.sync_free import CAPACITY
 
-    layouts = ("channels_last", "nchw") if precision == "fp32" else ("channels_last",)
+    own = "channels_last" if det.channels_last else "nchw"
+    layouts = ("channels_last", "nchw") if det.precision == "fp32" else ("channels_last",)
     calls = {}
     for layout in layouts:
-        det = rdet_detector(device, precision, size, autotune=autotune, layout=layout)
+        built = det if layout == own else rdet_detector(det.device, det.precision, size, autotune=det.autotune,
+                                                        layout=layout)
         for capacity in (CAPACITY, 0):
-            path = DevicePath(det, capacity=capacity)
+            path = DevicePath(built, capacity=capacity)
             calls[f"rdet {layout}, NMS {'exact' if capacity == 0 else f'sync-free {capacity}'}"] = path.predict
     return calls
 
@@ -142,7 +144,7 @@ def compare(device, precision, size, repeats, warmup, autotune=False) -> dict:
     image = _image(*size)
     det = rdet_detector(device, precision, size, autotune=autotune)
     eager = DevicePath(det, graphs=False)
-    variants = rdet_variants(device, precision, size, autotune)
+    variants = rdet_variants(det, size)
     tv = torchvision_model(device, image, size)
 
     def run_tv(switches):

@@ -53,8 +53,9 @@ def load(name: str, weights: str | os.PathLike | None = None, device: str = "aut
     if weights is not None and not random_weights and export_format(weights):
         return load_export(entry, weights, device, precision=precision, compile=compile,
                            overrides=config_overrides)
-    check_precision(resolve_device(device), precision)  # a device or precision that cannot run: before downloading
-    channels_last_for(resolve_device(device), precision, layout)  # an unknown layout: before downloading too
+    dev = resolve_device(device)
+    check_precision(dev, precision)  # a device or precision that cannot run: before downloading
+    channels_last_for(dev, precision, layout)  # an unknown layout: before downloading too
     if random_weights:
         import torch
 
