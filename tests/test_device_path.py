@@ -79,6 +79,8 @@ def test_eval_through_the_device_path_gives_the_plain_paths_results(tmp_path):
     plain = run_detection(det, coco, batch_size=2, workers=0, device_path=False)
     fast = run_detection(det, coco, batch_size=2, workers=1, device_path=True)
     assert len(plain) > 10 and fast == plain
+    # one image per batch: more batches than coco_eval.LOOKAHEAD are in flight, still read in order
+    assert run_detection(det, coco, batch_size=1, workers=0, device_path=True) == plain
     # where the device path resizes (a GPU, with the installed OpenCV proven), workers hand over decoded images
     from retinanet.inference.device_path import DevicePath
 

@@ -214,3 +214,17 @@ def test_pinned_staging_uploads_every_layout_unchanged():
     sent = [staging.upload(a) for a in arrays]
     for a, t in zip(arrays, sent):
         assert t.is_cuda and np.array_equal(t.cpu().numpy(), a)
+
+
+def test_reading_an_images_results_waits_for_that_image_only(row):
+    """Pending.read() waits for its own image's copy, not for work queued after it: otherwise eval, which reads
+    an image's results while the next ones run, would wait for those too and the GPU would idle meanwhile."""
+    cfg, path = row
+    dp = DevicePath(Detector(cfg, path, device="cuda"))
+    image = photo(0, 480, 640)
+    first = dp.queue([dp.prepare(image)])
+    torch.cuda._sleep(2_000_000_000)  # about a second of GPU clock cycles, queued behind the image
+    [dets] = dp.collect(first)
+    assert not torch.cuda.current_stream().query()  # collect returned while the sleep still ran
+    torch.cuda.synchronize()
+    assert_close(dets, Detector(cfg, path, device="cpu").predict(image)[0])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import deque
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -67,6 +68,9 @@ class CocoImages:
         except ImageError as e:  # decoded, but too thin to resize
             return None, f"{self.paths[i]}: {e}", self.image_ids[i]
         return tensor, meta, self.image_ids[i]
+
+
+LOOKAHEAD = 2  # batches queued on the GPU while the host stores the oldest one's results and prepares the next
 
 
 def same_size_order(coco_set: CocoSet, ids: list[int], cfg, batch_size: int) -> list[int]:
@@ -185,8 +189,8 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
     `device_path` (default: where Detector.device_path() gives one, i.e. on a GPU): loader workers decode (and
     resize, where the device path does not), the uint8 images are pinned and copied without waiting, resized and
     normalised on the device, batched by padded size, run through CUDA graphs with sync-free post-processing
-    (inference.device_path), and each batch's results are read only after the next batch is queued, so decoding,
-    copying and the forward overlap. Same detections as the plain path.
+    (inference.device_path), and each batch's results are read only after the next LOOKAHEAD batches are queued, so
+    decoding, copying and the forward overlap. Same detections as the plain path.
     """
     from retinanet.distributed import DistInfo, gather_to_main, shard
 
@@ -216,7 +220,12 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
         if progress is not None:
             progress(len(batch))
 
-    in_flight = None  # (batch, queued) whose results are read after the next batch is queued
+    in_flight: deque = deque()  # (batch, queued): read once LOOKAHEAD later batches are queued behind them
+
+    def store_oldest():
+        done, queued = in_flight.popleft()
+        store(done, path.collect(queued))
+
     for batch in batches:
         for tensor, meta, _ in batch:
             if tensor is None:
@@ -225,13 +234,12 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
             prepared = [(t.to(detector.device, non_blocking=True), meta) for t, meta, _ in batch]
             store(batch, detector.detect_prepared(prepared, batch_size=len(batch)))
             continue
-        queued = path.queue([(path.device_part(path.upload(t), meta), meta) for t, meta, _ in batch],
-                            batch_size=len(batch))
-        if in_flight is not None:
-            store(in_flight[0], path.collect(in_flight[1]))
-        in_flight = (batch, queued)
-    if in_flight is not None:
-        store(in_flight[0], path.collect(in_flight[1]))
+        in_flight.append((batch, path.queue([(path.device_part(path.upload(t), meta), meta)
+                                             for t, meta, _ in batch], batch_size=len(batch))))
+        if len(in_flight) > LOOKAHEAD:
+            store_oldest()
+    while in_flight:
+        store_oldest()
     parts = gather_to_main(per_image, dist)
     if not dist.is_main:
         return []

@@ -73,8 +73,8 @@ class Detections:
         """COCO results format: bbox as [x, y, w, h] with w = x2 - x1 (no +1), subtracted in float64 after the
         float32 corners become Python floats, as the reference's xyxy2xywh (bbox.tolist() first)."""
         return [{"image_id": image_id, "category_id": int(self.category_ids[lab]),
-                 "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(s)}
-                for (x1, y1, x2, y2), s, lab in zip(self.boxes.tolist(), self.scores, self.labels)]
+                 "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
+                for (x1, y1, x2, y2), s, lab in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist())]
 
 
 @dataclass

@@ -27,17 +27,32 @@ ROUNDS = 12  # fixed-point iterations: suppression chains on real images are a f
 
 
 class Pending:
-    """One image's fixed-size results, still on the device, and what an exact recomputation needs."""
+    """One image's fixed-size results, still on the device, and what an exact recomputation needs.
+
+    On a GPU the packed results start for the host as soon as they are queued: a non-blocking copy into pinned
+    memory right behind this image's kernels, with an event after it. Reading then waits for this image alone.
+    A plain `.cpu()` at read time would queue the copy behind everything queued since (the next images' graphs)
+    and wait for all of it, which undoes eval's pipelining: the GPU would idle while the host stores results and
+    queues the next image."""
 
     def __init__(self, outputs: tuple[torch.Tensor, ...], settings: dict):
         """`outputs`: what fixed_filter_and_nms gives (FIELDS tensors); `settings`: filter_and_nms's options."""
         self.packed, self.all_boxes, self.all_scores = outputs
         self.settings = settings
+        self.host: torch.Tensor | None = None
+        self.copied: torch.cuda.Event | None = None
+        if self.packed.is_cuda:
+            self.host = torch.empty(self.packed.shape, dtype=self.packed.dtype, pin_memory=True)
+            self.host.copy_(self.packed, non_blocking=True)
+            self.copied = torch.cuda.Event()
+            self.copied.record(torch.cuda.current_stream(self.packed.device))
 
     def read(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(boxes, scores, labels) on the host: one synchronising copy of `packed`, or the exact path where
-        needed."""
-        boxes, scores, labels, n, exact = unpack(self.packed.cpu())
+        """(boxes, scores, labels) on the host: the packed results as copied (waiting for this image's copy
+        only), or the exact path where needed."""
+        if self.copied is not None:
+            self.copied.synchronize()
+        boxes, scores, labels, n, exact = unpack(self.packed if self.host is None else self.host)
         if not exact:
             b, s, lab = filter_and_nms(self.all_boxes, self.all_scores, **self.settings)
             return b.cpu(), s.cpu(), lab.cpu()
