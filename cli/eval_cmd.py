@@ -95,6 +95,10 @@ def evaluate(
         checkpoints = _expand_weights(weights)
         entry, coco_set = _inputs(names[0] if names else None, data_root, ann, images, results_file, out_file,
                                   limit, zoo_file)
+        read = (coco_set.ann_file, results_file)  # what --out and --csv must not overwrite
+        check_outputs(csv_file, plots, read)
+        if out_file is not None:
+            output_file(out_file, inputs=read)  # before the inference: an unwritable --out must not cost the run
         if rescoring:
             results = match_file_names(load_results(results_file), coco_set)
     if is_main_process() and not quiet:
@@ -246,8 +250,6 @@ def _inputs(name, data_root, ann, images, results_file, out_file, limit, zoo_fil
         raise Fail("give a model NAME to evaluate (see `rdet list`), or --results FILE to re-score detections")
     if rescoring and out_file is not None:
         raise Fail("--out saves a model's detections; with --results no model runs")
-    if out_file is not None:
-        output_file(out_file)  # before the inference: an unwritable --out must not cost the whole run
     entry = zoo.get(name, zoo_file) if name is not None else None
     return entry, eval_set(data_root, ann, images, limit, rescoring)
 

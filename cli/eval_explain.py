@@ -7,6 +7,7 @@ from rich.table import Table
 
 from .common import out
 from .outputs import output_dir, output_file
+from .text import shown
 
 
 def _pct(v: float | None, spec: str = ".1f") -> str:
@@ -21,7 +22,7 @@ def per_class_table(rows, title: str) -> Table:
     for col in ("class", "AP", "AP50", "AP75", "AR100", "#GT"):
         table.add_column(col, justify="left" if col == "class" else "right")
     for r in by_ap(rows):
-        table.add_row(r.name, _pct(r.ap), _pct(r.ap50), _pct(r.ap75), _pct(r.ar100), str(r.gt))
+        table.add_row(shown(r.name), _pct(r.ap), _pct(r.ap50), _pct(r.ap75), _pct(r.ar100), str(r.gt))
     return table
 
 
@@ -38,11 +39,11 @@ def errors_table(breakdown) -> Table:
     return table
 
 
-def check_outputs(csv_file: Path | None, plots: Path | None) -> None:
-    """Bad output paths (a directory for --csv, a file for --plots, either under a file or read-only), said
-    before any work."""
+def check_outputs(csv_file: Path | None, plots: Path | None, inputs=()) -> None:
+    """Bad output paths (a directory for --csv, a file for --plots, either under a file or read-only, --csv
+    naming one of the `inputs`), said before any work."""
     if csv_file is not None:
-        output_file(csv_file, "--csv")
+        output_file(csv_file, "--csv", inputs)
     if plots is not None:
         output_dir(plots, "--plots")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from .common import Fail, out, print_json
+from .text import shown
 
 
 def _epoch(meta: dict, path: Path) -> int | None:
@@ -56,14 +57,14 @@ def run_checkpoints(entry, coco_set, checkpoints: list[Path], source, run, out_f
                     "plot": None if chart is None else str(chart), "provenance": provenance})
         return
     table = Table(title=f"{entry.name}: {len(rows)} checkpoints on {len(coco_set)} images of "
-                        f"{coco_set.ann_file.name}, best first", title_justify="left")
+                        f"{shown(coco_set.ann_file.name)}, best first", title_justify="left")
     for col in ("checkpoint", "epoch", "AP", "AP50", "AP75", "AR100"):
         table.add_column(col, justify="left" if col == "checkpoint" else "right")
     for r in rows:
         m = r["metrics"]
-        table.add_row(Path(r["weights"]).name, "-" if r["epoch"] is None else str(r["epoch"]),
+        table.add_row(shown(Path(r["weights"]).name), "-" if r["epoch"] is None else str(r["epoch"]),
                       *(f"{100 * m[k]:.1f}" if m[k] >= 0 else "n/a" for k in ("bbox_mAP", "bbox_mAP_50",
                                                                               "bbox_mAP_75", "AR_100")))
     out.print(table)
     if chart is not None:
-        out.print(f"AP by epoch plotted in {chart}", highlight=False)
+        out.print(f"AP by epoch plotted in {shown(chart)}", highlight=False)

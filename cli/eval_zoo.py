@@ -53,7 +53,7 @@ def run_zoo_check(job: ZooCheck, data: tuple, source, run, results_file) -> None
 
     from retinanet.evaluation.coco_eval import score_set
     from zoo.checksum import sha256_file
-    from zoo.reproduce import OFF, UNAVAILABLE, failures, reproduce, write_report
+    from zoo.reproduce import OFF, UNAVAILABLE, reproduce, reproduced, write_report
 
     from .eval_cmd import _detect, _notes, _provenance, eval_set, zoo_weights
 
@@ -100,7 +100,7 @@ def run_zoo_check(job: ZooCheck, data: tuple, source, run, results_file) -> None
     scored_any = any(r.measured is not None for r in rows)
     if as_json:
         print_json({"images": len(coco_set), "annotations": str(coco_set.ann_file), "tolerance": tolerance,
-                    "reproduced": not failures(rows), "rows": [r.to_dict() for r in rows],
+                    "reproduced": reproduced(rows), "rows": [r.to_dict() for r in rows],
                     "report": {"markdown": str(md), "json": str(js)}, "provenance": context})
     else:
         _table(rows, coco_set, tolerance)

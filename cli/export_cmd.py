@@ -11,6 +11,7 @@ from rich.table import Table
 from .common import Fail, err, out, parse_size, print_json
 from .outputs import output_file
 from .options import shared_options
+from .text import shown
 
 @shared_options
 def export_model(
@@ -115,7 +116,7 @@ def _table(name: str, report) -> Table:
         table.add_column(col, justify="left" if col == "image" else "right")
     for r in report.rows:
         same_count = r.torch_detections == r.export_detections
-        table.add_row(r.image, str(r.torch_detections), str(r.export_detections),
+        table.add_row(shown(r.image), str(r.torch_detections), str(r.export_detections),
                       f"{r.max_box_diff:.2g}" if same_count else "-", f"{r.max_score_diff:.2g}" if same_count else "-",
                       "same" if r.labels_agree else "differ", "[green]pass[/green]" if r.passed else "[red]FAIL[/red]")
     return table

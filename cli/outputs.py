@@ -31,14 +31,26 @@ def output_dir(path: Path, flag: str = "--out") -> Path:
     return path
 
 
-def output_file(path: Path, flag: str = "--out") -> Path:
-    """A file to write results into: not a directory, in a directory that exists (created) and is writable."""
+def output_file(path: Path, flag: str = "--out", inputs=()) -> Path:
+    """A file to write results into: not a directory, in a directory that exists (created) and is writable, and
+    none of the `inputs` (paths this run reads; None skipped), which writing it would destroy."""
     if path.is_dir():
         raise Fail(f"{flag} {path}: is a directory; give a file name")
+    for source in inputs:
+        if source is not None and _same_file(path, Path(source)):
+            raise Fail(f"{flag} {path}: is the input {source}, which writing it would destroy; give another {flag}")
     output_dir(path.parent if str(path.parent) else Path("."), flag)
     if path.exists() and not os.access(path, os.W_OK):
         raise Fail(f"{flag} {path}: the file is not writable")
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (links and relative spellings included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet): the same file only if they resolve alike
+        return a.resolve() == b.resolve()
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from .common import err, out
 from .predict_outputs import Outputs, keep_classes, record
 from .signals import Stopped
 from .tables import show_table
+from .text import shown
 
 
 @dataclass
@@ -59,9 +60,9 @@ def detect_frames(det, frames: Iterable, outputs: Outputs, score_thr: float, lab
 
 def _say(rec: dict, seconds: float) -> None:
     counts = Counter(d["class"] for d in rec["detections"])
-    summary = ", ".join(f"{n} {name}" for name, n in counts.most_common()) or "nothing"
+    summary = ", ".join(f"{n} {shown(name)}" for name, n in counts.most_common()) or "nothing"
     where = rec["path"] if rec["frame"] is None else f"{rec['path']} frame {rec['frame']}"
-    out.print(f"{where}: {summary} ({seconds * 1000:.0f} ms)", highlight=False)
+    out.print(f"{shown(where)}: {summary} ({seconds * 1000:.0f} ms)", highlight=False)
 
 
 def print_summary(model: str, run: Run, score_thr: float, out_dir, compile_seconds: float) -> None:
@@ -75,7 +76,7 @@ def print_summary(model: str, run: Run, score_thr: float, out_dir, compile_secon
     table.add_column("class")
     table.add_column("count", justify="right")
     for name, n in total.most_common():
-        table.add_row(name, str(n))
+        table.add_row(shown(name), str(n))
     show_table(table, title)
     if run.timings:
         out.print(f"mean time per image: {sum(run.timings) / len(run.timings) * 1000:.0f} ms")

@@ -10,12 +10,19 @@ import re
 
 from rich.markup import escape
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0 (newline too: data is one line), DEL and C1
+# C0 (newline too: data is one line), DEL and C1; and the invisible format characters that reorder or hide
+# text (bidirectional overrides and isolates, zero-width characters, the byte-order mark)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 
 
 def visible(text: object) -> str:
-    """`text` with every control character as a visible escape (`\\x1b`), for plain output."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    """`text` with every control character as a visible escape (`\\x1b`, `\\u202e`), for plain output."""
+    return _CONTROL.sub(_escaped, str(text))
+
+
+def _escaped(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def shown(text: object) -> str:

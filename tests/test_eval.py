@@ -324,6 +324,20 @@ def test_zoo_check_end_to_end_exit_status_names_the_row_and_resumes(data, tmp_pa
     assert rows["calm18"]["status"] == "off" and rows["calm18"]["resumed"]  # same weights digest: not run again
 
 
+def test_a_zoo_check_that_compared_no_row_is_not_reported_as_reproduced(tmp_path):
+    """A sweep's finding: with every row unavailable, report.json said "reproduced": true and report.md "Every
+    row scored reproduced." (the exit status 1 was right)."""
+    from zoo.reproduce import OFF, OK, UNAVAILABLE, UNPUBLISHED, RowResult, reproduced, write_report
+
+    gone = RowResult("gone", 36.5, None, UNAVAILABLE, message="offline")
+    mine = RowResult("mine", None, 12.0, UNPUBLISHED)
+    md, js = write_report(tmp_path, [gone, mine], 0.1, "val.json", "0" * 64, 5)
+    assert json.loads(js.read_text())["reproduced"] is None
+    assert "No row was compared with a published AP." in md.read_text() and "Every row" not in md.read_text()
+    assert reproduced([gone, RowResult("r", 36.5, 36.5, OK)]) is True
+    assert reproduced([RowResult("r", 36.5, 36.5, OK), RowResult("x", 36.5, 30.0, OFF)]) is False
+
+
 # --- bad input: one line, exit 2, before any inference ---------------------------------------------------------
 
 

@@ -68,7 +68,17 @@ def test_eval_output_paths_of_the_wrong_kind_are_one_line_before_any_work(served
               f"--plots {ann}: exists and is not a directory; give a directory")
     _one_line(rdet_here(capsys, monkeypatch, "eval", "--all", "--ann", ann, "--images", images, "--report", ann,
                         env=env), 2, f"--report {ann}: exists and is not a directory; give a directory")
-    assert server.requests == []
+    # a sweep's finding: --out and --csv overwrote the annotation or results file being read (exit 0)
+    kept = ann.read_bytes()
+    _one_line(rdet_here(capsys, monkeypatch, *base, "--out", ann, env=env), 2, f"--out {ann}: is the input")
+    _one_line(rdet_here(capsys, monkeypatch, *base, "--csv", ann, env=env), 2, f"--csv {ann}: is the input")
+    results = tmp_path / "results.json"
+    results.write_text("[]")
+    linked = tmp_path / "linked.json"
+    linked.symlink_to(results)
+    _one_line(rdet_here(capsys, monkeypatch, "eval", "--results", results, "--ann", ann, "--per-class", "--csv",
+                        linked, env=env), 2, f"--csv {linked}: is the input {results}")
+    assert ann.read_bytes() == kept and results.read_text() == "[]" and server.requests == []
 
 
 def test_a_precision_the_device_cannot_run_is_refused_before_the_weights_are_downloaded(tiny, tmp_path, http_server,

@@ -109,6 +109,8 @@ def test_user_manifest_adds_and_overrides(tmp_path):
     (lambda t: t.replace("num_classes = 3", "num_classes = 100000000"), "field 'num_classes'"),
     (lambda t: t.replace("depth = 18", 'depth = 18\nbackbone = "R\\u001b]0;pwned\\u0007"'), "field 'backbone'"),
     (lambda t: t.replace("depth = 18", "depth = 18\nepochs = 1000000000"), "field 'epochs'"),
+    # a sweep's finding: 1e300 GFLOPs overflowed `rdet info` / `list --cost` (x 1e9 is infinite)
+    (lambda t: t.replace("depth = 18", "depth = 18\ngflops = 1e300\nparams = 5"), "field 'gflops'"),
 ])
 def test_malformed_manifest_names_file_entry_and_field(tmp_path, mutation, message):
     path = tmp_path / "bad.toml"

@@ -38,6 +38,23 @@ def test_11_control_characters_and_markup_in_data_are_shown_not_obeyed():
     assert visible(title) == "cat\\x1b]0;pwned\\x07" and "\x1b" not in shown(title)
     assert visible("a\x9b2Jb\nc") == "a\\x9b2Jb\\x0ac"
     assert shown("[/x] [red]dog[/red]") == "\\[/x] \\[red]dog\\[/red]"
+    assert visible("\u202eevil\u200b\ufeff") == "\\u202eevil\\u200b\\ufeff"  # reorders or hides text
+
+
+def test_11_class_names_from_an_annotation_file_are_shown_escaped(tmp_path, capsys, monkeypatch):
+    """A sweep's finding: `eval --per-class` printed a category name's ESC and newline raw."""
+    from cli_inprocess import rdet_here
+    from coco_data import IMAGES, write_annotations
+
+    records = [{"id": i, "file_name": f, "width": w, "height": h} for i, f, w, h in IMAGES]
+    evil = "\u202e\x1b[31mevil\n[red]x"
+    ann = write_annotations(tmp_path / "evil.json", records, [(42, 12, [1, 1, 20, 20])],
+                            categories=((12, evil), (3, "circle")))
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([{"image_id": 42, "category_id": 12, "bbox": [1, 1, 20, 20], "score": 0.9}]))
+    r = rdet_here(capsys, monkeypatch, "eval", "--results", results, "--ann", ann, "--per-class")
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout and "\u202e" not in r.stdout and "\\x1b[31mevil\\x0a[red]x" in r.stdout
 
 
 # ---------------------------------------------------------------------------------------------------- as users run it
@@ -165,3 +182,13 @@ def test_4_eval_out_that_cannot_be_written_fails_before_inference(tiny_files, tm
                  env_extra={"RDET_ZOO": str(manifest), "RDET_CACHE": str(tmp_path / "c")})
     assert r.returncode != 0 and "Traceback" not in r.stderr and "--out" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and time.monotonic() - began < 30  # no inference ran
+
+
+def test_11_class_names_from_a_checkpoint_are_shown_escaped_in_predicts_lines(capsys):
+    """A sweep's finding: a checkpoint's meta CLASSES reached predict's per-image line with its ESC raw."""
+    from cli.predict_run import _say
+
+    _say({"detections": [{"class": "\x1b[31mred"}, {"class": "[b]dog"}], "path": "a\u202e.jpg", "frame": None}, 0.01)
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "\u202e" not in printed
+    assert "a\\u202e.jpg: 1 \\x1b[31mred, 1 [b]dog" in printed

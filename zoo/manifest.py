@@ -158,7 +158,8 @@ _FIELDS = {
     "box_ap": (lambda v: _is_num(v) and 0 <= v <= 100, "a number from 0 to 100", False),
     "log_url": (_url, _URL_RULE, False),
     "params": (lambda v: _is_int(v) and v > 0, "a positive integer", False),
-    "gflops": (lambda v: _is_num(v) and v > 0, "a positive number", False),
+    # bounded: `rdet list --cost` counts in FLOPs (x 1e9), which must stay finite; a detector is a few hundred
+    "gflops": (lambda v: _is_num(v) and 0 < v <= 1e6, "a positive number up to 1000000", False),
 }
 assert set(_FIELDS) == {f.name for f in fields(Entry)} - {"source"}
 

@@ -135,6 +135,14 @@ def failures(rows: list[RowResult]) -> list[RowResult]:
     return [r for r in rows if r.status == OFF]
 
 
+def reproduced(rows: list[RowResult]) -> bool | None:
+    """The verdict over all rows: None where no row was compared with a published AP (none scored, or none
+    published), so that a check that checked nothing never reads as a success."""
+    if not any(r.status in (OK, OFF) for r in rows):
+        return None
+    return not failures(rows)
+
+
 def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
@@ -151,7 +159,9 @@ def markdown(rows: list[RowResult], tolerance: float, annotations: str, images: 
                      f"{_fmt(r.difference, '+.2f')} | {status} | {r.weights_sha256 or '-'} |")
     bad, unscored = failures(rows), [r.name for r in rows if r.status == UNAVAILABLE]
     lines.append("")
-    lines.append(f"Not reproduced: {', '.join(r.name for r in bad)}." if bad else "Every row scored reproduced.")
+    verdict_line = {None: "No row was compared with a published AP.", True: "Every row scored reproduced.",
+                    False: f"Not reproduced: {', '.join(r.name for r in bad)}."}
+    lines.append(verdict_line[reproduced(rows)])
     if unscored:
         lines.append(f"Not scored (weights unavailable): {', '.join(unscored)}.")
     return "\n".join(lines) + "\n"
@@ -166,6 +176,6 @@ def write_report(report_dir: Path, rows: list[RowResult], tolerance: float, anno
     report_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomically(md, markdown(rows, tolerance, annotations, images))
     _write_json(js, {"tolerance": tolerance, "annotations": annotations, "annotations_sha256": ann_sha256,
-                     "images": images, "reproduced": not failures(rows), "rows": [r.to_dict() for r in rows],
+                     "images": images, "reproduced": reproduced(rows), "rows": [r.to_dict() for r in rows],
                      "provenance": provenance})
     return md, js
