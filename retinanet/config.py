@@ -5,6 +5,8 @@ Defaults are MMDetection v2.0's RetinaNet settings (see the facts sheet, section
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 STYLES = ("pytorch", "caffe")
@@ -21,6 +23,14 @@ def reduced_precision(device_type: str) -> str:
 
 
 MAX_GROUP_WIDTH = 32 * 48  # ResNeXt-101 32x48d (829M parameters), the widest published; the zoo's widest is 64x4d
+
+
+def _whole(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, numbers.Real) and math.isfinite(v)
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,20 @@ class ModelConfig:
                              f"ResNeXt (at most {MAX_GROUP_WIDTH}: 32x48d)")
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+        # a config also comes from files (an export's metadata, a checkpoint's): values that would run but give
+        # nothing (a 0x0 scale, NaN thresholds) are refused here, where every config passes
+        if not (len(self.scale) == 2 and all(_whole(v) and v >= 1 for v in self.scale)):
+            raise ValueError(f"scale must be two positive integers (width, height), not {self.scale!r}")
+        for name in ("num_classes", "size_divisor", "nms_pre", "max_per_img"):
+            if not (_whole(getattr(self, name)) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)!r}")
+        for name in ("score_thr", "nms_iou"):
+            if not (isinstance(getattr(self, name), numbers.Real) and 0 <= getattr(self, name) <= 1):  # NaN: no
+                raise ValueError(f"{name} must be a number from 0 to 1, not {getattr(self, name)!r}")
+        if not (len(self.mean) == len(self.std) == 3 and all(_finite(v) for v in self.mean)
+                and all(_finite(v) and v > 0 for v in self.std)):
+            raise ValueError(f"mean and std must be 3 finite numbers each, std positive, not {self.mean!r}, "
+                             f"{self.std!r}")
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -202,3 +202,18 @@ def test_half_precision_export_is_checked_by_matching(workdir):
     assert report.passed and report.box_tol == 2.0, report.to_dict()
     row = report.rows[0]
     assert row.torch_detections > 0 and 0 < row.max_score_diff <= 1e-2  # half rounding shows, within bounds
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"score_thr": float("nan")}, "score_thr must be a number from 0 to 1"),
+    ({"nms_iou": 5}, "nms_iou must be a number from 0 to 1"),
+    ({"scale": [0, 0]}, "scale must be two positive integers"),
+    ({"max_per_img": 0}, "max_per_img must be a positive integer"),
+    ({"std": [0, 1, 1]}, "mean and std must be 3 finite numbers"),
+])
+def test_metadata_values_that_would_run_but_detect_nothing_are_refused(change, words):
+    """A sweep's finding: an edited rdet.json with NaN or out-of-range values was accepted silently."""
+    info = _info()
+    text = info.__class__(**{**info.__dict__, "config": {**info.config, **change}}).to_json()
+    with pytest.raises(ExportError, match=f"m.pt2: unreadable rdet export metadata \\({words}"):
+        ExportInfo.from_json(text, "m.pt2")

@@ -205,6 +205,11 @@ def test_training_drops_a_box_wholly_outside_its_image_instead_of_an_infinite_lo
         sample = train[(0, flip)]  # the box partly inside is kept, clipped; the one outside is gone
         assert sample.labels.tolist() == [1] and sample.boxes.shape == (1, 4)
     assert sample.boxes.tolist() == [[0.0, 30.0, 10.0, 40.0]]
+    # a sweep's finding: with every box outside, training ran on nothing (loss_bbox 0) and wrote a checkpoint
+    doc["annotations"][1]["bbox"] = [60, 0, 20, 20]  # touching the right edge: no area inside
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    with pytest.raises(DatasetError, match="x.json: no box lies inside its image"):
+        TrainSet(CocoSet.load(tmp_path / "x.json", tmp_path), ModelConfig(depth=18, num_classes=2, scale=(60, 40)))
 
 
 # --- videos ------------------------------------------------------------------------------------------------------

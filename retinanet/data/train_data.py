@@ -60,6 +60,10 @@ class TrainSet(torch.utils.data.Dataset):
         self.paths = [coco_set.path(i) for i in self.ids]
         self.targets = [coco_set.annotations(i) for i in self.ids]
         infos = [coco_set.info(i) for i in self.ids]
+        if not any(_box_inside(boxes, info.get("width"), info.get("height"))
+                   for (boxes, _), info in zip(self.targets, infos)):
+            raise DatasetError(f"{getattr(coco_set, 'ann_file', 'the dataset')}: no box lies inside its image (by "
+                               "the annotated sizes), and boxes outside are dropped: nothing to train on")
         self.sizes = [(info.get("width") or 1, info.get("height") or 1) for info in infos]
         coco_set.check_resizable(cfg.scale, self.ids)  # refused before training starts, not hours into it
 
@@ -95,6 +99,16 @@ class TrainSet(torch.utils.data.Dataset):
         tensor = normalize(np.ascontiguousarray(img), self.cfg)
         return Sample(tensor, torch.from_numpy(np.ascontiguousarray(boxes, np.float32)).reshape(-1, 4),
                       torch.from_numpy(labels), (h, w))
+
+
+def _box_inside(boxes: np.ndarray, width, height) -> bool:
+    """Whether one of an image's boxes keeps some area clipped to the image (__getitem__ drops the others; an
+    image without an annotated size is taken at its word)."""
+    if not len(boxes) or not width or not height:
+        return bool(len(boxes))
+    x1, x2 = boxes[:, 0].clip(0, width), boxes[:, 2].clip(0, width)
+    y1, y2 = boxes[:, 1].clip(0, height), boxes[:, 3].clip(0, height)
+    return bool(((x2 > x1) & (y2 > y1)).any())
 
 
 def _unusable(error: str) -> Sample:
