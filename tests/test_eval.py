@@ -141,7 +141,10 @@ def test_results_files_round_trip_and_bad_ones_are_one_line_errors(hand_set, tmp
     save_results(tmp_path / "sub" / "r.json", dets)
     assert load_results(tmp_path / "sub" / "r.json") == dets
     bad = {"missing.json": None, "broken.json": "[{", "dict.json": "{}",
-           "nobox.json": json.dumps([{"image_id": 42, "category_id": 3, "score": 0.5}])}
+           "nobox.json": json.dumps([{"image_id": 42, "category_id": 3, "score": 0.5}]),
+           # a sweep's findings: a negative width, and true as an image id, were scored
+           "negative.json": json.dumps([{"image_id": 42, "category_id": 3, "bbox": [5, 5, -3, 4], "score": 0.5}]),
+           "bool.json": json.dumps([{"image_id": True, "category_id": 3, "bbox": [5, 5, 3, 4], "score": 0.5}])}
     for name, text in bad.items():
         if text is not None:
             (tmp_path / name).write_text(text)

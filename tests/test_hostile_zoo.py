@@ -182,6 +182,19 @@ def test_a_malformed_checkpoint_is_refused_when_read(case, message, tiny_state, 
         read_checkpoint(path)
 
 
+def test_a_plain_pickle_is_refused_without_torchs_warning(tmp_path):
+    """A sweep's finding: torch's 'Detected pickle protocol 4' UserWarning reached stderr before the one line."""
+    import pickle
+    import warnings
+
+    path = tmp_path / "plain.pth"
+    path.write_bytes(pickle.dumps({"state_dict": {KEY: torch.zeros(2)}}, protocol=4))
+    with warnings.catch_warnings(record=True) as said, pytest.raises(CheckpointError, match="plain.pth: not a "):
+        warnings.simplefilter("always")
+        read_checkpoint(path)
+    assert not said, [str(w.message) for w in said]
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda t: t.to(torch.int64), "is torch.int64, not floating-point"),
     (lambda t: t.to(torch.complex64), "is torch.complex64, not floating-point"),

@@ -291,12 +291,17 @@ def save_results(path: str | os.PathLike, results: list[dict]) -> None:
 
 
 def _valid_result(r) -> bool:
+    """Scores may be any finite number (COCOeval only ranks them); a box's width and height not negative (its IoU
+    would be meaningless); ids integers, not true/false (which Python counts as 1 and 0)."""
     def number(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
-    return (isinstance(r, dict) and isinstance(r.get("image_id"), int) and isinstance(r.get("category_id"), int)
+    def whole(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    return (isinstance(r, dict) and whole(r.get("image_id")) and whole(r.get("category_id"))
             and isinstance(r.get("bbox"), list) and len(r["bbox"]) == 4 and all(number(v) for v in r["bbox"])
-            and number(r.get("score")))
+            and min(r["bbox"][2:]) >= 0 and number(r.get("score")))
 
 
 def load_results(path: str | os.PathLike) -> list[dict]:
@@ -308,7 +313,7 @@ def load_results(path: str | os.PathLike) -> list[dict]:
     for i, r in enumerate(data):
         if not _valid_result(r):
             raise DatasetError(f"results file {path}: entry {i} is not a COCO detection "
-                               "{image_id, category_id, bbox: [x, y, w, h], score}")
+                               "{image_id, category_id, bbox: [x, y, w >= 0, h >= 0], score}")
     return data
 
 

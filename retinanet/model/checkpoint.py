@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def load_weights_only(path: Path):
     if problem:
         raise CheckpointError(f"{path}: {problem}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. on a plain pickle: advice about pickle protocols, not for users
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as err:  # unreadable: permissions, an I/O error
         raise CheckpointError(f"{path}: cannot read it ({err.strerror or err})") from None
     except pickle.UnpicklingError as err:
