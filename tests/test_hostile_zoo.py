@@ -15,6 +15,7 @@ from retinanet.model.checkpoint import load_state, read_checkpoint
 from retinanet.model.reference_layout import reference_state_dict
 from retinanet.model.retinanet import RetinaNet
 from tiny_zoo import CLASSES, NAME, write_tiny_zoo
+import zoo
 from zoo.errors import DownloadError, ManifestError
 from zoo.manifest import parse_manifest
 
@@ -119,6 +120,13 @@ def test_rdet_max_pixels_takes_ascii_digits_within_bounds(monkeypatch):
             max_file_bytes()
     monkeypatch.setenv("RDET_MAX_PIXELS", "1000")
     assert max_pixels() == 1000
+
+
+def test_random_weights_say_why_they_read_the_bundled_photo(tiny, monkeypatch):
+    """A sweep's finding: a low RDET_MAX_PIXELS failed naming a photo the user never gave."""
+    monkeypatch.setenv("RDET_MAX_PIXELS", "1000")
+    with pytest.raises(ImageError, match="^random weights are calibrated on the bundled photo, which cannot be "):
+        zoo.load(NAME, zoo_file=tiny[0], random_weights=True, device="cpu")
 
 
 # ---------------------------------------------------------------------------------------------------- the cache

@@ -82,8 +82,14 @@ def calibrate_random_head(det) -> None:
     from retinanet.data.preprocess import collate
     from retinanet.model.trained_like import calibrate_head
 
+    from retinanet.errors import ImageError
+
     with torch.inference_mode():
-        batch = collate([det.prepare(SAMPLE_IMAGE)[0]], det.cfg.size_divisor)
+        try:
+            prepared = det.prepare(SAMPLE_IMAGE)[0]
+        except ImageError as e:  # e.g. an RDET_MAX_PIXELS below the photo's size: say why it is read at all
+            raise ImageError(f"random weights are calibrated on the bundled photo, which cannot be read: {e}") from None
+        batch = collate([prepared], det.cfg.size_divisor)
         if det.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
