@@ -75,7 +75,7 @@ def main(argv=None) -> None:
     except _known_errors() as e:
         err.print(f"[red]error:[/red] {shown(e)}", highlight=False)
         sys.exit(getattr(e, "exit_code", 2))
-    except (KeyboardInterrupt, Stopped) as e:  # Ctrl-C (typer usually makes it a plain exit 130), SIGTERM, SIGHUP
+    except (KeyboardInterrupt, Stopped) as e:  # Ctrl-C, SIGTERM, SIGHUP
         err.print(said(e))
         sys.exit(exit_code(e))
     except typer.Exit as e:

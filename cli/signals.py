@@ -14,9 +14,13 @@ def _raise(signum, frame):
 
 
 def stopping_like_ctrl_c():
-    """A with block in which the stop signals beyond SIGINT (which Python already turns into KeyboardInterrupt)
-    raise Stopped; the handlers before are restored after (rdet may run inside another program's process)."""
-    return handled(_raise, [s for s in STOP_SIGNALS if s != signal.SIGINT and signal.getsignal(s) is signal.SIG_DFL])
+    """A with block in which the stop signals raise Stopped, Ctrl-C too: as KeyboardInterrupt typer would turn it
+    into a silent exit 130, and the user would not be told that the run was interrupted. Signals someone else
+    handles or ignores are left alone; the handlers before are restored after (rdet may run inside another
+    program's process)."""
+    ours = [s for s in STOP_SIGNALS
+            if signal.getsignal(s) is (signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)]
+    return handled(_raise, ours)
 
 
 def exit_code(stop: BaseException) -> int:

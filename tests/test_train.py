@@ -25,7 +25,7 @@ from retinanet.model.retinanet import RetinaNet
 from retinanet.model.pretrained import initialise, load_imagenet_backbone
 from retinanet.training.schedule import StepSchedule, scaled_lr
 from retinanet.data.train_data import GroupedBatches, TrainSet, trainable_ids
-from retinanet.training.trainer import Trainer, TrainingDiverged, TrainingEvents, TrainOptions
+from retinanet.training.trainer import Trainer, TrainingDiverged, TrainingEvents, TrainingStopped, TrainOptions
 from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint
 from shapes_data import CLASSES, write_shapes
 from tiny_zoo import NAME, free_port, rdet_command, run_rdet, write_tiny_zoo
@@ -336,6 +336,34 @@ def test_training_lowers_the_loss(tmp_path):
     assert np.mean([r["loss_bbox"] for r in last]) < 0.9 * np.mean([r["loss_bbox"] for r in first])
 
 
+def test_a_signal_during_an_epochs_save_stops_after_the_save(tmp_path, monkeypatch):
+    """A sweep's finding: SIGTERM or Ctrl-C while epoch_N.pth was written cut the write short (its temporary file
+    removed), so the finished epoch was lost and nothing said so."""
+    import signal
+
+    import retinanet.training.trainer as trainer_module
+    from cli.signals import stopping_like_ctrl_c
+
+    ann, images = write_shapes(tmp_path / "data", images=4, portrait_every=0)
+    real_write = trainer_module.write_atomically
+
+    def signalled_while_writing(obj, path):
+        if path.name.startswith("epoch_"):
+            os.kill(os.getpid(), signal.SIGTERM)  # delivered at once: the handler runs before the write
+        real_write(obj, path)
+
+    monkeypatch.setattr(trainer_module, "write_atomically", signalled_while_writing)
+    cfg = ModelConfig(**TINY, num_classes=3, class_names=CLASSES)
+    trainer = Trainer(cfg, CocoSet.load(ann, images), tmp_path / "w", TrainOptions(epochs=2, workers=0))
+    with stopping_like_ctrl_c(), pytest.raises(TrainingStopped) as stopped:  # as under the CLI
+        trainer.run()
+    assert stopped.value.signum == signal.SIGTERM
+    assert stopped.value.message.startswith("stopped after epoch 1 of 2; saved ") and "--resume" in stopped.value.message
+    assert os.readlink(tmp_path / "w" / "latest.pth") == "epoch_1.pth"
+    assert read_checkpoint(tmp_path / "w" / "epoch_1.pth")["meta"]["epoch"] == 1
+    assert not list((tmp_path / "w").glob("*.tmp"))
+
+
 def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     import retinanet.training.trainer as trainer_module
 
@@ -522,6 +550,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, zoo_env):
     r = run_rdet(*_train_args(data, tmp_path / "w", "--resume"), env_extra=env)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         f"error: nothing to resume: {tmp_path / 'w' / 'latest.pth'} does not exist (train without --resume first)"]
+    (tmp_path / "stopped").mkdir()  # a run stopped before its first checkpoint: a plain run is refused (not empty)
+    (tmp_path / "stopped" / "log.jsonl").write_text('{"mode": "start"}\n')
+    r = run_rdet(*_train_args(data, tmp_path / "stopped", "--resume"), env_extra=env)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: nothing to resume: the run in {tmp_path / 'stopped'} stopped before its first checkpoint (it has a "
+        "log, no latest.pth); start it again with --overwrite"]
     r = run_rdet(*_train_args(data, tmp_path / "w"), env_extra=env)  # imagenet init: tiny18 names no backbone
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "no pretrained_url" in r.stderr and "--init none" in r.stderr

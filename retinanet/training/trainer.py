@@ -147,7 +147,11 @@ class Trainer:
         self.epoch = self.iter_in_epoch = self.iter = 0
         self.metrics: dict | None = None
         if options.resume:
-            self._resume(read_resume_state(self.work_dir / LATEST))
+            latest = self.work_dir / LATEST
+            if not os.path.lexists(latest) and (self.work_dir / LOG).exists():  # else read_resume_state says why
+                raise CheckpointError(f"nothing to resume: the run in {self.work_dir} stopped before its first "
+                                      "checkpoint (it has a log, no latest.pth); start it again with --overwrite")
+            self._resume(read_resume_state(latest))
         self.model = self.net
         if dist_info.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -267,12 +271,16 @@ class Trainer:
             return TrainResult(self.work_dir / LATEST, self.epoch, self.iter, None)
         try:
             while self.epoch < self.epochs:
-                self._train_epoch()
-                self.epoch += 1
-                self.iter_in_epoch = 0
-                last = self.save(f"epoch_{self.epoch}.pth", self.epoch)
-                self._prune()
+                # a signal during the epoch stops it after the step; one during the epoch's save after the save,
+                # which would otherwise be cut short and the whole epoch lost
+                with self.stop.installed():
+                    self._train_epoch()
+                    self.epoch += 1
+                    self.iter_in_epoch = 0
+                    last = self.save(f"epoch_{self.epoch}.pth", self.epoch)
+                    self._prune()
                 self.reporter.epoch_done(self.epoch, last)
+                self._stop_if_asked(last)
                 every = self.options.eval_every
                 if self.val_set is not None and (self.epoch == self.epochs or (every and self.epoch % every == 0)):
                     self.evaluate()
@@ -294,11 +302,11 @@ class Trainer:
                 path.unlink()
 
     def _train_epoch(self) -> None:
-        """One epoch, from batch `iter_in_epoch` on. Ctrl-C / SIGTERM / SIGHUP here end the step, save and stop."""
+        """One epoch, from batch `iter_in_epoch` on. Under run()'s stop handler: Ctrl-C / SIGTERM / SIGHUP end the
+        step, save and stop."""
         self.batches.set_epoch(self.epoch, start=self.iter_in_epoch)
-        data = loader(self.data, self.batches, self.options.workers, pin_memory=self.device.type == "cuda")
-        with self.stop.installed():
-            self._train_steps(data)
+        self._train_steps(loader(self.data, self.batches, self.options.workers,
+                                 pin_memory=self.device.type == "cuda"))
 
     def _train_steps(self, data) -> None:
         tick = time.perf_counter()
@@ -350,6 +358,15 @@ class Trainer:
             values[:2] /= self.dist.world_size
         loss_cls, loss_bbox, stop = values.tolist()
         return loss_cls, loss_bbox, stop > 0
+
+    def _stop_if_asked(self, saved: Path) -> None:
+        """Between epochs, after the save: stop if any process was asked to (agreed, as in _agree)."""
+        asked = torch.tensor([float(self.stop.requested)], device=self.device)
+        if self.dist.enabled:
+            dist.all_reduce(asked)
+        if asked.item() > 0:
+            raise TrainingStopped(f"stopped after epoch {self.epoch} of {self.epochs}; saved {saved}"
+                                  + (" (continue with --resume)" if self.epoch < self.epochs else ""), self.stop.signum)
 
     def _stopped(self):
         path = self.save(INTERRUPTED, self.epoch, self.iter_in_epoch)
