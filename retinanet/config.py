@@ -33,6 +33,17 @@ def _finite(v) -> bool:
     return isinstance(v, numbers.Real) and math.isfinite(v)
 
 
+def check_fraction(value, name: str) -> None:
+    """ValueError unless `value` is a number from 0 to 1 (a threshold; NaN is not)."""
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= 1):
+        raise ValueError(f"{name} must be a number from 0 to 1, not {value!r}")
+
+
+def check_batch_size(value) -> None:
+    if not (_whole(value) and value >= 1):
+        raise ValueError(f"batch_size must be a positive integer, not {value!r}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     # Backbone: ResNet (groups=1, base_width=64) or ResNeXt (e.g. groups=32, base_width=4).
@@ -85,8 +96,7 @@ class ModelConfig:
             if not (_whole(getattr(self, name)) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)!r}")
         for name in ("score_thr", "nms_iou"):
-            if not (isinstance(getattr(self, name), numbers.Real) and 0 <= getattr(self, name) <= 1):  # NaN: no
-                raise ValueError(f"{name} must be a number from 0 to 1, not {getattr(self, name)!r}")
+            check_fraction(getattr(self, name), name)
         if not (len(self.mean) == len(self.std) == 3 and all(_finite(v) for v in self.mean)
                 and all(_finite(v) and v > 0 for v in self.std)):
             raise ValueError(f"mean and std must be 3 finite numbers each, std positive, not {self.mean!r}, "

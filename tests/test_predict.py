@@ -76,6 +76,22 @@ def test_gray_rgba_palette_and_16_bit_become_three_channel_bgr():
     assert deep.shape == (6, 8, 3) and (deep == 0x12).all()  # 16-bit scaled to 8 by the top byte
 
 
+def test_16_bit_pil_images_are_scaled_as_the_same_file_is_read():
+    """A sweep's finding: Pillow's convert("RGB") clips 16-bit values to 255, so a 16-bit PIL image gave a white
+    image's detections; an image of unknown range is refused rather than guessed."""
+    from retinanet.data.images import to_bgr
+
+    values = np.arange(48, dtype=np.uint16).reshape(6, 8) * 1365
+    from_file = decode_bgr(_png(Image.fromarray(values)))
+    assert from_file[..., 0].tolist() == (values >> 8).tolist()
+    for image in (Image.open(io.BytesIO(_png(Image.fromarray(values)))), Image.fromarray(values),
+                  Image.fromarray(values.astype(np.int32))):  # modes I;16 and I
+        assert np.array_equal(to_bgr(image), from_file), image.mode
+    for unknown in (Image.fromarray(np.full((6, 8), 0.5, np.float32)), Image.fromarray(np.full((6, 8), -1, np.int32))):
+        with pytest.raises(ImageError, match=f"mode {unknown.mode}"):
+            to_bgr(unknown)
+
+
 def _bad_files(tmp_path):
     good = io.BytesIO()
     Image.new("RGB", (64, 48), (120, 30, 200)).save(good, format="JPEG")
@@ -199,3 +215,10 @@ def test_predict_files_yields_detections_or_a_one_line_error_with_the_decoded_rg
     (direct,) = det.predict(str(tmp_path / "red.png"), score_thr=0.0)
     assert np.array_equal(good.detections.boxes, direct.boxes)
     assert (good.detections.width, good.detections.height) == (30, 20)
+    # a sweep's finding: 1.5 or NaN gave nothing without a word, batch size 0 ran as 1, '0.5' failed deep inside
+    for bad_call in ({"score_thr": 1.5}, {"score_thr": float("nan")}, {"score_thr": "0.5"}, {"batch_size": 0},
+                     {"batch_size": 2.5}):
+        with pytest.raises(ValueError, match=f"^{next(iter(bad_call))} must be"):
+            det.predict(rgb, **bad_call)
+        with pytest.raises(ValueError, match=f"^{next(iter(bad_call))} must be"):
+            next(det.predict_files([tmp_path / "red.png"], **bad_call))

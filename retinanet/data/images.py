@@ -172,14 +172,33 @@ def image_list(images) -> list:
     return list(images)
 
 
+_PIL_16_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # "I": how Pillow opens many 16-bit PNGs
+
+
+def _pil_array(image: Image.Image) -> np.ndarray:
+    """A PIL image as an RGB uint8 array, or a gray uint16 one for 16-bit modes: Pillow's convert("RGB") clips
+    those to 255 instead of scaling them (a 16-bit photo would become white), while the uint16 array is scaled
+    as OpenCV scales a 16-bit file."""
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    if image.mode in _PIL_16_BIT:
+        array = np.asarray(image)
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise ImageError(f"a PIL image in mode {image.mode} with values outside 0-65535 has no known range: "
+                             "convert it to 8 bits first")
+        return array.astype(np.uint16)
+    if image.mode == "F":
+        raise ImageError("a PIL image in mode F (floating point) has no known range: convert it to 8 bits first")
+    return np.asarray(image.convert("RGB"))
+
+
 def to_bgr(image) -> np.ndarray:
     """A path, a PIL image or an HxWx3 RGB (or HxW gray) uint8 array -> HxWx3 uint8 BGR."""
     if isinstance(image, (str, os.PathLike)):
         return read_bgr(image)
     if isinstance(image, Image.Image):
-        from PIL import ImageOps
-
-        image = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+        image = _pil_array(image)
     if isinstance(image, np.ndarray):
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)

@@ -12,7 +12,7 @@ import torch
 
 from retinanet.model.checkpoint import load_state, read_checkpoint, with_checkpoint_classes
 from retinanet.data.classes import category_ids
-from retinanet.config import ModelConfig
+from retinanet.config import ModelConfig, check_batch_size, check_fraction
 from retinanet.inference.fast import autocast as fast_autocast
 from retinanet.inference.fast import channels_last_for, compile_model, optimize_for_inference
 from retinanet.data.images import image_list, to_bgr
@@ -211,6 +211,7 @@ class Detector:
         Images are batched only with others of the same padded size, so a batch gives exactly the detections of
         one image at a time (padding a batch to a common size would change the border features).
         """
+        _check_call(score_thr, batch_size)
         prepared = [self._prepare_fast(to_bgr(im)) for im in image_list(images)]
         return self._detect_prepared_fast(prepared, score_thr, batch_size)
 
@@ -228,6 +229,7 @@ class Detector:
         order, read and detected `batch_size` at a time; a frame that could not be read gives its error. Lazy:
         a live stream is detected frame by frame as it arrives. The next frames are decoded in a thread meanwhile
         where `read_ahead_frames` says so (on CUDA by default)."""
+        _check_call(score_thr, batch_size)
         frames = read_ahead(frames, self._read_ahead_depth(batch_size))
         while chunk := list(itertools.islice(frames, max(1, batch_size))):
             t0, compiling = time.perf_counter(), self.compile_seconds
@@ -269,3 +271,10 @@ class Detector:
     def _wrap(self, boxes, scores, labels, meta: ImageMeta) -> Detections:
         return Detections(boxes.float().cpu().numpy(), scores.float().cpu().numpy(), labels.cpu().numpy(),
                           self.class_names, self.category_ids, meta.ori_shape[1], meta.ori_shape[0], meta)
+
+
+def _check_call(score_thr, batch_size) -> None:
+    """What predict and predict_frames take, checked up front (not deep in post-processing, or silently as 1)."""
+    if score_thr is not None:
+        check_fraction(score_thr, "score_thr")
+    check_batch_size(batch_size)
