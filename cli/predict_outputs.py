@@ -130,11 +130,10 @@ class Outputs:
 
     def add(self, result, dets, rec: dict) -> None:
         """A Detector.predict_frames result, its kept Detections (None when it failed) and its RECORD."""
-        self.records.append(rec)
-        if self.out_dir is None or dets is None:
-            return
-        with writing(self.out_dir):  # a directory or a dangling link where a file goes: one line, not a traceback
-            self._write(result, dets, rec)
+        if self.out_dir is not None and dets is not None:
+            with writing(self.out_dir):  # a directory or a dangling link where a file goes: one line, not a traceback
+                self._write(result, dets, rec)
+        self.records.append(rec)  # after its files: a run stopped meanwhile lists only images whose files are written
 
     def _write(self, result, dets, rec: dict) -> None:
         if result.frame is None:

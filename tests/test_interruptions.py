@@ -230,3 +230,24 @@ def test_a_predict_stopped_midway_marks_its_document_and_leaves_no_coco_results_
     document = json.loads((out / PREDICTIONS_FILE).read_text())
     assert document == {"schema": "rdet-predict/1", "interrupted": True, "images": [done]}
     assert sorted(p.name for p in out.iterdir()) == [PREDICTIONS_FILE]
+
+
+def test_an_image_stopped_while_its_files_are_written_is_not_in_the_interrupted_document(tmp_path, monkeypatch):
+    """A sweep's finding: predictions.json of a stopped run listed the image whose files were being written."""
+    from types import SimpleNamespace
+
+    from cli.predict_outputs import PREDICTIONS_FILE, Outputs
+    from retinanet.stop_signals import Stopped
+
+    def written(self, result, dets, rec):
+        if result.path == "b.jpg":
+            raise Stopped(signal.SIGTERM)
+
+    monkeypatch.setattr(Outputs, "_write", written)
+    records = [{"path": p, "error": None, "detections": []} for p in ("a.jpg", "b.jpg")]
+    (tmp_path / "out").mkdir()  # as predict's check_out_dir leaves it
+    with pytest.raises(Stopped), Outputs(tmp_path / "out", {"schema": "x"}) as outputs:
+        for rec in records:
+            outputs.add(SimpleNamespace(path=rec["path"]), object(), rec)
+    doc = json.loads((tmp_path / "out" / PREDICTIONS_FILE).read_text())
+    assert doc["interrupted"] is True and [r["path"] for r in doc["images"]] == ["a.jpg"]
