@@ -5,9 +5,9 @@ Defaults are MMDetection v2.0's RetinaNet settings (see the facts sheet, section
 """
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import asdict, dataclass, field
+
+from retinanet.values import check_fraction, is_finite_number, is_whole
 
 STYLES = ("pytorch", "caffe")
 MAX_SEED = 2 ** 32 - 1  # training seeds: numpy's range (each epoch's order is seeded with seed * 100003 + epoch)
@@ -23,25 +23,6 @@ def reduced_precision(device_type: str) -> str:
 
 
 MAX_GROUP_WIDTH = 32 * 48  # ResNeXt-101 32x48d (829M parameters), the widest published; the zoo's widest is 64x4d
-
-
-def _whole(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _finite(v) -> bool:
-    return isinstance(v, numbers.Real) and math.isfinite(v)
-
-
-def check_fraction(value, name: str) -> None:
-    """ValueError unless `value` is a number from 0 to 1 (a threshold; NaN is not)."""
-    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= 1):
-        raise ValueError(f"{name} must be a number from 0 to 1, not {value!r}")
-
-
-def check_batch_size(value) -> None:
-    if not (_whole(value) and value >= 1):
-        raise ValueError(f"batch_size must be a positive integer, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -90,15 +71,15 @@ class ModelConfig:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
         # a config also comes from files (an export's metadata, a checkpoint's): values that would run but give
         # nothing (a 0x0 scale, NaN thresholds) are refused here, where every config passes
-        if not (len(self.scale) == 2 and all(_whole(v) and v >= 1 for v in self.scale)):
+        if not (len(self.scale) == 2 and all(is_whole(v) and v >= 1 for v in self.scale)):
             raise ValueError(f"scale must be two positive integers (width, height), not {self.scale!r}")
         for name in ("num_classes", "size_divisor", "nms_pre", "max_per_img"):
-            if not (_whole(getattr(self, name)) and getattr(self, name) >= 1):
+            if not (is_whole(getattr(self, name)) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)!r}")
         for name in ("score_thr", "nms_iou"):
             check_fraction(getattr(self, name), name)
-        if not (len(self.mean) == len(self.std) == 3 and all(_finite(v) for v in self.mean)
-                and all(_finite(v) and v > 0 for v in self.std)):
+        if not (len(self.mean) == len(self.std) == 3 and all(is_finite_number(v) for v in self.mean)
+                and all(is_finite_number(v) and v > 0 for v in self.std)):
             raise ValueError(f"mean and std must be 3 finite numbers each, std positive, not {self.mean!r}, "
                              f"{self.std!r}")
 

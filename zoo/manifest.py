@@ -6,7 +6,6 @@ overrides bundled ones by name. Every problem is reported with the file, the ent
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 import sys
@@ -21,6 +20,7 @@ else:  # pragma: no cover
 
 from retinanet.config import STYLES, ModelConfig
 from retinanet.file_check import FileProblem, FileTooLarge, read_small_file
+from retinanet.values import is_finite_number, is_whole
 
 from .errors import ManifestError, UnknownModelError
 from .settings import usable_url
@@ -94,20 +94,12 @@ class Entry:
 
 
 # field name -> (type check, description for the error, required)
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _int_in(low, high):
-    return lambda v: _is_int(v) and low <= v <= high
+    return lambda v: is_whole(v) and low <= v <= high
 
 
 def _triple(v):
-    return isinstance(v, list) and len(v) == 3 and all(_is_num(x) for x in v)
+    return isinstance(v, list) and len(v) == 3 and all(is_finite_number(x) for x in v)
 
 
 def _text(v, limit=200):
@@ -131,7 +123,7 @@ _FIELDS = {
              True),
     "url": (_url, _URL_RULE, True),
     "sha256": (lambda v: isinstance(v, str) and bool(_HEX.fullmatch(v)), "8 to 64 hex digits", True),
-    "depth": (lambda v: v in (18, 34, 50, 101, 152) and _is_int(v), "one of 18, 34, 50, 101, 152", True),
+    "depth": (lambda v: v in (18, 34, 50, 101, 152) and is_whole(v), "one of 18, 34, 50, 101, 152", True),
     "style": (lambda v: v in STYLES, "one of " + ", ".join(STYLES), True),
     "aliases": (lambda v: isinstance(v, list) and all(isinstance(a, str) and _NAME.fullmatch(a) for a in v),
                 "a list of names", False),
@@ -153,13 +145,13 @@ _FIELDS = {
                  "a list of epochs", False),
     "pretrained_url": (_url, _URL_RULE, False),
     "pretrained_sha256": (lambda v: isinstance(v, str) and bool(_HEX.fullmatch(v)), "8 to 64 hex digits", False),
-    "mem_gb": (lambda v: _is_num(v) and v > 0, "a finite positive number", False),
-    "fps": (lambda v: _is_num(v) and v > 0, "a finite positive number", False),
-    "box_ap": (lambda v: _is_num(v) and 0 <= v <= 100, "a number from 0 to 100", False),
+    "mem_gb": (lambda v: is_finite_number(v) and v > 0, "a finite positive number", False),
+    "fps": (lambda v: is_finite_number(v) and v > 0, "a finite positive number", False),
+    "box_ap": (lambda v: is_finite_number(v) and 0 <= v <= 100, "a number from 0 to 100", False),
     "log_url": (_url, _URL_RULE, False),
-    "params": (lambda v: _is_int(v) and v > 0, "a positive integer", False),
+    "params": (lambda v: is_whole(v) and v > 0, "a positive integer", False),
     # bounded: `rdet list --cost` counts in FLOPs (x 1e9), which must stay finite; a detector is a few hundred
-    "gflops": (lambda v: _is_num(v) and 0 < v <= 1e6, "a positive number up to 1000000", False),
+    "gflops": (lambda v: is_finite_number(v) and 0 < v <= 1e6, "a positive number up to 1000000", False),
 }
 assert set(_FIELDS) == {f.name for f in fields(Entry)} - {"source"}
 
@@ -210,7 +202,7 @@ def parse_manifest(text: str, source: str = "<manifest>") -> list[Entry]:
     unknown = set(data) - {"schema", "model"}
     if unknown:
         raise ManifestError(f"{source}: unknown top-level key '{sorted(unknown)[0]}' (expected [[model]] tables)")
-    if data.get("schema", SCHEMA) != SCHEMA or not _is_int(data.get("schema", SCHEMA)):
+    if data.get("schema", SCHEMA) != SCHEMA or not is_whole(data.get("schema", SCHEMA)):
         raise ManifestError(f"{source}: schema {_shown(data['schema'])} is not one this rdet reads (schema = {SCHEMA})")
     models = data.get("model", [])
     if not isinstance(models, list):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import os
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 from retinanet.coco_api import pycocotools_classes
 from retinanet.errors import DatasetError, first_line
 from retinanet.file_check import file_problem
+from retinanet.values import is_finite_number, is_whole
 
 _SHOW_MISSING = 5
 
@@ -49,14 +49,6 @@ def _read_json(ann_file: Path) -> dict:
 _MAX_COORD = 1e6  # no image rdet reads is wider than this (see images.max_pixels); larger is corrupt data
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _shown(v) -> str:
     text = repr(v)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -83,7 +75,7 @@ def _check_images(images: list, where: _Where) -> set:
     for i, im in enumerate(images):
         if not isinstance(im, dict):
             where.fail("image", im, i, "is not an object")
-        if not _is_int(im.get("id")):
+        if not is_whole(im.get("id")):
             where.fail("image", im, i, f"'id' must be an integer, not {_shown(im.get('id'))}")
         if im["id"] in ids:
             where.fail("image", im, i, "duplicate image id")
@@ -92,7 +84,7 @@ def _check_images(images: list, where: _Where) -> set:
         if not (isinstance(name, str) and name and "\0" not in name):
             where.fail("image", im, i, f"'file_name' must be a file name, not {_shown(name)}")
         for key in ("width", "height"):
-            if key in im and not (_is_int(im[key]) and 0 < im[key] <= _MAX_COORD):
+            if key in im and not (is_whole(im[key]) and 0 < im[key] <= _MAX_COORD):
                 where.fail("image", im, i, f"'{key}' must be a positive integer, not {_shown(im[key])}")
     return ids
 
@@ -100,7 +92,7 @@ def _check_images(images: list, where: _Where) -> set:
 def _check_categories(categories: list, where: _Where) -> set:
     ids = set()
     for i, cat in enumerate(categories):
-        if not (isinstance(cat, dict) and _is_int(cat.get("id")) and isinstance(cat.get("name"), str)):
+        if not (isinstance(cat, dict) and is_whole(cat.get("id")) and isinstance(cat.get("name"), str)):
             where.fail("category", cat, i, "lacks an integer 'id' or a 'name'")
         if cat["id"] in ids:
             where.fail("category", cat, i, "duplicate category id")
@@ -111,20 +103,20 @@ def _check_categories(categories: list, where: _Where) -> set:
 def _check_annotation(ann, i: int, image_ids: set, cat_ids: set, where: _Where) -> None:
     if not isinstance(ann, dict):
         where.fail("annotation", ann, i, "is not an object")
-    if "id" in ann and not _is_int(ann["id"]):
+    if "id" in ann and not is_whole(ann["id"]):
         where.fail("annotation", ann, i, f"'id' must be an integer, not {_shown(ann['id'])}")
     bbox = ann.get("bbox")
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_finite_number(v) for v in bbox)):
         where.fail("annotation", ann, i, f"'bbox' must be [x, y, w, h] of finite numbers, not {_shown(bbox)}")
     if bbox[2] < 0 or bbox[3] < 0:
         where.fail("annotation", ann, i, f"'bbox' has a negative width or height: {_shown(bbox)}")
     if any(abs(v) > _MAX_COORD for v in bbox):
         where.fail("annotation", ann, i, f"'bbox' is far outside any image: {_shown(bbox)}")
-    if not _is_int(ann.get("image_id")) or ann["image_id"] not in image_ids:
+    if not is_whole(ann.get("image_id")) or ann["image_id"] not in image_ids:
         where.fail("annotation", ann, i, f"refers to unknown image {_shown(ann.get('image_id'))}")
-    if not _is_int(ann.get("category_id")) or ann["category_id"] not in cat_ids:
+    if not is_whole(ann.get("category_id")) or ann["category_id"] not in cat_ids:
         where.fail("annotation", ann, i, f"has unknown category {_shown(ann.get('category_id'))}")
-    if "area" in ann and not (_is_number(ann["area"]) and ann["area"] >= 0):
+    if "area" in ann and not (is_finite_number(ann["area"]) and ann["area"] >= 0):
         where.fail("annotation", ann, i, f"'area' must be a finite number >= 0, not {_shown(ann['area'])}")
     if "iscrowd" in ann and ann["iscrowd"] not in (0, 1):
         where.fail("annotation", ann, i, f"'iscrowd' must be 0 or 1, not {_shown(ann['iscrowd'])}")

@@ -61,7 +61,7 @@ class TrainSet(torch.utils.data.Dataset):
         self.targets = [coco_set.annotations(i) for i in self.ids]
         infos = [coco_set.info(i) for i in self.ids]
         if not any(_box_inside(boxes, info.get("width"), info.get("height"))
-                   for (boxes, _), info in zip(self.targets, infos)):
+                   for (boxes, _), info in zip(self.targets, infos)):  # by the rule __getitem__ applies
             raise DatasetError(f"{getattr(coco_set, 'ann_file', 'the dataset')}: no box lies inside its image (by "
                                "the annotated sizes), and boxes outside are dropped: nothing to train on")
         self.sizes = [(info.get("width") or 1, info.get("height") or 1) for info in infos]
@@ -86,12 +86,7 @@ class TrainSet(torch.utils.data.Dataset):
         except ImageError as e:  # decoded, but too thin to resize (its annotated size said otherwise)
             return _unusable(f"{self.paths[index]}: {e}")
         h, w = img.shape[:2]
-        boxes = boxes * np.array([w_scale, h_scale, w_scale, h_scale], np.float32)
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
-        # A box wholly outside the image is clipped to nothing, and its regression target log(0 / anchor) would
-        # make the loss infinite (v2.0 does that; v2.2 drops such boxes, and so do we)
-        inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, inside = clipped(boxes * np.array([w_scale, h_scale, w_scale, h_scale], np.float32), w, h)
         boxes, labels = boxes[inside], labels[inside]
         if flip:
             img = img[:, ::-1]
@@ -101,14 +96,22 @@ class TrainSet(torch.utils.data.Dataset):
                       torch.from_numpy(labels), (h, w))
 
 
+def clipped(boxes: np.ndarray, width, height) -> tuple[np.ndarray, np.ndarray]:
+    """(xyxy boxes clipped to a width x height image, which of them keep some area). A box wholly outside is
+    clipped to nothing, and its regression target log(0 / anchor) would make the loss infinite: v2.0 trains on it
+    anyway; v2.2 drops such boxes, and so do we."""
+    boxes = boxes.copy()
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+    return boxes, (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+
+
 def _box_inside(boxes: np.ndarray, width, height) -> bool:
-    """Whether one of an image's boxes keeps some area clipped to the image (__getitem__ drops the others; an
-    image without an annotated size is taken at its word)."""
+    """Whether one of an image's boxes survives clipped() (an image without an annotated size is taken at its
+    word)."""
     if not len(boxes) or not width or not height:
         return bool(len(boxes))
-    x1, x2 = boxes[:, 0].clip(0, width), boxes[:, 2].clip(0, width)
-    y1, y2 = boxes[:, 1].clip(0, height), boxes[:, 3].clip(0, height)
-    return bool(((x2 > x1) & (y2 > y1)).any())
+    return bool(clipped(boxes, width, height)[1].any())
 
 
 def _unusable(error: str) -> Sample:

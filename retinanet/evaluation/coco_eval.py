@@ -11,7 +11,6 @@ saved detections starts fast); detection imports it on first use.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections import deque
 from dataclasses import replace
@@ -23,6 +22,7 @@ from retinanet.data.coco import CocoSet, read_json_file
 from retinanet.data.loader_workers import init_worker
 from retinanet.errors import DatasetError, ImageError
 from retinanet.evaluation.scorer import score_coco
+from retinanet.values import is_finite_number, is_whole
 
 
 # --- detection ---------------------------------------------------------------------------------------------
@@ -293,15 +293,10 @@ def save_results(path: str | os.PathLike, results: list[dict]) -> None:
 def _valid_result(r) -> bool:
     """Scores may be any finite number (COCOeval only ranks them); a box's width and height not negative (its IoU
     would be meaningless); ids integers, not true/false (which Python counts as 1 and 0)."""
-    def number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    def whole(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    return (isinstance(r, dict) and whole(r.get("image_id")) and whole(r.get("category_id"))
-            and isinstance(r.get("bbox"), list) and len(r["bbox"]) == 4 and all(number(v) for v in r["bbox"])
-            and min(r["bbox"][2:]) >= 0 and number(r.get("score")))
+    return (isinstance(r, dict) and is_whole(r.get("image_id")) and is_whole(r.get("category_id"))
+            and isinstance(r.get("bbox"), list) and len(r["bbox"]) == 4
+            and all(is_finite_number(v) for v in r["bbox"]) and min(r["bbox"][2:]) >= 0
+            and is_finite_number(r.get("score")))
 
 
 def load_results(path: str | os.PathLike) -> list[dict]:

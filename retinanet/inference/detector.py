@@ -12,7 +12,7 @@ import torch
 
 from retinanet.model.checkpoint import load_state, read_checkpoint, with_checkpoint_classes
 from retinanet.data.classes import category_ids
-from retinanet.config import ModelConfig, check_batch_size, check_fraction
+from retinanet.config import ModelConfig
 from retinanet.inference.fast import autocast as fast_autocast
 from retinanet.inference.fast import channels_last_for, compile_model, optimize_for_inference
 from retinanet.data.images import image_list, to_bgr
@@ -23,6 +23,7 @@ from retinanet.inference.torch_switches import inference_switches
 from retinanet.data.preprocess import collate, prepare
 from retinanet.data.read_ahead import read_ahead
 from retinanet.errors import ImageError
+from retinanet.values import check_batch_size, check_fraction
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -39,7 +39,7 @@ class Pending:
         """`outputs`: what fixed_filter_and_nms gives (FIELDS tensors); `settings`: filter_and_nms's options."""
         self.packed, self.all_boxes, self.all_scores = outputs
         self.settings = settings
-        self.host: torch.Tensor | None = None
+        self.host = self.packed  # where read() finds them: on the CPU, where they are made
         self.copied: torch.cuda.Event | None = None
         if self.packed.is_cuda:
             self.host = torch.empty(self.packed.shape, dtype=self.packed.dtype, pin_memory=True)
@@ -52,7 +52,7 @@ class Pending:
         only), or the exact path where needed."""
         if self.copied is not None:
             self.copied.synchronize()
-        boxes, scores, labels, n, exact = unpack(self.packed if self.host is None else self.host)
+        boxes, scores, labels, n, exact = unpack(self.host)
         if not exact:
             b, s, lab = filter_and_nms(self.all_boxes, self.all_scores, **self.settings)
             return b.cpu(), s.cpu(), lab.cpu()
