@@ -208,8 +208,10 @@ def _detect(entry, coco_set, source: WeightsSource, run: _EvalRun, decoded=None)
     from dataclasses import replace
 
     from retinanet.distributed import start_runtime
-    from retinanet.evaluation.coco_eval import check_classes, run_detection
+    from retinanet.evaluation.coco_eval import check_classes, run_detection, start_worker_server
 
+    if run.workers:
+        start_worker_server()  # its imports overlap the model's loading
     with errors_said_by_rank_0():  # a bad --device is said by rank 0 alone
         here = start_runtime(run.device)
     try:

@@ -20,8 +20,9 @@ from PIL import Image
 from coco_data import CAT_IDS, IMAGES, boxes_from_results, write_annotations, write_calm_weights, write_images
 from retinanet.data.coco import CocoSet
 from retinanet.evaluation.analysis import class_figures
-from retinanet.evaluation.coco_eval import (DecodedImages, coco_metrics, load_results, run_detection, save_results,
-                                          score_set)
+from retinanet.evaluation.coco_eval import (WORKER_MODULES, DecodedImages, _worker_context, coco_metrics,
+                                          load_results, run_detection, save_results, score_set,
+                                          start_worker_server)
 from retinanet.evaluation.per_class import class_mean
 from retinanet.evaluation.scorer import METRIC_NAMES, available_backends
 from retinanet.errors import DatasetError
@@ -263,6 +264,24 @@ def test_decoded_images_are_kept_between_runs_and_change_nothing(data):
     expected = [r for r in data["results"] if r["image_id"] == one.image_ids[0]]
     assert first == again == expected
     assert DecodedImages(budget=0).budget == 0  # nothing fits: every run decodes again (same path as no cache)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no forkserver on Windows")
+def test_the_worker_server_starts_early_once_with_the_workers_modules_imported(data):
+    from multiprocessing import forkserver
+
+    started = ("from multiprocessing import forkserver; from retinanet.evaluation.coco_eval import "
+               "start_worker_server as start; start(); print(forkserver._forkserver._forkserver_pid is not None)")
+    assert subprocess.run([sys.executable, "-c", started], capture_output=True, text=True, timeout=120,
+                          check=True).stdout.strip() == "True"  # in a fresh process, before any loader
+    start_worker_server()
+    server = forkserver._forkserver._forkserver_pid
+    start_worker_server()  # already running: the same server
+    assert forkserver._forkserver._forkserver_pid == server
+    with _worker_context().Pool(1) as pool:  # a worker forked from it, as run_detection's are
+        parent, imported = pool.apply(eval, ("(__import__('os').getppid(), sorted(__import__('sys').modules))",))
+    assert parent == server and set(WORKER_MODULES) <= set(imported)
+    assert run_detection(data["det"], _set(data, "bare.json"), batch_size=2, workers=2) == data["results"]
 
 
 def test_many_checkpoints_one_table_best_first_and_ap_by_epoch(data, tmp_path):
