@@ -92,6 +92,23 @@ def test_16_bit_pil_images_are_scaled_as_the_same_file_is_read():
             to_bgr(unknown)
 
 
+def test_encoded_bytes_are_one_image_decoded_as_its_file_and_non_images_are_one_line(tmp_path):
+    from retinanet.data.images import image_list, to_bgr
+
+    path = tmp_path / "p.png"
+    path.write_bytes(_png(Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3))))
+    data = path.read_bytes()
+    for encoded in (data, bytearray(data), memoryview(data)):
+        assert len(image_list(encoded)) == 1  # one file, not a sequence of byte values
+        assert np.array_equal(to_bgr(encoded), read_bgr(path))
+    assert len(image_list([data, str(path)])) == 2
+    with pytest.raises(ImageError, match="^<bytes>: not an image file"):
+        to_bgr(b"not an image")
+    for wrong in (None, 5):
+        with pytest.raises(ImageError, match=f"^cannot read an image from a {type(wrong).__name__}: give a path"):
+            image_list(wrong)
+
+
 def _bad_files(tmp_path):
     good = io.BytesIO()
     Image.new("RGB", (64, 48), (120, 30, 200)).save(good, format="JPEG")

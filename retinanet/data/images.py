@@ -165,11 +165,19 @@ def read_bgr(path: str | os.PathLike) -> np.ndarray:
     return decode_bgr(read_image_bytes(path), str(path))
 
 
+_ONE_IMAGE = (str, os.PathLike, np.ndarray, Image.Image, bytes, bytearray, memoryview)
+
+
 def image_list(images) -> list:
-    """What predict takes: one image (a path, a PIL image or an array) or an iterable of them -> a list."""
-    if isinstance(images, (str, os.PathLike, np.ndarray, Image.Image)):
+    """What predict takes: one image (a path, a PIL image, an array or encoded bytes) or an iterable of them -> a
+    list. Bytes are one encoded file, not a sequence of numbers."""
+    if isinstance(images, _ONE_IMAGE):
         return [images]
-    return list(images)
+    try:
+        return list(images)
+    except TypeError:
+        raise ImageError(f"cannot read an image from a {type(images).__name__}: give a path, a PIL image, an "
+                         "HxWx3 uint8 array or encoded bytes, or a list of them") from None
 
 
 _PIL_16_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # "I": how Pillow opens many 16-bit PNGs
@@ -194,9 +202,11 @@ def _pil_array(image: Image.Image) -> np.ndarray:
 
 
 def to_bgr(image) -> np.ndarray:
-    """A path, a PIL image or an HxWx3 RGB (or HxW gray) uint8 array -> HxWx3 uint8 BGR."""
+    """A path, a PIL image, an HxWx3 RGB (or HxW gray) uint8 array or an encoded file's bytes -> HxWx3 uint8 BGR."""
     if isinstance(image, (str, os.PathLike)):
         return read_bgr(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return decode_bgr(bytes(image), "<bytes>")  # the file's bytes, decoded as read_bgr decodes a file
     if isinstance(image, Image.Image):
         image = _pil_array(image)
     if isinstance(image, np.ndarray):

@@ -207,7 +207,8 @@ class Detector:
         return prepare(to_bgr(image), self.cfg, self.device)
 
     def predict(self, images, score_thr: float | None = None, batch_size: int = 1) -> list[Detections]:
-        """Detections for each image (paths, PIL images or HxWx3 RGB uint8 arrays), in input order.
+        """Detections for each image (paths, PIL images, HxWx3 RGB uint8 arrays or encoded files' bytes), in
+        input order.
 
         Images are batched only with others of the same padded size, so a batch gives exactly the detections of
         one image at a time (padding a batch to a common size would change the border features).
