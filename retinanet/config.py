@@ -5,11 +5,13 @@ Defaults are MMDetection v2.0's RetinaNet settings (see the facts sheet, section
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
-from retinanet.values import check_fraction, is_finite_number, is_whole
+from retinanet.errors import ArgumentError
+from retinanet.values import check_fraction, check_whole, is_finite_number, is_whole, plain
 
 STYLES = ("pytorch", "caffe")
+DEPTHS = (18, 34, 50, 101, 152)  # the ResNet depths the backbone builds
 MAX_SEED = 2 ** 32 - 1  # training seeds: numpy's range (each epoch's order is seeded with seed * 100003 + epoch)
 TEST_SCALE = (1333, 800)  # the reference's test (and training) scale: long edge <= 1333, short edge <= 800
 
@@ -58,30 +60,60 @@ class ModelConfig:
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
+        self._normalise()
         if self.style not in STYLES:
-            raise ValueError(f"style must be one of {STYLES}, not {self.style!r}")
-        if self.depth not in (18, 34, 50, 101, 152):
-            raise ValueError(f"unsupported ResNet depth {self.depth}")
+            raise ArgumentError(f"style must be one of {STYLES}, not {self.style!r}")
+        if not (is_whole(self.depth) and self.depth in DEPTHS):
+            raise ArgumentError(f"depth must be one of {', '.join(map(str, DEPTHS))} (ResNet depths), "
+                                f"not {self.depth!r}")
+        for name in ("groups", "base_width", "fpn_channels", "num_classes", "size_divisor", "nms_pre",
+                     "max_per_img", "epochs", "base_batch"):
+            check_whole(getattr(self, name), name)
+        check_whole(self.head_convs, "head_convs", 0)
+        if not (is_whole(self.frozen_stages) and -1 <= self.frozen_stages <= 4):
+            raise ArgumentError(f"frozen_stages must be an integer from -1 (none frozen) to 4, not "
+                                f"{self.frozen_stages!r}")
         if self.depth < 50 and (self.groups != 1 or self.base_width != 64):
-            raise ValueError("depth 18/34 (basic blocks) support only groups=1, base_width=64")
+            raise ArgumentError("depth 18/34 (basic blocks) support only groups=1, base_width=64")
         if self.groups * self.base_width > MAX_GROUP_WIDTH:  # the weights alone would take tens of gigabytes
-            raise ValueError(f"groups x base_width {self.groups} x {self.base_width} is wider than any published "
-                             f"ResNeXt (at most {MAX_GROUP_WIDTH}: 32x48d)")
-        if self.class_names is not None and len(self.class_names) != self.num_classes:
-            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+            raise ArgumentError(f"groups x base_width {self.groups} x {self.base_width} is wider than any published "
+                                f"ResNeXt (at most {MAX_GROUP_WIDTH}: 32x48d)")
+        if self.class_names is not None:
+            if not (isinstance(self.class_names, tuple) and all(isinstance(c, str) and c for c in self.class_names)
+                    and len(set(self.class_names)) == len(self.class_names)):
+                raise ArgumentError(f"class_names must be a list of distinct non-empty strings, or None, not "
+                                    f"{self.class_names!r}")
+            if len(self.class_names) != self.num_classes:
+                raise ArgumentError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+        if not isinstance(self.to_rgb, bool):
+            raise ArgumentError(f"to_rgb must be True or False, not {self.to_rgb!r}")
         # a config also comes from files (an export's metadata, a checkpoint's): values that would run but give
         # nothing (a 0x0 scale, NaN thresholds) are refused here, where every config passes
-        if not (len(self.scale) == 2 and all(is_whole(v) and v >= 1 for v in self.scale)):
-            raise ValueError(f"scale must be two positive integers (width, height), not {self.scale!r}")
-        for name in ("num_classes", "size_divisor", "nms_pre", "max_per_img"):
-            if not (is_whole(getattr(self, name)) and getattr(self, name) >= 1):
-                raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)!r}")
+        if not (isinstance(self.scale, tuple) and len(self.scale) == 2
+                and all(is_whole(v) and v >= 1 for v in self.scale)):
+            raise ArgumentError(f"scale must be two positive integers (width, height), not {self.scale!r}")
         for name in ("score_thr", "nms_iou"):
             check_fraction(getattr(self, name), name)
-        if not (len(self.mean) == len(self.std) == 3 and all(is_finite_number(v) for v in self.mean)
+        if not (isinstance(self.mean, tuple) and isinstance(self.std, tuple) and len(self.mean) == len(self.std) == 3
+                and all(is_finite_number(v) for v in self.mean)
                 and all(is_finite_number(v) and v > 0 for v in self.std)):
-            raise ValueError(f"mean and std must be 3 finite numbers each, std positive, not {self.mean!r}, "
-                             f"{self.std!r}")
+            raise ArgumentError(f"mean and std must be 3 finite numbers each, std positive, not {self.mean!r}, "
+                                f"{self.std!r}")
+        if not (isinstance(self.lr_steps, tuple) and all(is_whole(v) and v >= 1 for v in self.lr_steps)):
+            raise ArgumentError(f"lr_steps must be a list of epochs (positive integers), not {self.lr_steps!r}")
+        if not (is_finite_number(self.base_lr) and self.base_lr > 0):
+            raise ArgumentError(f"base_lr must be a positive number, not {self.base_lr!r}")
+        if not isinstance(self.extra, dict):
+            raise ArgumentError(f"extra must be a dict, not {self.extra!r}")
+
+    def _normalise(self) -> None:
+        """Lists become tuples and NumPy numbers Python's, so that a config built from arrays or JSON equals, hashes
+        and serialises as one built from literals (a str is not split into a sequence)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (list, tuple)):
+                value = tuple(plain(v) for v in value)
+            object.__setattr__(self, f.name, plain(value))
 
     @property
     def names(self) -> tuple[str, ...]:

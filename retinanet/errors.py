@@ -6,6 +6,11 @@ class RetinaNetError(Exception):
     exit_code = 2
 
 
+class ArgumentError(RetinaNetError, ValueError):
+    """A value passed to the Python API that it cannot use (a wrong type, out of range), named in the message; a
+    ValueError too, as a Python caller expects of a bad argument."""
+
+
 class CheckpointError(RetinaNetError):
     """A weights file that cannot be loaded into the model (unreadable, wrong keys or shapes)."""
 

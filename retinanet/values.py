@@ -1,12 +1,16 @@
 """Checks of single values that come from files (JSON, TOML, checkpoints, export metadata) or from callers.
 
 Booleans are not numbers here: Python counts True as 1, so `"image_id": true` or `depth = true` would otherwise
-pass as an integer.
+pass as an integer. NumPy's integers and floats are numbers (`numbers.Integral` / `numbers.Real`); `plain` turns
+them into Python's, which JSON and every later check take.
 """
 from __future__ import annotations
 
 import math
 import numbers
+import os
+
+from retinanet.errors import ArgumentError
 
 
 def is_whole(v) -> bool:
@@ -17,12 +21,40 @@ def is_finite_number(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def plain(v):
+    """A NumPy (or other) integer or float as Python's int or float; anything else as it is."""
+    if isinstance(v, (bool, int, float)) or not isinstance(v, numbers.Real):
+        return v
+    if type(v).__name__ == "bool_":  # numpy.bool_ is not numbers.Real, but stay safe for look-alikes
+        return bool(v)
+    return int(v) if isinstance(v, numbers.Integral) else float(v)
+
+
 def check_fraction(value, name: str) -> None:
-    """ValueError unless `value` is a number from 0 to 1 (a threshold; NaN is not)."""
+    """ArgumentError (a ValueError) unless `value` is a number from 0 to 1 (a threshold; NaN is not)."""
     if not (is_finite_number(value) and 0 <= value <= 1):
-        raise ValueError(f"{name} must be a number from 0 to 1, not {value!r}")
+        raise ArgumentError(f"{name} must be a number from 0 to 1, not {value!r}")
+
+
+def check_whole(value, name: str, low: int = 1) -> None:
+    """ArgumentError unless `value` is an integer (not a bool) of at least `low`."""
+    if not (is_whole(value) and value >= low):
+        what = "a positive integer" if low == 1 else f"an integer of at least {low}"
+        raise ArgumentError(f"{name} must be {what}, not {value!r}")
 
 
 def check_batch_size(value) -> None:
-    if not (is_whole(value) and value >= 1):
-        raise ValueError(f"batch_size must be a positive integer, not {value!r}")
+    check_whole(value, "batch_size")
+
+
+def check_flag(value, name: str) -> None:
+    """ArgumentError unless `value` is True or False (a string such as "no" would count as true)."""
+    if not (isinstance(value, bool) or type(value).__name__ == "bool_"):
+        raise ArgumentError(f"{name} must be True or False, not {value!r}")
+
+
+def check_path(value, name: str, error: type[Exception] = ArgumentError) -> None:
+    """`error` unless `value` names a file the way open() takes it from Python code: a str or an os.PathLike
+    (a number would be taken as a file descriptor, bytes need an encoding)."""
+    if not isinstance(value, (str, os.PathLike)) or not isinstance(os.fspath(value), str) or not os.fspath(value):
+        raise error(f"{name} must be a path (a non-empty str or os.PathLike), not {value!r}")

@@ -47,7 +47,15 @@ def load(name: str, weights: str | os.PathLike | None = None, device: str = "aut
                        "(e.g. score_thr)")
     from retinanet.inference.detector import resolve_device
     from retinanet.inference.fast import channels_last_for, check_precision
+    from retinanet.values import check_flag, check_path
 
+    for flag, value in (("random_weights", random_weights), ("quiet", quiet), ("compile", compile),
+                        ("autotune", autotune)):
+        check_flag(value, flag)
+    if offline is not None:
+        check_flag(offline, "offline")
+    if weights is not None:
+        check_path(weights, "weights")
     entry = get(name, zoo_file)
     cfg = entry.model_config(**config_overrides)
     if weights is not None and not random_weights and export_format(weights):

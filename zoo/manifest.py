@@ -18,11 +18,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from retinanet.config import STYLES, ModelConfig
+from retinanet.config import DEPTHS, STYLES, ModelConfig
 from retinanet.file_check import FileProblem, FileTooLarge, read_small_file
-from retinanet.values import is_finite_number, is_whole
+from retinanet.values import check_path, is_finite_number, is_whole
 
-from .errors import ManifestError, UnknownModelError
+from .errors import ManifestError, UnknownModelError, ZooError
 from .settings import usable_url
 
 # used with fullmatch: `$` would also match before a final newline, letting "name\n" through
@@ -123,7 +123,7 @@ _FIELDS = {
              True),
     "url": (_url, _URL_RULE, True),
     "sha256": (lambda v: isinstance(v, str) and bool(_HEX.fullmatch(v)), "8 to 64 hex digits", True),
-    "depth": (lambda v: v in (18, 34, 50, 101, 152) and is_whole(v), "one of 18, 34, 50, 101, 152", True),
+    "depth": (lambda v: v in DEPTHS and is_whole(v), "one of " + ", ".join(map(str, DEPTHS)), True),
     "style": (lambda v: v in STYLES, "one of " + ", ".join(STYLES), True),
     "aliases": (lambda v: isinstance(v, list) and all(isinstance(a, str) and _NAME.fullmatch(a) for a in v),
                 "a list of names", False),
@@ -255,6 +255,8 @@ class Zoo:
     def load(cls, user_manifest: str | os.PathLike | None = None) -> "Zoo":
         """The bundled zoo plus `user_manifest` (default: $RDET_ZOO when set)."""
         entries = read_manifest(bundled_manifest_path())
+        if user_manifest not in (None, ""):  # "" (an empty RDET_ZOO or --zoo) means none, as it always has
+            check_path(user_manifest, "zoo_file", ZooError)
         user_manifest = user_manifest or os.environ.get("RDET_ZOO") or None
         if user_manifest:
             entries += read_manifest(user_manifest)
@@ -271,6 +273,8 @@ class Zoo:
 
     def get(self, name: str) -> Entry:
         """The entry for a short name or alias; UnknownModelError names the closest ones."""
+        if not isinstance(name, str):
+            raise ZooError(f"a model name must be a str (see `rdet list`), not {name!r}")
         if name in self.entries:
             return self.entries[name]
         if name in self._aliases:

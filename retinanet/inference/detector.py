@@ -22,8 +22,8 @@ from retinanet.inference.postprocess import detect_single
 from retinanet.inference.torch_switches import inference_switches
 from retinanet.data.preprocess import collate, prepare
 from retinanet.data.read_ahead import read_ahead
-from retinanet.errors import ImageError
-from retinanet.values import check_batch_size, check_fraction
+from retinanet.errors import ArgumentError, ImageError
+from retinanet.values import check_batch_size, check_flag, check_fraction, check_path
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -117,6 +117,12 @@ class Detector:
         (fast.channels_last_for). `compile`: torch.compile on first use. `autotune`: cuDNN's autotuner measures
         each convolution's algorithms on the first call of an input size instead of taking its heuristics' pick
         (seconds more on that call, then often faster: for one size many times, as bench, a video or a stream)."""
+        if not isinstance(cfg, ModelConfig):
+            raise ArgumentError(f"cfg must be a retinanet.ModelConfig, not {type(cfg).__name__}")
+        if weights is not None:
+            check_path(weights, "weights")
+        for flag, value in (("fast", fast), ("compile", compile), ("autotune", autotune)):
+            check_flag(value, flag)
         self.device = resolve_device(device)
         fast_autocast(self.device, precision)  # validates precision against the device up front
         self.precision = precision
@@ -223,7 +229,12 @@ class Detector:
         reported with their error, the others detected together."""
         from retinanet.data.sources import Input, frames
 
-        return self.predict_frames(frames([Input("image", str(p)) for p in paths]), score_thr, batch_size)
+        _check_call(score_thr, batch_size)  # here too: the generator below would check only when first read
+        if isinstance(paths, (str, os.PathLike)):  # one file, not a sequence of one-letter names
+            paths = [paths]
+        elif not isinstance(paths, Iterable):
+            raise ArgumentError(f"predict_files takes a path or an iterable of paths, not {type(paths).__name__}")
+        return self.predict_frames(frames([Input("image", _file_name(p)) for p in paths]), score_thr, batch_size)
 
     def predict_frames(self, frames: Iterable, score_thr: float | None = None,
                        batch_size: int = 1) -> Iterator[FileResult]:
@@ -231,12 +242,20 @@ class Detector:
         order, read and detected `batch_size` at a time; a frame that could not be read gives its error. Lazy:
         a live stream is detected frame by frame as it arrives. The next frames are decoded in a thread meanwhile
         where `read_ahead_frames` says so (on CUDA by default)."""
+        from retinanet.data.sources import Frame
+
         _check_call(score_thr, batch_size)
+        if not isinstance(frames, Iterable) or isinstance(frames, (str, bytes, os.PathLike)):
+            raise ArgumentError(f"predict_frames takes an iterable of retinanet.data.sources.Frame, not "
+                                f"{type(frames).__name__} (predict_files takes paths)")
         frames = read_ahead(frames, self._read_ahead_depth(batch_size))
         while chunk := list(itertools.islice(frames, max(1, batch_size))):
             t0, compiling = time.perf_counter(), self.compile_seconds
             prepared, errors = {}, {}
             for f in chunk:
+                if not isinstance(f, Frame):
+                    raise ArgumentError(f"predict_frames takes retinanet.data.sources.Frame items, not "
+                                        f"{type(f).__name__} (predict_files takes paths)")
                 if f.error is None:
                     try:
                         prepared[id(f)] = self._prepare_fast(f.image)
@@ -273,6 +292,12 @@ class Detector:
     def _wrap(self, boxes, scores, labels, meta: ImageMeta) -> Detections:
         return Detections(boxes.float().cpu().numpy(), scores.float().cpu().numpy(), labels.cpu().numpy(),
                           self.class_names, self.category_ids, meta.ori_shape[1], meta.ori_shape[0], meta)
+
+
+def _file_name(path) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise ArgumentError(f"predict_files takes paths (str or os.PathLike), not {path!r}")
+    return os.fspath(path) if isinstance(os.fspath(path), str) else os.fsdecode(path)
 
 
 def _check_call(score_thr, batch_size) -> None:
