@@ -5,10 +5,10 @@ Defaults are MMDetection v2.0's RetinaNet settings (see the facts sheet, section
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 from retinanet.errors import ArgumentError
-from retinanet.values import check_fraction, check_whole, is_finite_number, is_whole, plain
+from retinanet.values import check_fraction, check_whole, is_finite_number, is_whole, plain_fields
 
 STYLES = ("pytorch", "caffe")
 DEPTHS = (18, 34, 50, 101, 152)  # the ResNet depths the backbone builds
@@ -60,7 +60,7 @@ class ModelConfig:
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
-        self._normalise()
+        plain_fields(self)
         if self.style not in STYLES:
             raise ArgumentError(f"style must be one of {STYLES}, not {self.style!r}")
         if not (is_whole(self.depth) and self.depth in DEPTHS):
@@ -105,15 +105,6 @@ class ModelConfig:
             raise ArgumentError(f"base_lr must be a positive number, not {self.base_lr!r}")
         if not isinstance(self.extra, dict):
             raise ArgumentError(f"extra must be a dict, not {self.extra!r}")
-
-    def _normalise(self) -> None:
-        """Lists become tuples and NumPy numbers Python's, so that a config built from arrays or JSON equals, hashes
-        and serialises as one built from literals (a str is not split into a sequence)."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, (list, tuple)):
-                value = tuple(plain(v) for v in value)
-            object.__setattr__(self, f.name, plain(value))
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -9,14 +9,16 @@ import contextlib
 import io
 import json
 import os
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from retinanet.coco_api import pycocotools_classes
-from retinanet.errors import DatasetError, first_line
+from retinanet.errors import ArgumentError, DatasetError, first_line
 from retinanet.file_check import file_problem
-from retinanet.values import is_finite_number, is_whole
+from retinanet.values import check_path, is_finite_number, is_whole
 
 _SHOW_MISSING = 5
 
@@ -167,6 +169,10 @@ class CocoSet:
              check_files: bool = True) -> "CocoSet":
         """Read and check a set; `limit` keeps the first N images by id. Raises DatasetError (one line)."""
         COCO, _ = pycocotools_classes()
+        check_path(ann_file, "ann_file")
+        check_path(images_dir, "images_dir")
+        if limit is not None and not (is_whole(limit) and limit >= 1):  # 2.5 failed in slicing, True kept 1 image
+            raise DatasetError(f"--limit must be a whole number of at least 1, not {limit!r}")
         ann_file, images_dir = Path(ann_file), Path(images_dir)
         data = _read_json(ann_file)
         _check_schema(data, ann_file)
@@ -174,14 +180,12 @@ class CocoSet:
             raise DatasetError(f"annotation file {ann_file} lists no categories")
         if not data["images"]:
             raise DatasetError(f"annotation file {ann_file} lists no images: nothing to do")
-        if limit is not None and limit < 1:
-            raise DatasetError(f"--limit must be at least 1, not {limit}")
         coco = COCO()
         coco.dataset = data
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
             coco.createIndex()
         ids = sorted(coco.getImgIds())
-        subset = ids[:limit] if limit else ids
+        subset = ids[:int(limit)] if limit else ids
         found = cls(coco, ann_file, images_dir, subset, len(ids))
         if check_files:
             found.check_files()
@@ -214,6 +218,29 @@ class CocoSet:
 
     def __len__(self) -> int:
         return len(self.image_ids)
+
+    def chosen_ids(self, image_ids=None) -> list[int]:
+        """`image_ids` as a list of Python ints (default: the set's own), ArgumentError unless each is an image of
+        this set, given once: an unknown id failed deep in detection (KeyError) and scored as 'no ground truth'
+        (-1) without a word; a repeated one was detected, and scored, twice."""
+        if image_ids is None:
+            return list(self.image_ids)
+        if isinstance(image_ids, (str, bytes)) or not isinstance(image_ids, Iterable):
+            raise ArgumentError(f"image_ids must be a list of image ids, not {type(image_ids).__name__}")
+        ids = list(image_ids)
+        odd = [i for i in ids if not is_whole(i)]
+        if odd:
+            raise ArgumentError(f"image_ids must be integers, not {odd[0]!r}")
+        ids = [int(i) for i in ids]
+        unknown = sorted(set(ids) - set(self.coco.imgs))
+        if unknown:
+            shown = ", ".join(map(str, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+            raise ArgumentError(f"image_ids: {len(unknown)} id(s) that {self.ann_file.name} lacks: {shown}")
+        twice = sorted(i for i, n in Counter(ids).items() if n > 1)
+        if twice:
+            raise ArgumentError(f"image_ids lists {len(twice)} image(s) more than once: "
+                                f"{', '.join(map(str, twice[:5]))}{', ...' if len(twice) > 5 else ''}")
+        return ids
 
     def info(self, image_id: int) -> dict:
         return self.coco.imgs[image_id]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -20,9 +21,9 @@ from typing import Callable
 from retinanet.atomic_write import write_text_atomically
 from retinanet.data.coco import CocoSet, read_json_file
 from retinanet.data.loader_workers import init_worker
-from retinanet.errors import DatasetError, ImageError
+from retinanet.errors import ArgumentError, DatasetError, ImageError
 from retinanet.evaluation.scorer import score_coco
-from retinanet.values import is_finite_number, is_whole
+from retinanet.values import check_batch_size, check_path, check_whole, is_finite_number, is_whole, plain
 
 
 # --- detection ---------------------------------------------------------------------------------------------
@@ -214,8 +215,11 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
     from retinanet.distributed import DistInfo, gather_to_main, shard
 
     dist = dist or DistInfo()
+    check_batch_size(batch_size)  # 0 ran as 1 without a word; a NumPy integer failed in DataLoader
+    check_whole(workers, "workers", 0)
+    batch_size, workers = int(batch_size), int(workers)
     check_classes(detector.cfg.num_classes, coco_set)
-    ids = list(coco_set.image_ids if image_ids is None else image_ids)
+    ids = coco_set.chosen_ids(image_ids)
     coco_set.check_resizable(detector.cfg.scale, ids)  # before any inference, not when the loader meets it
     use_path = detector.device_path() is not None if device_path is None else device_path
     path = None
@@ -293,8 +297,9 @@ def score_set(coco_set: CocoSet, results: list[dict], image_ids: list[int] | Non
               backend: str = "auto"):
     """scorer.CocoScores of `results` on a CocoSet (figures, per-class precision and recall arrays), the ids
     checked first."""
+    results = _checked_results(results)
     _check_ids(coco_set, results)
-    ids = coco_set.image_ids if image_ids is None else image_ids
+    ids = coco_set.chosen_ids(image_ids)
     return score_coco(coco_set.coco.dataset, results, ids, coco_set.cat_ids, backend=backend)
 
 
@@ -302,11 +307,39 @@ def score_set(coco_set: CocoSet, results: list[dict], image_ids: list[int] | Non
 
 
 def save_results(path: str | os.PathLike, results: list[dict]) -> None:
-    """COCO results JSON, written atomically (a crash never leaves half a file)."""
+    """COCO results JSON, written atomically (a crash never leaves half a file); `results` are checked as
+    load_results checks them, so that the file reads back (NumPy numbers are written as numbers)."""
+    check_path(path, "path")
+    results = _checked_results(results)
     path = Path(path)
+    if path.is_dir():
+        raise ArgumentError(f"cannot write the results to {path}: it is a directory (give a file name)")
     if path.parent != Path():
         path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(path, json.dumps(results))
+    write_text_atomically(path, json.dumps(results, default=_json_number))
+
+
+def _json_number(value):
+    """json.dumps's fallback: NumPy integers and floats (a caller's own results) as Python's."""
+    number = plain(value)
+    if number is value:
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return number
+
+
+def _checked_results(results) -> list[dict]:
+    """`results` as a list, DatasetError naming the first entry that is no COCO detection (a missing key failed
+    as a KeyError, a NaN score or negative width was ranked or matched as if it meant something)."""
+    if isinstance(results, (str, bytes, dict)) or not isinstance(results, Iterable):
+        raise ArgumentError(f"results must be a list of COCO detections, not {type(results).__name__}")
+    results = list(results)
+    for i, r in enumerate(results):
+        if not _valid_result(r):
+            raise DatasetError(f"results entry {i} is not a COCO detection {RESULT_FORM}: {r!r:.120}")
+    return results
+
+
+RESULT_FORM = "{image_id, category_id, bbox: [x, y, w >= 0, h >= 0], score}"
 
 
 def _valid_result(r) -> bool:
@@ -320,14 +353,14 @@ def _valid_result(r) -> bool:
 
 def load_results(path: str | os.PathLike) -> list[dict]:
     """A COCO results file, checked: a list of {image_id, category_id, bbox [x, y, w, h], score}."""
+    check_path(path, "path")
     path = Path(path)
     data = read_json_file(path, "results file")
     if not isinstance(data, list):
         raise DatasetError(f"results file {path} is not a list of COCO detections")
     for i, r in enumerate(data):
         if not _valid_result(r):
-            raise DatasetError(f"results file {path}: entry {i} is not a COCO detection "
-                               "{image_id, category_id, bbox: [x, y, w >= 0, h >= 0], score}")
+            raise DatasetError(f"results file {path}: entry {i} is not a COCO detection {RESULT_FORM}")
     return data
 
 

@@ -20,6 +20,7 @@ from importlib.util import find_spec
 import numpy as np
 
 from retinanet.coco_api import pycocotools_classes
+from retinanet.errors import ArgumentError
 
 # COCOeval.stats in order: (name, what, IoU, area, max detections)
 METRICS = (
@@ -83,7 +84,7 @@ def choose_backend(backend: str = "auto") -> str:
     if backend == "auto":
         return available_backends()[0]
     if backend not in BACKENDS:
-        raise ValueError(f"scorer must be one of {('auto',) + BACKENDS}, not {backend!r}")
+        raise ArgumentError(f"scorer must be one of {('auto',) + BACKENDS}, not {backend!r}")
     return backend
 
 
