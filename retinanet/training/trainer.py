@@ -27,9 +27,10 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from retinanet.config import ModelConfig
+from retinanet.config import MAX_SEED, ModelConfig
 from retinanet.distributed import DistInfo, barrier
-from retinanet.errors import CheckpointError, ImageError, RetinaNetError, first_line
+from retinanet.errors import ArgumentError, CheckpointError, ImageError, RetinaNetError, first_line
+from retinanet.inference.detector import resolve_device
 from retinanet.inference.fast import amp_precision, check_precision
 from retinanet.memory import process_peak_bytes
 from retinanet.inference.fast import autocast as fast_autocast
@@ -39,7 +40,11 @@ from retinanet.model.pretrained import initialise
 from retinanet.training.schedule import (SGD_MOMENTUM, SGD_WEIGHT_DECAY, WARMUP_ITERS, WARMUP_RATIO, StepSchedule,
                                          scaled_lr, set_lr)
 from retinanet.training.run_log import cut_back_log
+from retinanet.training.work_dir import check_place
+from retinanet.values import (check_flag, check_fraction, check_path, check_whole, is_finite_number, is_whole,
+                              plain_fields)
 from retinanet.training.stop_request import StopRequest
+from retinanet.data.coco import CocoSet
 from retinanet.data.train_data import GroupedBatches, TrainSet, loader
 from retinanet.training.train_state import (
     LATEST,
@@ -87,6 +92,32 @@ class TrainOptions:
     resume: bool = False
     keep_last: int | None = None  # keep only the newest N epoch checkpoints (None: all, as the reference)
 
+    def __post_init__(self):
+        """Each option checked by name (ArgumentError): epochs=0 silently trained the config's epochs, keep_last=0
+        kept every checkpoint, workers=-1 or seed='1' failed deep in torch or numpy."""
+        plain_fields(self)
+        for name, low in (("epochs", 1), ("keep_last", 1)):
+            if getattr(self, name) is not None:
+                check_whole(getattr(self, name), name, low)
+        for name, low in (("batch_size", 1), ("eval_batch_size", 1), ("workers", 0), ("eval_every", 0),
+                          ("warmup_iters", 0), ("seed", 0)):
+            check_whole(getattr(self, name), name, low)
+        if self.seed > MAX_SEED:
+            raise ArgumentError(f"seed must be from 0 to {MAX_SEED}, not {self.seed}")
+        if self.lr_steps is not None and not (isinstance(self.lr_steps, tuple)
+                                              and all(is_whole(v) and v >= 1 for v in self.lr_steps)):
+            raise ArgumentError(f"lr_steps must be a list of epochs (positive integers), not {self.lr_steps!r}")
+        for name in ("lr", "momentum", "weight_decay", "clip_grad"):
+            value = getattr(self, name)
+            if value is None and name in ("lr", "clip_grad"):
+                continue
+            if not (is_finite_number(value) and (value > 0 if name == "clip_grad" else value >= 0)):
+                what = "a positive number" if name == "clip_grad" else "a number of at least 0"
+                raise ArgumentError(f"{name} must be {what}, not {value!r}")
+        check_fraction(self.warmup_ratio, "warmup_ratio")
+        check_flag(self.amp, "amp")
+        check_flag(self.resume, "resume")
+
 
 class TrainingEvents:
     """What a front end hears about while training (this base ignores it all); the CLI draws a progress bar and
@@ -131,16 +162,25 @@ class Trainer:
     def __init__(self, cfg: ModelConfig, train_set, work_dir: str | os.PathLike, options: TrainOptions = TrainOptions(),
                  *, init: str | os.PathLike | None = None, val_set=None, device: str | torch.device = "cpu",
                  dist_info: DistInfo = DistInfo(), meta: dict | None = None, reporter: TrainingEvents | None = None):
+        if not isinstance(cfg, ModelConfig):
+            raise ArgumentError(f"cfg must be a retinanet.ModelConfig, not {type(cfg).__name__}")
+        if not isinstance(options, TrainOptions):
+            raise ArgumentError(f"options must be a TrainOptions, not {type(options).__name__}")
+        check_path(work_dir, "work_dir")
+        for name, data in (("train_set", train_set), ("val_set", val_set)):
+            if not isinstance(data, CocoSet) and not (name == "val_set" and data is None):
+                raise ArgumentError(f"{name} must be a retinanet.CocoSet (CocoSet.load), not {type(data).__name__}")
+        if init is not None:
+            check_path(init, "init")
         self.cfg, self.options, self.val_set = cfg, options, val_set
         self.work_dir = Path(work_dir)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.dist = dist_info
         self.meta = dict(meta or {})
         self.reporter = reporter if (reporter is not None and dist_info.is_main) else TrainingEvents()
         self.precision = options.precision or amp_precision(self.device, options.amp)
         check_precision(self.device, self.precision)  # an unsupported --amp fails here, in one line
-        if options.batch_size < 1:
-            raise RetinaNetError(f"the batch size must be at least 1, not {options.batch_size}")
+        check_place(self.work_dir)  # a file there failed only when the first epoch's checkpoint was saved
 
         self._build_data_and_schedule(train_set)
         self._build_model(init)

@@ -26,13 +26,18 @@ def run_files(work_dir: Path) -> list[Path]:
     return sorted(found)
 
 
+def check_place(work_dir: Path) -> None:
+    """RetinaNetError unless `work_dir` is a directory or nothing yet."""
+    if work_dir.exists() and not work_dir.is_dir():
+        raise RetinaNetError(f"--work-dir {work_dir}: exists and is not a directory")
+
+
 def check_work_dir(work_dir: Path, resume: bool, overwrite: bool) -> None:
     """RetinaNetError (one line) unless the run can go there: a directory (or nothing yet), empty unless resuming
     or overwriting."""
     if resume and overwrite:
         raise RetinaNetError("--resume continues the run in --work-dir and --overwrite deletes it: give one")
-    if work_dir.exists() and not work_dir.is_dir():
-        raise RetinaNetError(f"--work-dir {work_dir}: exists and is not a directory")
+    check_place(work_dir)
     if resume or overwrite or not work_dir.is_dir():
         return
     contents = sorted(p.name for p in work_dir.iterdir() if p.name != LOCK)
