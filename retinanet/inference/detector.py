@@ -23,7 +23,7 @@ from retinanet.inference.torch_switches import inference_switches
 from retinanet.data.preprocess import collate, prepare
 from retinanet.data.read_ahead import read_ahead
 from retinanet.errors import ArgumentError, ImageError
-from retinanet.values import check_batch_size, check_flag, check_fraction, check_path
+from retinanet.values import check_batch_size, check_flag, check_fraction, check_path, is_whole
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -73,6 +73,9 @@ class Detections:
     def to_coco(self, image_id) -> list[dict]:
         """COCO results format: bbox as [x, y, w, h] with w = x2 - x1 (no +1), subtracted in float64 after the
         float32 corners become Python floats, as the reference's xyxy2xywh (bbox.tolist() first)."""
+        if not is_whole(image_id):  # COCOeval matches ids by value: '42' would match no image, silently
+            raise ArgumentError(f"image_id must be an integer (the COCO image's id), not {image_id!r}")
+        image_id = int(image_id)  # a NumPy integer as Python's, which JSON writes
         return [{"image_id": image_id, "category_id": int(self.category_ids[lab]),
                  "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
                 for (x1, y1, x2, y2), s, lab in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist())]

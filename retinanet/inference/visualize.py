@@ -6,6 +6,8 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from retinanet.errors import ArgumentError
+
 
 def class_colour(label: int) -> tuple[int, int, int]:
     """A bright colour per class, spread around the hue circle by the golden ratio so neighbours differ."""
@@ -18,7 +20,21 @@ def _text_colour(bg: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def draw_detections(image_rgb: np.ndarray, boxes, scores, labels, class_names) -> Image.Image:
-    """An RGB PIL image with the detections drawn; line width and font scale with the image."""
+    """An RGB PIL image with the detections drawn; line width and font scale with the image. The image is an
+    HxWx3 uint8 RGB array, or anything else predict reads (a gray or RGBA array, a PIL image, a path)."""
+    if not (isinstance(image_rgb, np.ndarray) and image_rgb.ndim == 3 and image_rgb.shape[2] == 3
+            and image_rgb.dtype == np.uint8):
+        from retinanet.data.images import to_bgr
+
+        image_rgb = np.ascontiguousarray(to_bgr(image_rgb)[:, :, ::-1])
+    labels = [int(v) for v in labels]
+    if not len(boxes) == len(scores) == len(labels):  # zip would silently drop the longer lists' tail
+        raise ArgumentError(f"{len(boxes)} boxes, {len(scores)} scores and {len(labels)} labels: one each per "
+                            "detection")
+    unnamed = sorted({v for v in labels if not 0 <= v < len(class_names)})
+    if unnamed:
+        raise ArgumentError(f"label(s) {', '.join(map(str, unnamed[:5]))} have no class name "
+                            f"({len(class_names)} class names, labels 0 to {len(class_names) - 1})")
     img = Image.fromarray(image_rgb)
     draw = ImageDraw.Draw(img)
     side = max(img.size)
