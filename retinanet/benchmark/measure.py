@@ -29,10 +29,11 @@ from typing import Callable
 import torch
 
 from retinanet.config import TEST_SCALE, ModelConfig
-from retinanet.errors import RetinaNetError, exhausted_memory, first_line
+from retinanet.errors import ArgumentError, RetinaNetError, exhausted_memory, first_line
 from retinanet.inference.torch_switches import inference_switches
 from retinanet.memory import max_rss_bytes
 from retinanet.training.schedule import SGD_MOMENTUM, SGD_WEIGHT_DECAY
+from retinanet.values import check_batch_size, check_whole, is_finite_number
 
 GIB = 1024 ** 3  # the README's GB are mmcv's MiB / 1024
 CUDA_KIND = "cuda max_memory_allocated"
@@ -116,8 +117,14 @@ def time_inference(detector, load: Callable[[int], tuple], images: int = 2000, w
     cuDNN's autotuner is on only where the detector asks for it (Detector's `autotune`, `rdet bench --autotune`),
     off otherwise, as in the reference: with real images of many sizes it tunes each new size inside the timed
     region."""
-    if batch_size < 1 or warmup < 0:
-        raise RetinaNetError("batch size must be >= 1 and warm-up >= 0")
+    check_whole(images, "images")  # 'abc' or 2.5 failed in comparisons or ran a fraction of a batch
+    check_whole(warmup, "warmup", 0)
+    check_batch_size(batch_size)
+    if not (is_finite_number(min_warmup_seconds) and min_warmup_seconds >= 0):
+        raise ArgumentError(f"min_warmup_seconds must be a number of at least 0, not {min_warmup_seconds!r}")
+    if not callable(load):
+        raise ArgumentError(f"load must be a function of the image index (benchmark.inputs.loader_for), not "
+                            f"{type(load).__name__}")
     if images <= warmup * batch_size:
         raise RetinaNetError(f"{images} images leave nothing to time after {warmup} warm-up iteration(s) "
                              f"of {batch_size}; use more --images")

@@ -15,6 +15,7 @@ from retinanet.inference.detector import Detector, resolve_device
 from retinanet.data.image_meta import ImageMeta
 from retinanet.inference.postprocess import detect_single
 from retinanet.model.anchors import AnchorGenerator
+from retinanet.values import check_path
 
 
 class ExportedDetector(Detector):
@@ -24,6 +25,7 @@ class ExportedDetector(Detector):
 
     def __init__(self, path: str | os.PathLike, device="auto", threads: int | None = None):
         # Not Detector.__init__: there is no PyTorch model to build, only the attributes its methods read.
+        check_path(path, "path")
         self.path = Path(path)
         self.device = resolve_device(device)
         self.runner = open_export(self.path, self.device, threads)

@@ -17,11 +17,12 @@ import torch
 from retinanet.atomic_write import atomic_path
 from retinanet.config import ModelConfig
 from retinanet.data.preprocess import padded_size
-from retinanet.errors import ExportError
+from retinanet.errors import ArgumentError, ExportError
 from retinanet.export.graphs import (DETECTION_INPUTS, DETECTION_OUTPUTS, NETWORK_OUTPUTS, DetectionGraph,
                                      NetworkGraph)
 from retinanet.export.metadata import FORMATS, KEY, PRECISIONS, ExportInfo
 from retinanet.inference.fast import fold_batchnorm
+from retinanet.values import check_flag, check_path
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 assert tuple(DTYPES) == PRECISIONS
@@ -34,10 +35,14 @@ def canvas_size(cfg: ModelConfig) -> tuple[int, int]:
     return padded_size(min(cfg.scale), max(cfg.scale), cfg.size_divisor)
 
 
+def check_precision(precision) -> None:
+    if not (isinstance(precision, str) and precision in DTYPES):
+        raise ExportError(f"--precision must be one of {', '.join(DTYPES)}, not {precision!r}")
+
+
 def build_graph(model: torch.nn.Module, cfg: ModelConfig, *, with_postprocess: bool, precision: str = "fp32"):
     """The module to export: a BatchNorm-folded eval copy of `model`, alone or with the post-processing."""
-    if precision not in DTYPES:
-        raise ExportError(f"--precision must be one of {', '.join(DTYPES)}, not {precision!r}")
+    check_precision(precision)
     net = copy.deepcopy(model).float().eval()
     fold_batchnorm(net.backbone)
     net = net.to(DTYPES[precision])
@@ -73,11 +78,21 @@ def export(model: torch.nn.Module, cfg: ModelConfig, out: str | os.PathLike, *, 
            precision: str = "fp32", with_postprocess: bool = False, model_name: str = "",
            weights_sha256: str = "") -> ExportInfo:
     """Write `model` (a RetinaNet with its weights) to `out`; returns the metadata written with it."""
+    from retinanet.model.retinanet import RetinaNet
+
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if fmt == "onnx" and any(find_spec(name) is None for name in ("onnx", "onnxscript")):
         # torch.onnx translates through onnxscript; said before the minutes of tracing, not after
         raise ExportError('ONNX export needs onnx, onnxscript and onnxruntime: pip install "rdet[export]"')
+    check_precision(precision)
+    if not isinstance(model, RetinaNet):  # anything else failed minutes into tracing, or deep in deepcopy
+        raise ArgumentError(f"model must be a retinanet RetinaNet (a Detector's .model), not {type(model).__name__}")
+    if not isinstance(cfg, ModelConfig):
+        raise ArgumentError(f"cfg must be a retinanet.ModelConfig, not {type(cfg).__name__}")
+    check_path(out, "out")
+    check_flag(dynamic, "dynamic")
+    check_flag(with_postprocess, "with_postprocess")
     out = Path(out)
     info = ExportInfo.create(cfg, model=model_name, weights_sha256=weights_sha256, format=fmt,
                              input_size=None if dynamic else canvas_size(cfg), with_postprocess=with_postprocess,

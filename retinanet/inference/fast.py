@@ -76,7 +76,7 @@ def check_tf32(device: torch.device) -> None:
 
 def check_precision(device: torch.device, precision: str) -> None:
     """RetinaNetError (one line) unless `precision` runs on `device`: said before weights are downloaded."""
-    if precision not in PRECISIONS:
+    if not (isinstance(precision, str) and precision in PRECISIONS):  # a list would fail as unhashable
         raise RetinaNetError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision == "tf32":
         check_tf32(device)
