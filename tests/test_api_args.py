@@ -95,6 +95,7 @@ def manifest(tmp_path, rdet_env):
     (dict(precision=["fp32"]), RetinaNetError, "^precision must be one of"),
     (dict(name=None), zoo.ZooError, "^a model name must be a str"), (dict(name=5), zoo.ZooError, "model name"),
     (dict(zoo_file=5), zoo.ZooError, "^zoo_file must be a path"),
+    (dict(cache_dir=5), zoo.ZooError, "^cache_dir must be a path"),
 ])
 def test_zoo_load_says_which_argument_is_wrong_before_any_download(manifest, call, error, said):
     call = {"name": NAME, "zoo_file": manifest, "device": "cpu", **call}

@@ -15,6 +15,7 @@ from pathlib import Path
 import platformdirs
 
 from retinanet.atomic_write import replace_durably
+from retinanet.values import check_path
 
 from .errors import CacheError
 
@@ -112,6 +113,8 @@ def write_record(dest: Path, record: Record) -> None:
 
 class Cache:
     def __init__(self, root: str | os.PathLike | None = None):
+        if root not in (None, ""):  # "" (an empty --cache-dir) means the default, as it always has
+            check_path(root, "cache_dir", CacheError)
         self.root = cache_root(root) if root else default_cache_dir()
         try:
             os.stat(self.root)
