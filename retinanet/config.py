@@ -79,10 +79,9 @@ class ModelConfig:
             raise ArgumentError(f"groups x base_width {self.groups} x {self.base_width} is wider than any published "
                                 f"ResNeXt (at most {MAX_GROUP_WIDTH}: 32x48d)")
         if self.class_names is not None:
-            if not (isinstance(self.class_names, tuple) and all(isinstance(c, str) and c for c in self.class_names)
-                    and len(set(self.class_names)) == len(self.class_names)):
-                raise ArgumentError(f"class_names must be a list of distinct non-empty strings, or None, not "
-                                    f"{self.class_names!r}")
+            # strings, nothing more: a checkpoint's or dataset's own names (repeated or empty) are taken as they are
+            if not (isinstance(self.class_names, tuple) and all(isinstance(c, str) for c in self.class_names)):
+                raise ArgumentError(f"class_names must be a list of strings, or None, not {self.class_names!r}")
             if len(self.class_names) != self.num_classes:
                 raise ArgumentError(f"{len(self.class_names)} class names for {self.num_classes} classes")
         if not isinstance(self.to_rgb, bool):

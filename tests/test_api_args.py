@@ -52,7 +52,7 @@ def coco(tmp_path_factory):
     ({"head_convs": -1}, "^head_convs must be an integer of at least 0"), ({"frozen_stages": 9}, "^frozen_stages"),
     ({"to_rgb": "no"}, "^to_rgb must be True or False"), ({"to_rgb": 0}, "^to_rgb must be"),
     ({"class_names": "abc"}, "^class_names must be"), ({"class_names": (1, 2, 3)}, "^class_names must be"),
-    ({"class_names": ("a", "a", "b")}, "^class_names must be"), ({"class_names": ("a", "b")}, "2 class names"),
+    ({"class_names": ["a", None, "b"]}, "^class_names must be"), ({"class_names": ("a", "b")}, "2 class names"),
     ({"scale": 640}, "^scale must be"), ({"scale": (0, 0)}, "^scale must be"), ({"score_thr": "0.3"}, "^score_thr"),
     ({"num_classes": 0}, "^num_classes must be"), ({"epochs": 0}, "^epochs must be"),
     ({"lr_steps": (0,)}, "^lr_steps must be"), ({"base_lr": "x"}, "^base_lr must be"), ({"extra": 5}, "^extra must"),
