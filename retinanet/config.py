@@ -27,6 +27,12 @@ def reduced_precision(device_type: str) -> str:
 MAX_GROUP_WIDTH = 32 * 48  # ResNeXt-101 32x48d (829M parameters), the widest published; the zoo's widest is 64x4d
 
 
+def check_lr_steps(steps) -> None:
+    """ArgumentError unless `steps` (after values.plain_fields) is a tuple of epochs, each a positive integer."""
+    if not (isinstance(steps, tuple) and all(is_whole(v) and v >= 1 for v in steps)):
+        raise ArgumentError(f"lr_steps must be a list of epochs (positive integers), not {steps!r}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     # Backbone: ResNet (groups=1, base_width=64) or ResNeXt (e.g. groups=32, base_width=4).
@@ -98,8 +104,7 @@ class ModelConfig:
                 and all(is_finite_number(v) and v > 0 for v in self.std)):
             raise ArgumentError(f"mean and std must be 3 finite numbers each, std positive, not {self.mean!r}, "
                                 f"{self.std!r}")
-        if not (isinstance(self.lr_steps, tuple) and all(is_whole(v) and v >= 1 for v in self.lr_steps)):
-            raise ArgumentError(f"lr_steps must be a list of epochs (positive integers), not {self.lr_steps!r}")
+        check_lr_steps(self.lr_steps)
         if not (is_finite_number(self.base_lr) and self.base_lr > 0):
             raise ArgumentError(f"base_lr must be a positive number, not {self.base_lr!r}")
         if not isinstance(self.extra, dict):

@@ -24,12 +24,17 @@ def is_finite_number(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _is_numpy_bool(v) -> bool:
+    """numpy.bool_ (numpy.bool in NumPy 2), told without importing NumPy."""
+    return type(v).__module__ == "numpy" and getattr(v, "shape", None) == () and v.dtype.kind == "b"
+
+
 def plain(v):
-    """A NumPy (or other) integer or float as Python's int or float; anything else as it is."""
+    """A NumPy (or other) integer, float or bool as Python's; anything else as it is."""
+    if _is_numpy_bool(v):  # no numbers.Real
+        return bool(v)
     if isinstance(v, (bool, int, float)) or not isinstance(v, numbers.Real):
         return v
-    if type(v).__name__ == "bool_":  # numpy.bool_ is not numbers.Real, but stay safe for look-alikes
-        return bool(v)
     return int(v) if isinstance(v, numbers.Integral) else float(v)
 
 
@@ -64,7 +69,7 @@ def check_batch_size(value) -> None:
 
 def check_flag(value, name: str) -> None:
     """ArgumentError unless `value` is True or False (a string such as "no" would count as true)."""
-    if not (isinstance(value, bool) or type(value).__name__ == "bool_"):
+    if not (isinstance(value, bool) or _is_numpy_bool(value)):
         raise ArgumentError(f"{name} must be True or False, not {value!r}")
 
 

@@ -76,6 +76,7 @@ def test_numpy_numbers_make_the_same_config_as_python_ones(w, h, thr, classes, i
     plain = ModelConfig(scale=(w, h), score_thr=thr, num_classes=classes, mean=(1.5, 2.0, 3.0), lr_steps=(1,))
     assert from_numpy == plain
     assert json.dumps(from_numpy.to_dict()) == json.dumps(plain.to_dict())
+    assert ModelConfig(to_rgb=np.bool_(False)).to_rgb is False
 
 
 # --- zoo -----------------------------------------------------------------------------------------------------

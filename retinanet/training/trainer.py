@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from retinanet.config import MAX_SEED, ModelConfig
+from retinanet.config import MAX_SEED, ModelConfig, check_lr_steps
 from retinanet.distributed import DistInfo, barrier
 from retinanet.errors import ArgumentError, CheckpointError, ImageError, RetinaNetError, first_line
 from retinanet.inference.detector import resolve_device
@@ -41,8 +41,7 @@ from retinanet.training.schedule import (SGD_MOMENTUM, SGD_WEIGHT_DECAY, WARMUP_
                                          scaled_lr, set_lr)
 from retinanet.training.run_log import cut_back_log
 from retinanet.training.work_dir import check_place
-from retinanet.values import (check_flag, check_fraction, check_path, check_whole, is_finite_number, is_whole,
-                              plain_fields)
+from retinanet.values import check_flag, check_fraction, check_path, check_whole, is_finite_number, plain_fields
 from retinanet.training.stop_request import StopRequest
 from retinanet.data.coco import CocoSet
 from retinanet.data.train_data import GroupedBatches, TrainSet, loader
@@ -104,9 +103,8 @@ class TrainOptions:
             check_whole(getattr(self, name), name, low)
         if self.seed > MAX_SEED:
             raise ArgumentError(f"seed must be from 0 to {MAX_SEED}, not {self.seed}")
-        if self.lr_steps is not None and not (isinstance(self.lr_steps, tuple)
-                                              and all(is_whole(v) and v >= 1 for v in self.lr_steps)):
-            raise ArgumentError(f"lr_steps must be a list of epochs (positive integers), not {self.lr_steps!r}")
+        if self.lr_steps is not None:
+            check_lr_steps(self.lr_steps)
         for name in ("lr", "momentum", "weight_decay", "clip_grad"):
             value = getattr(self, name)
             if value is None and name in ("lr", "clip_grad"):
