@@ -187,9 +187,11 @@ def test_run_detection_and_scoring_arguments(det, coco, tmp_path):
                       ({"workers": -1}, "^workers must be an integer of at least 0"),
                       ({"image_ids": [42, 99999]}, "^image_ids: 1 id.s. that ann.json lacks: 99999"),  # KeyError
                       ({"image_ids": [42, 42]}, "^image_ids lists 1 image.s. more than once: 42"),  # detected twice
-                      ({"image_ids": "42"}, "^image_ids must be a list")):
+                      ({"image_ids": "42"}, "^image_ids must be a list"),
+                      ({"coco_set": "ann.json"}, "^coco_set must be a retinanet.CocoSet"),
+                      ({"progress": 5}, "^progress must be a function")):
         with pytest.raises(ArgumentError, match=said):
-            run_detection(det, coco, **{"workers": 0, **bad})
+            run_detection(det, **{"coco_set": coco, "workers": 0, **bad})
     det.cfg = det.cfg.replace(score_thr=0.0)  # detections to score and save
     try:
         results = run_detection(det, coco, batch_size=np.int64(2), workers=0, image_ids=np.array([42, 7]))
@@ -259,4 +261,10 @@ def test_time_inference_and_export_check_their_arguments(det, tmp_path):
         export(None, det.cfg, tmp_path / "m.pt2", fmt="exported-program")
     with pytest.raises(ArgumentError, match="^out must be a path"):
         export(det.model, det.cfg, None, fmt="exported-program")
+    from retinanet.export.detector import ExportedDetector
+
+    with pytest.raises(ArgumentError, match="^path must be a path"):
+        ExportedDetector(5, device="cpu")
+    with pytest.raises(ArgumentError, match="^threads must be a positive integer"):
+        ExportedDetector(tmp_path / "m.onnx", device="cpu", threads="2")
     assert not list(tmp_path.iterdir())

@@ -213,7 +213,10 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
     decoding, copying and the forward overlap. Same detections as the plain path.
     """
     from retinanet.distributed import DistInfo, gather_to_main, shard
-
+    if not isinstance(coco_set, CocoSet):
+        raise ArgumentError(f"coco_set must be a retinanet.CocoSet (CocoSet.load), not {type(coco_set).__name__}")
+    if progress is not None and not callable(progress):
+        raise ArgumentError(f"progress must be a function of the number of images done, not {progress!r}")
     dist = dist or DistInfo()
     check_batch_size(batch_size)  # 0 ran as 1 without a word; a NumPy integer failed in DataLoader
     check_whole(workers, "workers", 0)

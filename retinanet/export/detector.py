@@ -15,7 +15,7 @@ from retinanet.inference.detector import Detector, resolve_device
 from retinanet.data.image_meta import ImageMeta
 from retinanet.inference.postprocess import detect_single
 from retinanet.model.anchors import AnchorGenerator
-from retinanet.values import check_path
+from retinanet.values import check_path, check_whole
 
 
 class ExportedDetector(Detector):
@@ -26,6 +26,8 @@ class ExportedDetector(Detector):
     def __init__(self, path: str | os.PathLike, device="auto", threads: int | None = None):
         # Not Detector.__init__: there is no PyTorch model to build, only the attributes its methods read.
         check_path(path, "path")
+        if threads is not None:
+            check_whole(threads, "threads")
         self.path = Path(path)
         self.device = resolve_device(device)
         self.runner = open_export(self.path, self.device, threads)
