@@ -257,6 +257,14 @@ def test_time_inference_and_export_check_their_arguments(det, tmp_path):
         with pytest.raises(ArgumentError, match=said):
             time_inference(det, **{"load": load, "images": 3, "warmup": 1, **bad})
     assert time_inference(det, load, images=np.int64(2), warmup=0).images == 2
+    from retinanet.assets import SAMPLE_IMAGE
+    from retinanet.benchmark.inputs import encoded_images, loader_for
+
+    # one path is one file (a str was indexed letter by letter: 'r' is no file); no paths at all is said so
+    assert loader_for(det, str(SAMPLE_IMAGE))(3)[1].ori_shape == (512, 512)
+    assert encoded_images(SAMPLE_IMAGE) == encoded_images()
+    with pytest.raises(ArgumentError, match="^paths is empty"):
+        loader_for(det, [])  # was: ZeroDivisionError at the first image
     with pytest.raises(ArgumentError, match="^model must be a retinanet RetinaNet"):
         export(None, det.cfg, tmp_path / "m.pt2", fmt="exported-program")
     with pytest.raises(ArgumentError, match="^out must be a path"):

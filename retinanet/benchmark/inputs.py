@@ -1,13 +1,14 @@
 """The images a speed benchmark times, pre-processed on the host as the reference's data loader hands them over."""
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from retinanet.config import ModelConfig
 from retinanet.data.images import read_bgr, read_image_bytes
 from retinanet.data.preprocess import prepare, resize_with_meta
-from retinanet.errors import ImageError
+from retinanet.errors import ArgumentError, ImageError
 
 
 def loader_for(detector, paths: Sequence[str | Path] | None = None) -> Callable[[int], tuple]:
@@ -24,6 +25,7 @@ def host_loader(cfg: ModelConfig, paths: Sequence[str | Path] | None = None,
     on the CPU: (3xHxW tensor, ImageMeta). `uint8` (for a GPU): resized only, (HxWx3 uint8 BGR array, ImageMeta);
     the timed region uploads it (a quarter of the bytes) and normalises it on the device. `pinned` (with uint8):
     the array as a uint8 tensor in pinned memory."""
+    paths = _path_list(paths)
     if uint8 and pinned:
         step = lambda bgr, c: _pinned(*resize_with_meta(bgr, c))  # noqa: E731
     else:
@@ -52,8 +54,22 @@ def _pinned(array, meta) -> tuple:
 
 def encoded_images(paths: Sequence[str | Path] | None = None, limit: int = 50) -> list[bytes]:
     """The files' bytes (the bundled photo when None), for timings that include decoding."""
+    paths = _path_list(paths)
     if paths is None:
         from retinanet.assets import SAMPLE_IMAGE
 
         paths = [SAMPLE_IMAGE]
-    return [read_image_bytes(p) for p in list(paths)[:limit]]
+    return [read_image_bytes(p) for p in paths[:limit]]
+
+
+def _path_list(paths) -> list | None:
+    """`paths` as a list: one path is one file (a str was indexed letter by letter), none is an error (an empty
+    list failed as a division by zero when the first image was loaded)."""
+    if paths is None:
+        return None
+    if isinstance(paths, (str, os.PathLike)):
+        return [paths]
+    paths = list(paths)
+    if not paths:
+        raise ArgumentError("paths is empty: give image files, or None for the bundled photo")
+    return paths
