@@ -136,6 +136,9 @@ def test_predict_files_takes_one_path_as_one_file(det, coco):
         det.predict_files(None)
     with pytest.raises(ArgumentError, match="^predict_files takes paths"):
         det.predict_files([one, 5])
+    for bad in ({"batch_size": 0}, {"score_thr": 1.5}):  # was: run as 1 / nothing found, without a word
+        with pytest.raises(ArgumentError, match=f"^{next(iter(bad))} must be"):
+            det.detect_prepared([det.prepare(str(one))], **bad)
     for frames in ("abc", [str(one)]):  # paths are predict_files' to take
         with pytest.raises(ArgumentError, match="^predict_frames takes .*Frame.*predict_files takes paths"):
             list(det.predict_frames(frames))

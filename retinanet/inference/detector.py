@@ -279,6 +279,7 @@ class Detector:
 
     def detect_prepared(self, prepared: list[tuple[torch.Tensor, ImageMeta]], score_thr=None,
                         batch_size: int = 1) -> list[Detections]:
+        _check_call(score_thr, batch_size)  # 0 ran as 1, a score_thr of 1.5 gave nothing, without a word
         results: list[Detections | None] = [None] * len(prepared)
         groups: dict[tuple, list[int]] = {}
         for i, (_, meta) in enumerate(prepared):
