@@ -248,6 +248,9 @@ def test_trainer_refuses_a_work_dir_that_is_a_file_before_training(coco, tmp_pat
         Trainer(cfg, None, tmp_path / "w", options)
     with pytest.raises(ArgumentError, match="^init must be a path"):
         Trainer(cfg, coco, tmp_path / "w", options, init=5)
+    with pytest.raises(ArgumentError, match="^meta must be a dict of plain values"):
+        Trainer(cfg, coco, tmp_path / "w", options, meta={"run": np.int64(3)})  # was: epoch_1.pth would not load
+    assert not (tmp_path / "w").exists()
 
 
 def test_time_inference_and_export_check_their_arguments(det, tmp_path):

@@ -170,6 +170,9 @@ class Trainer:
                 raise ArgumentError(f"{name} must be a retinanet.CocoSet (CocoSet.load), not {type(data).__name__}")
         if init is not None:
             check_path(init, "init")
+        if meta is not None and not _json_plain(meta):  # else the first epoch's checkpoint would not load
+            raise ArgumentError("meta must be a dict of plain values (str, numbers, True/False/None, lists and dicts "
+                                "of them): every checkpoint stores it, and checkpoints load with weights_only")
         self.cfg, self.options, self.val_set = cfg, options, val_set
         self.work_dir = Path(work_dir)
         self.device = resolve_device(device)
@@ -442,6 +445,13 @@ class Trainer:
             self.reporter.evaluated(self.epoch, metrics)
         barrier(self.dist)
         return metrics
+
+
+def _json_plain(meta) -> bool:
+    try:
+        return isinstance(meta, dict) and bool(json.dumps(meta))
+    except (TypeError, ValueError):  # a NumPy number, a Path, an object, a loop
+        return False
 
 
 def _json_float(v: float):
