@@ -20,14 +20,6 @@ from tiny_zoo import NAME, zoo_row
 TINY = dict(depth=18, num_classes=3, scale=(64, 64))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def det():
     torch.manual_seed(0)
