@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from retinanet.config import ModelConfig
     from retinanet.data.coco import CocoSet
-    from retinanet.errors import CheckpointError, DatasetError, ImageError, RetinaNetError
+    from retinanet.errors import ArgumentError, CheckpointError, DatasetError, ImageError, RetinaNetError
     from retinanet.inference.detector import Detections, Detector, resolve_device
     from retinanet.model.retinanet import RetinaNet
 
 _EXPORTS = {
     "ModelConfig": "config", "Detector": "inference.detector", "Detections": "inference.detector",
     "resolve_device": "inference.detector", "RetinaNet": "model.retinanet", "RetinaNetError": "errors",
-    "CheckpointError": "errors", "ImageError": "errors", "DatasetError": "errors", "CocoSet": "data.coco",
+    "CheckpointError": "errors", "ImageError": "errors", "DatasetError": "errors", "ArgumentError": "errors",
+    "CocoSet": "data.coco",
 }
 __all__ = list(_EXPORTS)
 
