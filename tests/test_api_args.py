@@ -89,6 +89,7 @@ def manifest(tmp_path, rdet_env):
     (dict(name=None), zoo.ZooError, "^a model name must be a str"), (dict(name=5), zoo.ZooError, "model name"),
     (dict(zoo_file=5), zoo.ZooError, "^zoo_file must be a path"),
     (dict(cache_dir=5), zoo.ZooError, "^cache_dir must be a path"),
+    (dict(weights="w.pth", random_weights=True), zoo.ZooError, "exclude each other"),  # was: weights ignored
 ])
 def test_zoo_load_says_which_argument_is_wrong_before_any_download(manifest, call, error, said):
     call = {"name": NAME, "zoo_file": manifest, "device": "cpu", **call}

@@ -56,6 +56,8 @@ def load(name: str, weights: str | os.PathLike | None = None, device: str = "aut
         check_flag(offline, "offline")
     if weights is not None:
         check_path(weights, "weights")
+        if random_weights:  # the weights were ignored without a word (rdet predict/eval --weights --random-weights)
+            raise ZooError("weights (--weights) and random_weights (--random-weights) exclude each other: give one")
     entry = get(name, zoo_file)
     cfg = entry.model_config(**config_overrides)
     if weights is not None and not random_weights and export_format(weights):
