@@ -233,6 +233,8 @@ def test_trainer_refuses_a_work_dir_that_is_a_file_before_training(coco, tmp_pat
 
     cfg, options = ModelConfig(**TINY), TrainOptions(epochs=np.int64(1), batch_size=1, workers=0, lr_steps=[1])
     assert options.epochs == 1 and options.lr_steps == (1,)
+    no_steps = Trainer(cfg, coco, tmp_path / "w", TrainOptions(batch_size=1, workers=0, lr_steps=[]))
+    assert no_steps.schedule.steps == ()  # was: an empty list meant the config's (8, 11)
     (tmp_path / "file").write_text("mine")
     with pytest.raises(RetinaNetError, match="exists and is not a directory"):
         Trainer(cfg, coco, tmp_path / "file", options)  # was: only when the first epoch's checkpoint was saved

@@ -214,10 +214,11 @@ class Trainer:
                                       dist_info.world_size, options.seed)
         self.global_batch = options.batch_size * dist_info.world_size
         self.scaled_lr = scaled_lr(cfg.base_lr, cfg.base_batch, self.global_batch)
-        self.epochs = options.epochs or cfg.epochs
+        self.epochs = cfg.epochs if options.epochs is None else options.epochs
         lr = options.lr if options.lr is not None else self.scaled_lr
-        self.schedule = StepSchedule(lr, self.batches.steps_per_epoch, tuple(options.lr_steps or cfg.lr_steps),
-                                     warmup_iters=options.warmup_iters, warmup_ratio=options.warmup_ratio)
+        steps = cfg.lr_steps if options.lr_steps is None else options.lr_steps  # () is no steps, not the config's
+        self.schedule = StepSchedule(lr, self.batches.steps_per_epoch, steps, warmup_iters=options.warmup_iters,
+                                     warmup_ratio=options.warmup_ratio)
 
     def _build_model(self, init) -> None:
         """The network with its initial weights, the optimizer over its trainable parameters, the AMP scaler."""
