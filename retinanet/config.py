@@ -123,6 +123,9 @@ class ModelConfig:
 
     def replace(self, **changes) -> "ModelConfig":
         d = asdict(self)
+        unknown = sorted(set(changes) - set(d))
+        if unknown:  # else a TypeError about __init__, a name the caller never used
+            raise ArgumentError(f"ModelConfig has no field {', '.join(unknown)}; its fields: {', '.join(d)}")
         d.update(changes)
         return ModelConfig(**d)
 

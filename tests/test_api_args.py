@@ -56,6 +56,11 @@ def test_model_config_names_the_bad_field(change, said):
     assert isinstance(caught.value, ValueError) and "\n" not in str(caught.value)  # callers' `except ValueError`
 
 
+def test_model_config_replace_names_an_unknown_field():
+    with pytest.raises(ArgumentError, match="^ModelConfig has no field scor_thr; its fields: depth, groups"):
+        ModelConfig(**TINY).replace(scor_thr=0.3)
+
+
 @settings(max_examples=25, deadline=None)
 @given(w=st.integers(1, 4096), h=st.integers(1, 4096), thr=st.floats(0, 1), classes=st.integers(1, 100),
        ints=st.sampled_from([np.int16, np.int32, np.int64, np.uint16]),
