@@ -11,6 +11,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from retinanet.config import MAX_SIDE, MIN_SIDE
+
 # Results go to stdout; progress, tables meant for people and errors go to stderr when --json is on,
 # so that `--json` output is exactly one JSON document.
 out = Console(soft_wrap=True)
@@ -110,9 +112,6 @@ def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise Fail(f"--size must be WIDTHxHEIGHT (e.g. 1333x800), not '{text}'") from None
-    if min(w, h) < 32 or max(w, h) > _MAX_SIDE:
-        raise Fail(f"--size {text}: both sides must be from 32 to {_MAX_SIDE} pixels")
+    if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
+        raise Fail(f"--size {text}: both sides must be from {MIN_SIDE} to {MAX_SIDE} pixels")
     return w, h
-
-
-_MAX_SIDE = 4096  # about 3x the reference's 1333: larger is a typo, and its buffers alone would be gigabytes

@@ -16,6 +16,19 @@ MAX_SEED = 2 ** 32 - 1  # training seeds: numpy's range (each epoch's order is s
 TEST_SCALE = (1333, 800)  # the reference's test (and training) scale: long edge <= 1333, short edge <= 800
 
 
+# a synthetic or test size's sides (--size, the benchmark's training images): below 32 the network's 7x7 stem and
+# strided stages run out of pixels; above 4096 (3x the reference's 1333) it is a typo, and its buffers are gigabytes
+MIN_SIDE, MAX_SIDE = 32, 4096
+
+
+def check_size(size, name: str = "size") -> None:
+    """ArgumentError unless `size` is (width, height), each a whole number from MIN_SIDE to MAX_SIDE."""
+    if not (isinstance(size, (tuple, list)) and len(size) == 2
+            and all(is_whole(v) and MIN_SIDE <= v <= MAX_SIDE for v in size)):
+        raise ArgumentError(f"{name} must be two integers from {MIN_SIDE} to {MAX_SIDE} (width, height), not "
+                            f"{size!r}")
+
+
 PRECISION_NAMES = ("fp32", "tf32", "bf16", "fp16")  # inference precisions; named here so checking one needs no torch
 
 

@@ -109,6 +109,8 @@ def test_zoo_get_takes_names_only(manifest):
     with pytest.raises(zoo.ZooError, match="zoo_file must be a path"):
         zoo.Zoo.load(7)
     assert zoo.get(NAME, manifest).name == NAME
+    with pytest.raises(zoo.ZooError, match="^a model name pattern must be a str"):
+        zoo.Zoo.load(manifest).filter(5)  # was: TypeError 'argument of type int is not iterable'
 
 
 # --- Detector, predict_files, predict_frames, Detections, drawing -------------------------------------------
@@ -207,6 +209,11 @@ def test_run_detection_and_scoring_arguments(det, coco, tmp_path):
         coco_metrics(coco, None)
     with pytest.raises(ArgumentError, match="^scorer must be one of"):
         coco_metrics(coco, results, backend="x")
+    from retinanet.evaluation.coco_eval import DecodedImages
+
+    for budget in ("1GB", -1):
+        with pytest.raises(ArgumentError, match="^budget must be an integer of at least 0"):
+            DecodedImages(budget)
     # a caller's NumPy numbers are written as numbers; the file reads back as what was given
     numpy_results = [{**r, "image_id": np.int64(r["image_id"]), "score": np.float32(r["score"])} for r in results]
     save_results(tmp_path / "r.json", numpy_results)
@@ -271,6 +278,13 @@ def test_time_inference_and_export_check_their_arguments(det, tmp_path):
     assert encoded_images(SAMPLE_IMAGE) == encoded_images()
     with pytest.raises(ArgumentError, match="^paths is empty"):
         loader_for(det, [])  # was: ZeroDivisionError at the first image
+    from retinanet.benchmark.measure import training_memory
+
+    for bad, said in (({"images": 0}, "^images must be a positive integer"),  # was: a reshape's RuntimeError
+                      ({"size": (0, 0)}, "^size must be two integers from 32 to 4096"),  # a 7x7 kernel's
+                      ({"cfg": {}}, "^cfg must be a retinanet.ModelConfig")):
+        with pytest.raises(ArgumentError, match=said):
+            training_memory(**{"cfg": det.cfg, "images": 1, "size": (64, 64), "iterations": 1, **bad})
     with pytest.raises(ArgumentError, match="^model must be a retinanet RetinaNet"):
         export(None, det.cfg, tmp_path / "m.pt2", fmt="exported-program")
     with pytest.raises(ArgumentError, match="^out must be a path"):

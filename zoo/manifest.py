@@ -290,6 +290,8 @@ class Zoo:
 
         if not pattern:
             return list(self)
+        if not isinstance(pattern, str):
+            raise ZooError(f"a model name pattern must be a str, not {pattern!r}")
         glob = any(c in pattern for c in "*?[")
         out = []
         for e in self:

@@ -28,7 +28,7 @@ from typing import Callable
 
 import torch
 
-from retinanet.config import TEST_SCALE, ModelConfig
+from retinanet.config import TEST_SCALE, ModelConfig, check_size
 from retinanet.errors import ArgumentError, RetinaNetError, exhausted_memory, first_line
 from retinanet.inference.torch_switches import inference_switches
 from retinanet.memory import max_rss_bytes
@@ -286,6 +286,7 @@ def train_iterations(cfg: ModelConfig, device: torch.device | str, images: int =
     from retinanet.model.losses import retina_loss  # the training code's loss: same assigner, focal and L1 losses
     from retinanet.model.retinanet import RetinaNet
 
+    _check_training_run(cfg, images, size, iterations)
     device = torch.device(device)
     model = RetinaNet(cfg)
     model.init_weights()
@@ -304,6 +305,15 @@ def train_iterations(cfg: ModelConfig, device: torch.device | str, images: int =
     synchronize(device)
 
 
+def _check_training_run(cfg, images, size, iterations) -> None:
+    """What train_iterations takes: 0 images or a 0x0 size failed deep in torch (a reshape, a 7x7 kernel)."""
+    if not isinstance(cfg, ModelConfig):
+        raise ArgumentError(f"cfg must be a retinanet.ModelConfig, not {type(cfg).__name__}")
+    check_whole(images, "images")
+    check_whole(iterations, "iterations")
+    check_size(size)
+
+
 def _child_training_peak(cfg: ModelConfig, device: str, images: int, size, iterations: int, threads: int):
     torch.set_num_threads(threads)
     _, mem = peak_memory(lambda: train_iterations(cfg, device, images, size, iterations), device)
@@ -314,6 +324,7 @@ def training_memory(cfg: ModelConfig, device: torch.device | str = "cpu", images
                     size: tuple[int, int] = TEST_SCALE, iterations: int = 3, isolate: bool = True) -> Memory:
     """Peak memory of training iterations at the reference setting, in a fresh child process by default
     (a clean baseline, and an out-of-memory failure cannot leave this process in a bad state)."""
+    _check_training_run(cfg, images, size, iterations)  # here, not in the child process after it starts
     device = str(torch.device(device))
     if not isolate:
         return _child_training_peak(cfg, device, images, tuple(size), iterations, torch.get_num_threads())

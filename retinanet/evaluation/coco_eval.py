@@ -169,6 +169,8 @@ class DecodedImages:
     again on every run. Detections do not depend on which images share a batch, so the order is free."""
 
     def __init__(self, budget: int | None = None):
+        if budget is not None:
+            check_whole(budget, "budget", 0)  # 'x' failed at the first image kept; -1 kept none, silently
         self.budget = budget if budget is not None else (available_memory() or 4 << 30) // 2
         self.kept: dict[int, tuple] = {}
         self.used = 0
