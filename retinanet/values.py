@@ -39,12 +39,14 @@ def plain(v):
 
 
 def plain_fields(obj) -> None:
-    """In a (frozen) dataclass, lists become tuples and NumPy numbers Python's, so that one built from arrays or
-    JSON equals, hashes and serialises as one built from literals (a str is left whole, not split)."""
+    """In a (frozen) dataclass, lists and 1-D arrays become tuples and NumPy numbers Python's, so that one built
+    from arrays or JSON equals, hashes and serialises as one built from literals (a str is left whole, not split)."""
     from dataclasses import fields
 
     for f in fields(obj):
         value = getattr(obj, f.name)
+        if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 1:  # e.g. scale=np.array([w, h])
+            value = value.tolist()
         if isinstance(value, (list, tuple)):
             value = tuple(plain(v) for v in value)
         object.__setattr__(obj, f.name, plain(value))

@@ -74,6 +74,7 @@ def test_numpy_numbers_make_the_same_config_as_python_ones(w, h, thr, classes, i
     assert from_numpy == plain
     assert json.dumps(from_numpy.to_dict()) == json.dumps(plain.to_dict())
     assert ModelConfig(to_rgb=np.bool_(False)).to_rgb is False
+    assert ModelConfig(scale=np.array([w, h], ints)) == ModelConfig(scale=(w, h))
 
 
 # --- zoo -----------------------------------------------------------------------------------------------------
