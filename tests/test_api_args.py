@@ -4,6 +4,7 @@ NumPy numbers work wherever Python's do."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, fields
 
 import numpy as np
 import pytest
@@ -54,6 +55,28 @@ def test_model_config_names_the_bad_field(change, said):
     with pytest.raises(ArgumentError, match=said) as caught:
         ModelConfig(**{**TINY, **change})
     assert isinstance(caught.value, ValueError) and "\n" not in str(caught.value)  # callers' `except ValueError`
+
+
+JUNK = st.one_of(st.none(), st.booleans(), st.integers(-5, 5000), st.floats(), st.text(max_size=3),
+                st.lists(st.one_of(st.integers(-2, 2000), st.floats(), st.text(max_size=2)), max_size=4),
+                st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+@pytest.mark.parametrize("kind", ["ModelConfig", "TrainOptions"])
+def test_any_value_of_any_field_is_taken_plain_or_refused_in_one_line(kind, data):
+    from retinanet.training.trainer import TrainOptions
+
+    make = ModelConfig if kind == "ModelConfig" else TrainOptions
+    field = data.draw(st.sampled_from([f.name for f in fields(make)]))
+    value = data.draw(JUNK)
+    try:
+        made = make(**{**(TINY if make is ModelConfig else {}), field: value})
+    except ArgumentError as e:  # never a TypeError or AttributeError from inside
+        assert "\n" not in str(e)
+        return
+    assert json.loads(json.dumps(asdict(made), allow_nan=False))  # what it took is plain, finite JSON
 
 
 def test_model_config_replace_names_an_unknown_field():

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from retinanet.config import MAX_SEED, ModelConfig, check_lr_steps
+from retinanet.config import MAX_SEED, PRECISION_NAMES, ModelConfig, check_lr_steps
 from retinanet.distributed import DistInfo, barrier
 from retinanet.errors import ArgumentError, CheckpointError, ImageError, RetinaNetError, first_line
 from retinanet.inference.detector import resolve_device
@@ -113,6 +113,9 @@ class TrainOptions:
                 what = "a positive number" if name == "clip_grad" else "a number of at least 0"
                 raise ArgumentError(f"{name} must be {what}, not {value!r}")
         check_fraction(self.warmup_ratio, "warmup_ratio")
+        if not (self.precision is None or (isinstance(self.precision, str) and self.precision in PRECISION_NAMES)):
+            raise ArgumentError(f"precision must be one of {', '.join(PRECISION_NAMES)} or None, not "
+                                f"{self.precision!r}")  # whether it runs on the device: Trainer's check_precision
         check_flag(self.amp, "amp")
         check_flag(self.resume, "resume")
 
