@@ -144,3 +144,9 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_config(cfg) -> None:
+    """ArgumentError unless `cfg` is a ModelConfig (a dict or None failed as an AttributeError deep inside)."""
+    if not isinstance(cfg, ModelConfig):
+        raise ArgumentError(f"cfg must be a retinanet.ModelConfig, not {type(cfg).__name__}")

@@ -143,6 +143,10 @@ def test_detector_refuses_what_is_not_a_config_or_a_path():
     for cfg in ({"depth": 18}, None):
         with pytest.raises(ArgumentError, match="^cfg must be a retinanet.ModelConfig"):
             Detector(cfg, device="cpu")
+    from retinanet import RetinaNet
+
+    with pytest.raises(ArgumentError, match="^cfg must be a retinanet.ModelConfig, not dict"):
+        RetinaNet({"depth": 18})  # was: AttributeError in the backbone
     with pytest.raises(ArgumentError, match="^weights must be a path"):
         Detector(ModelConfig(**TINY), 5, device="cpu")
     with pytest.raises(ArgumentError, match="^autotune must be True or False"):

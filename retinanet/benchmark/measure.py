@@ -28,7 +28,7 @@ from typing import Callable
 
 import torch
 
-from retinanet.config import TEST_SCALE, ModelConfig, check_size
+from retinanet.config import TEST_SCALE, ModelConfig, check_config, check_size
 from retinanet.errors import ArgumentError, RetinaNetError, exhausted_memory, first_line
 from retinanet.inference.torch_switches import inference_switches
 from retinanet.memory import max_rss_bytes
@@ -307,8 +307,7 @@ def train_iterations(cfg: ModelConfig, device: torch.device | str, images: int =
 
 def _check_training_run(cfg, images, size, iterations) -> None:
     """What train_iterations takes: 0 images or a 0x0 size failed deep in torch (a reshape, a 7x7 kernel)."""
-    if not isinstance(cfg, ModelConfig):
-        raise ArgumentError(f"cfg must be a retinanet.ModelConfig, not {type(cfg).__name__}")
+    check_config(cfg)
     check_whole(images, "images")
     check_whole(iterations, "iterations")
     check_size(size)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from retinanet.atomic_write import atomic_path
-from retinanet.config import ModelConfig
+from retinanet.config import ModelConfig, check_config
 from retinanet.data.preprocess import padded_size
 from retinanet.errors import ArgumentError, ExportError
 from retinanet.export.graphs import (DETECTION_INPUTS, DETECTION_OUTPUTS, NETWORK_OUTPUTS, DetectionGraph,
@@ -88,8 +88,7 @@ def export(model: torch.nn.Module, cfg: ModelConfig, out: str | os.PathLike, *, 
     check_precision(precision)
     if not isinstance(model, RetinaNet):  # anything else failed minutes into tracing, or deep in deepcopy
         raise ArgumentError(f"model must be a retinanet RetinaNet (a Detector's .model), not {type(model).__name__}")
-    if not isinstance(cfg, ModelConfig):
-        raise ArgumentError(f"cfg must be a retinanet.ModelConfig, not {type(cfg).__name__}")
+    check_config(cfg)
     check_path(out, "out")
     check_flag(dynamic, "dynamic")
     check_flag(with_postprocess, "with_postprocess")

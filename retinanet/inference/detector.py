@@ -12,7 +12,7 @@ import torch
 
 from retinanet.model.checkpoint import load_state, read_checkpoint, with_checkpoint_classes
 from retinanet.data.classes import category_ids
-from retinanet.config import ModelConfig
+from retinanet.config import ModelConfig, check_config
 from retinanet.inference.fast import autocast as fast_autocast
 from retinanet.inference.fast import channels_last_for, compile_model, optimize_for_inference
 from retinanet.data.images import image_list, to_bgr
@@ -120,8 +120,7 @@ class Detector:
         (fast.channels_last_for). `compile`: torch.compile on first use. `autotune`: cuDNN's autotuner measures
         each convolution's algorithms on the first call of an input size instead of taking its heuristics' pick
         (seconds more on that call, then often faster: for one size many times, as bench, a video or a stream)."""
-        if not isinstance(cfg, ModelConfig):
-            raise ArgumentError(f"cfg must be a retinanet.ModelConfig, not {type(cfg).__name__}")
+        check_config(cfg)
         if weights is not None:
             check_path(weights, "weights")
         for flag, value in (("fast", fast), ("compile", compile), ("autotune", autotune)):

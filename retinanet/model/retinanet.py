@@ -6,13 +6,14 @@ from torch import nn
 
 from retinanet.model.anchors import AnchorGenerator
 from retinanet.model.backbone import Backbone
-from retinanet.config import ModelConfig
+from retinanet.config import ModelConfig, check_config
 from retinanet.model.head import RetinaHead
 from retinanet.model.neck import FPN
 
 
 class RetinaNet(nn.Module):
     def __init__(self, cfg: ModelConfig):
+        check_config(cfg)
         super().__init__()
         self.cfg = cfg
         self.backbone = Backbone(cfg)

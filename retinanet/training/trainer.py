@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from retinanet.config import MAX_SEED, PRECISION_NAMES, ModelConfig, check_lr_steps
+from retinanet.config import MAX_SEED, PRECISION_NAMES, ModelConfig, check_config, check_lr_steps
 from retinanet.distributed import DistInfo, barrier
 from retinanet.errors import ArgumentError, CheckpointError, ImageError, RetinaNetError, first_line
 from retinanet.inference.detector import resolve_device
@@ -163,8 +163,7 @@ class Trainer:
     def __init__(self, cfg: ModelConfig, train_set, work_dir: str | os.PathLike, options: TrainOptions = TrainOptions(),
                  *, init: str | os.PathLike | None = None, val_set=None, device: str | torch.device = "cpu",
                  dist_info: DistInfo = DistInfo(), meta: dict | None = None, reporter: TrainingEvents | None = None):
-        if not isinstance(cfg, ModelConfig):
-            raise ArgumentError(f"cfg must be a retinanet.ModelConfig, not {type(cfg).__name__}")
+        check_config(cfg)
         if not isinstance(options, TrainOptions):
             raise ArgumentError(f"options must be a TrainOptions, not {type(options).__name__}")
         check_path(work_dir, "work_dir")
