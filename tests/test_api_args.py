@@ -92,7 +92,7 @@ def test_numpy_numbers_make_the_same_config_as_python_ones(w, h, thr, classes, i
     """scale=(np.int64(640), ...) used to build a config whose to_dict() JSON could not write."""
     thr = float(floats(thr))  # the value the NumPy float stands for
     from_numpy = ModelConfig(scale=[ints(w), ints(h)], score_thr=floats(thr), num_classes=ints(classes),
-                             mean=np.array([1.5, 2, 3], floats).tolist(), lr_steps=[ints(1)])
+                             mean=tuple(np.array([1.5, 2, 3], floats)), lr_steps=[ints(1)])
     plain = ModelConfig(scale=(w, h), score_thr=thr, num_classes=classes, mean=(1.5, 2.0, 3.0), lr_steps=(1,))
     assert from_numpy == plain
     assert json.dumps(from_numpy.to_dict()) == json.dumps(plain.to_dict())
