@@ -7,7 +7,8 @@ retinanet.evaluation.run_detection over them (loader workers decode and resize, 
 time includes starting the workers) after a short untimed pass that captures the graphs, and times
 measure.time_inference (what `rdet bench --fps` runs: pre-processed images handed over outside the timer) on the
 same images. Target of issue #13: eval at least 0.8x bench. Also printed: when the first results came (workers
-starting, the first images decoding) and the rate from there on.
+starting, the first images decoding), the rate from there on, and the longest wait between two results (a stall:
+a late worker, the loader shutting its workers down before the last results are read).
 
     python benchmarks/eval_fps.py --images 500 --precision fp32,fp16 --json eval_fps.json
 """
@@ -78,9 +79,12 @@ def measure(precision: str, ann: Path, images: Path, device: str, workers: int, 
     results = run_detection(det, coco, batch_size=batch_size, workers=workers,
                             progress=lambda n: done.append((n, time.perf_counter())))
     synchronize(det.device)
-    eval_seconds = time.perf_counter() - start
+    end = time.perf_counter()
+    eval_seconds = end - start
     first_n, first_at = done[0]
     steady = (len(ids) - first_n) / max(done[-1][1] - first_at, 1e-9)
+    # the longest wait between two results (a stall: the loader's shutdown before the last ones, a late worker)
+    gap = max((b - a for (_, a), (_, b) in zip(done, done[1:])), default=0.0)
     paths = [coco.path(i) for i in ids]
     speed = time_inference(det, loader_for(det, paths), images=len(paths), warmup=10)  # as rdet bench times
     eval_fps = len(ids) / eval_seconds
@@ -89,6 +93,7 @@ def measure(precision: str, ann: Path, images: Path, device: str, workers: int, 
         torch.cuda.empty_cache()
     return {"images": len(ids), "eval_fps": round(eval_fps, 2), "eval_seconds": round(eval_seconds, 3),
             "first_results_ms": round((first_at - start) * 1000, 1), "eval_fps_after_first": round(steady, 2),
+            "longest_wait_ms": round(gap * 1000, 1), "after_last_results_ms": round((end - done[-1][1]) * 1000, 1),
             "bench_fps": round(speed.fps, 2), "eval_over_bench": round(eval_fps / speed.fps, 3),
             "detections_per_image_eval": round(len(results) / len(ids), 2),
             "detections_per_image_bench": round(speed.detections, 2), "workers": workers, "batch_size": batch_size}
@@ -118,7 +123,8 @@ def main(argv=None) -> int:
             print(f"{precision}: eval {res['eval_fps']:.1f} img/s, bench {res['bench_fps']:.1f} fps, eval/bench "
                   f"{res['eval_over_bench']:.2f} ({res['detections_per_image_eval']} / "
                   f"{res['detections_per_image_bench']} detections per image); first results after "
-                  f"{res['first_results_ms']:.0f} ms, {res['eval_fps_after_first']:.1f} img/s from there",
+                  f"{res['first_results_ms']:.0f} ms, {res['eval_fps_after_first']:.1f} img/s from there, "
+                  f"longest wait between results {res['longest_wait_ms']:.0f} ms",
                   flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
