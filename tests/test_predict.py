@@ -76,6 +76,24 @@ def test_gray_rgba_palette_and_16_bit_become_three_channel_bgr():
     assert deep.shape == (6, 8, 3) and (deep == 0x12).all()  # 16-bit scaled to 8 by the top byte
 
 
+def test_other_formats_decode_exactly_as_opencv_reads_the_file(tmp_path):
+    """The header check (Pillow) must not refuse what the reference's cv2.imread reads, nor change its pixels:
+    CMYK and progressive JPEG, WebP, TIFF, BMP, LA PNG (checked against the reference on real detections too)."""
+    import cv2
+
+    rgb = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    rgb[:, :20] = (200, 40, 90)  # flat areas as well as noise
+    image = Image.fromarray(rgb)
+    files = {"cmyk.jpg": (image.convert("CMYK"), {"quality": 90}), "progressive.jpg": (image, {"progressive": True}),
+             "lossy.webp": (image, {"quality": 80}), "plain.tiff": (image, {}), "plain.bmp": (image, {}),
+             "gray_alpha.png": (image.convert("LA"), {})}
+    for name, (im, options) in files.items():
+        path = tmp_path / name
+        im.save(path, **options)
+        expected = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        assert expected is not None and np.array_equal(read_bgr(path), expected), name
+
+
 def test_16_bit_pil_images_are_scaled_as_the_same_file_is_read():
     """A sweep's finding: Pillow's convert("RGB") clips 16-bit values to 255, so a 16-bit PIL image gave a white
     image's detections; an image of unknown range is refused rather than guessed."""
