@@ -11,7 +11,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from retinanet.config import MAX_SIDE, MIN_SIDE
+from retinanet.config import check_size
+from retinanet.errors import ArgumentError
 
 # Results go to stdout; progress, tables meant for people and errors go to stderr when --json is on,
 # so that `--json` output is exactly one JSON document.
@@ -112,6 +113,8 @@ def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise Fail(f"--size must be WIDTHxHEIGHT (e.g. 1333x800), not '{text}'") from None
-    if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
-        raise Fail(f"--size {text}: both sides must be from {MIN_SIDE} to {MAX_SIDE} pixels")
+    try:
+        check_size((w, h), "--size")  # the engine's rule (retinanet.config), said as a command-line error
+    except ArgumentError as e:
+        raise Fail(str(e)) from None
     return w, h

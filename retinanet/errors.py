@@ -29,6 +29,13 @@ class ExportError(RetinaNetError):
     """An export that cannot be written, read or run, or that does not match the model asked for."""
 
 
+def listed(items, limit: int = 5) -> str:
+    """The first `limit` items, comma-separated, then "..." when there are more: what a one-line error shows of a
+    long list (missing files, unknown ids)."""
+    items = list(items)
+    return ", ".join(map(str, items[:limit])) + (", ..." if len(items) > limit else "")
+
+
 def first_line(error: BaseException) -> str:
     """An error's message as one line: its first non-blank line, or the error's class name when it says nothing
     (many library errors carry tracebacks, C++ frames or dumps on the lines after)."""

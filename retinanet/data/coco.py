@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from retinanet.coco_api import pycocotools_classes
-from retinanet.errors import ArgumentError, DatasetError, first_line
+from retinanet.errors import ArgumentError, DatasetError, first_line, listed
 from retinanet.file_check import file_problem
 from retinanet.values import check_path, is_finite_number, is_whole
 
@@ -196,11 +196,10 @@ class CocoSet:
             raise DatasetError(f"image directory not found: {self.images_dir}")
         missing = [self.info(i)["file_name"] for i in self.image_ids if not self.path(i).is_file()]
         if missing:
-            shown = ", ".join(missing[:_SHOW_MISSING]) + (", ..." if len(missing) > _SHOW_MISSING else "")
             odd = any(self.images_dir.joinpath(n).exists() for n in missing)  # a directory or a FIFO by that name
             what = "missing (or not regular files) in" if odd else "missing from"
             raise DatasetError(f"{len(missing)} of {len(self.image_ids)} images listed in {self.ann_file.name} are "
-                               f"{what} {self.images_dir}: {shown}")
+                               f"{what} {self.images_dir}: {listed(missing, _SHOW_MISSING)}")
 
     def check_resizable(self, scale, ids: list[int] | None = None) -> None:
         """Before any work: DatasetError for an image whose annotated size resizes to 0 pixels on a side at
@@ -234,12 +233,10 @@ class CocoSet:
         ids = [int(i) for i in ids]
         unknown = sorted(set(ids) - set(self.coco.imgs))
         if unknown:
-            shown = ", ".join(map(str, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
-            raise ArgumentError(f"image_ids: {len(unknown)} id(s) that {self.ann_file.name} lacks: {shown}")
+            raise ArgumentError(f"image_ids: {len(unknown)} id(s) that {self.ann_file.name} lacks: {listed(unknown)}")
         twice = sorted(i for i, n in Counter(ids).items() if n > 1)
         if twice:
-            raise ArgumentError(f"image_ids lists {len(twice)} image(s) more than once: "
-                                f"{', '.join(map(str, twice[:5]))}{', ...' if len(twice) > 5 else ''}")
+            raise ArgumentError(f"image_ids lists {len(twice)} image(s) more than once: {listed(twice)}")
         return ids
 
     def info(self, image_id: int) -> dict:

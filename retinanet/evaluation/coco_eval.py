@@ -21,7 +21,7 @@ from typing import Callable
 from retinanet.atomic_write import write_text_atomically
 from retinanet.data.coco import CocoSet, read_json_file
 from retinanet.data.loader_workers import init_worker
-from retinanet.errors import ArgumentError, DatasetError, ImageError
+from retinanet.errors import ArgumentError, DatasetError, ImageError, listed
 from retinanet.evaluation.scorer import score_coco
 from retinanet.values import check_batch_size, check_path, check_whole, is_finite_number, is_whole, plain
 
@@ -285,9 +285,8 @@ def _check_ids(coco_set: CocoSet, results: list[dict]) -> None:
                                                                            "category")):
         unknown = sorted({r[key] for r in results} - set(known))
         if unknown:
-            shown = ", ".join(str(i) for i in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
             raise DatasetError(f"the detections name {len(unknown)} {what} id(s) that {coco_set.ann_file.name} "
-                               f"lacks: {shown} (were they made on another set?)")
+                               f"lacks: {listed(unknown)} (were they made on another set?)")
 
 
 def coco_metrics(coco_set: CocoSet, results: list[dict], image_ids: list[int] | None = None,
@@ -338,13 +337,18 @@ def _checked_results(results) -> list[dict]:
     if isinstance(results, (str, bytes, dict)) or not isinstance(results, Iterable):
         raise ArgumentError(f"results must be a list of COCO detections, not {type(results).__name__}")
     results = list(results)
-    for i, r in enumerate(results):
-        if not _valid_result(r):
-            raise DatasetError(f"results entry {i} is not a COCO detection {RESULT_FORM}: {r!r:.120}")
+    bad = _first_invalid(results)
+    if bad is not None:
+        raise DatasetError(f"results entry {bad} is not a COCO detection {RESULT_FORM}: {results[bad]!r:.120}")
     return results
 
 
 RESULT_FORM = "{image_id, category_id, bbox: [x, y, w >= 0, h >= 0], score}"
+
+
+def _first_invalid(results: list) -> int | None:
+    """The index of the first entry that is no COCO detection (_valid_result), None when all are."""
+    return next((i for i, r in enumerate(results) if not _valid_result(r)), None)
 
 
 def _valid_result(r) -> bool:
@@ -363,9 +367,9 @@ def load_results(path: str | os.PathLike) -> list[dict]:
     data = read_json_file(path, "results file")
     if not isinstance(data, list):
         raise DatasetError(f"results file {path} is not a list of COCO detections")
-    for i, r in enumerate(data):
-        if not _valid_result(r):
-            raise DatasetError(f"results file {path}: entry {i} is not a COCO detection {RESULT_FORM}")
+    bad = _first_invalid(data)
+    if bad is not None:
+        raise DatasetError(f"results file {path}: entry {bad} is not a COCO detection {RESULT_FORM}")
     return data
 
 
@@ -379,7 +383,7 @@ def match_file_names(results: list[dict], coco_set) -> list[dict]:
     unknown = sorted({os.path.basename(str(r["file_name"])) for r in results if "file_name" in r}
                      - set(ids))
     if unknown:
-        shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-        raise DatasetError(f"{len(unknown)} image(s) of the results are not in {coco_set.ann_file.name}: {shown}")
+        raise DatasetError(f"{len(unknown)} image(s) of the results are not in {coco_set.ann_file.name}: "
+                           f"{listed(unknown)}")
     return [{**r, "image_id": ids[os.path.basename(str(r["file_name"]))]} if "file_name" in r else r
             for r in results]

@@ -35,14 +35,15 @@ def canvas_size(cfg: ModelConfig) -> tuple[int, int]:
     return padded_size(min(cfg.scale), max(cfg.scale), cfg.size_divisor)
 
 
-def check_precision(precision) -> None:
+def check_export_precision(precision) -> None:
+    """ExportError unless `precision` is one an export is written in (fewer than inference runs in)."""
     if not (isinstance(precision, str) and precision in DTYPES):
         raise ExportError(f"--precision must be one of {', '.join(DTYPES)}, not {precision!r}")
 
 
 def build_graph(model: torch.nn.Module, cfg: ModelConfig, *, with_postprocess: bool, precision: str = "fp32"):
     """The module to export: a BatchNorm-folded eval copy of `model`, alone or with the post-processing."""
-    check_precision(precision)
+    check_export_precision(precision)
     net = copy.deepcopy(model).float().eval()
     fold_batchnorm(net.backbone)
     net = net.to(DTYPES[precision])
@@ -85,7 +86,7 @@ def export(model: torch.nn.Module, cfg: ModelConfig, out: str | os.PathLike, *, 
     if fmt == "onnx" and any(find_spec(name) is None for name in ("onnx", "onnxscript")):
         # torch.onnx translates through onnxscript; said before the minutes of tracing, not after
         raise ExportError('ONNX export needs onnx, onnxscript and onnxruntime: pip install "rdet[export]"')
-    check_precision(precision)
+    check_export_precision(precision)
     if not isinstance(model, RetinaNet):  # anything else failed minutes into tracing, or deep in deepcopy
         raise ArgumentError(f"model must be a retinanet RetinaNet (a Detector's .model), not {type(model).__name__}")
     check_config(cfg)

@@ -300,7 +300,7 @@ class Detector:
 def _file_name(path) -> str:
     if not isinstance(path, (str, os.PathLike)):
         raise ArgumentError(f"predict_files takes paths (str or os.PathLike), not {path!r}")
-    return os.fspath(path) if isinstance(os.fspath(path), str) else os.fsdecode(path)
+    return os.fsdecode(path)  # a str as it is; a bytes path decoded as the file system does
 
 
 def _check_call(score_thr, batch_size) -> None:

@@ -6,7 +6,7 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from retinanet.errors import ArgumentError
+from retinanet.errors import ArgumentError, listed
 
 
 def class_colour(label: int) -> tuple[int, int, int]:
@@ -33,7 +33,7 @@ def draw_detections(image_rgb: np.ndarray, boxes, scores, labels, class_names) -
                             "detection")
     unnamed = sorted({v for v in labels if not 0 <= v < len(class_names)})
     if unnamed:
-        raise ArgumentError(f"label(s) {', '.join(map(str, unnamed[:5]))} have no class name "
+        raise ArgumentError(f"label(s) {listed(unnamed)} have no class name "
                             f"({len(class_names)} class names, labels 0 to {len(class_names) - 1})")
     img = Image.fromarray(image_rgb)
     draw = ImageDraw.Draw(img)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from retinanet.errors import RetinaNetError
+from retinanet.errors import RetinaNetError, listed
 from retinanet.process_lock import held_alone
 from retinanet.training.train_state import LATEST
 
@@ -42,8 +42,7 @@ def check_work_dir(work_dir: Path, resume: bool, overwrite: bool) -> None:
         return
     contents = sorted(p.name for p in work_dir.iterdir() if p.name != LOCK)
     if contents:
-        shown = ", ".join(contents[:4]) + (", ..." if len(contents) > 4 else "")
-        raise RetinaNetError(f"--work-dir {work_dir} is not empty ({shown}): --resume to continue that run, "
+        raise RetinaNetError(f"--work-dir {work_dir} is not empty ({listed(contents, 4)}): --resume to continue that run, "
                              "--overwrite to replace it, or choose another --work-dir")
     if not os.access(work_dir, os.W_OK):
         raise RetinaNetError(f"--work-dir {work_dir}: not writable")
