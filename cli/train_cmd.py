@@ -49,7 +49,8 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from WORK_DIR/latest.pth exactly where it "
                                 "stopped (epoch, iteration, schedule, optimizer, AMP scaler, RNG)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start a new run in a --work-dir that holds an "
-                                   "old one, deleting its checkpoints and log first."),
+                                   "old one, deleting its checkpoints and log first (only files rdet train wrote: "
+                                   "anything else named like them stops it)."),
     init: str = typer.Option("imagenet", "--init", help=INIT_HELP),
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Also evaluate every N epochs (the last epoch "
                                    "always is, when there is a validation set)."),

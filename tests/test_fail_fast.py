@@ -141,13 +141,11 @@ def test_train_refuses_a_used_or_unusable_work_dir_before_loading_anything(serve
     _one_line(rdet_here(capsys, monkeypatch, *base, used, env=env), 2, "not empty", "--resume", "--overwrite")
     _one_line(rdet_here(capsys, monkeypatch, *base, ann, env=env), 2, "not a directory")
     _one_line(rdet_here(capsys, monkeypatch, *base, used, "--resume", "--overwrite", env=env), 2, "give one")
+    # epoch_1.pth holds no rdet checkpoint: --overwrite must not delete it (tests/test_overwrite.py has the rest)
+    _one_line(rdet_here(capsys, monkeypatch, *base, used, "--overwrite", env=env), 2, "epoch_1.pth",
+              "nothing was deleted")
     assert server.requests == []
-
-    from retinanet.training.work_dir import check_work_dir, clear_run
-
-    check_work_dir(used, resume=False, overwrite=True)
-    assert [p.name for p in clear_run(used)] == ["epoch_1.pth"]  # the earlier run's files only
-    assert sorted(p.name for p in used.iterdir()) == ["notes.md"]
+    assert (used / "epoch_1.pth").read_bytes() == b"old run" and (used / "notes.md").read_text() == "mine"
 
 
 def test_device_names_weights_files_and_keywords_are_one_line_errors(tmp_path, capsys, monkeypatch):

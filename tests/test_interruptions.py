@@ -17,7 +17,7 @@ from retinanet.process_lock import acquire
 from retinanet.training.stop_request import StopRequest
 from retinanet.training.train_state import read_resume_state
 from retinanet.training.run_log import cut_back_log
-from retinanet.training.work_dir import LOCK
+from retinanet.training.work_dir import LOCK, earlier_run
 from shapes_data import write_shapes
 from tiny_zoo import NAME, rdet_command, run_rdet, write_tiny_zoo
 
@@ -146,6 +146,7 @@ def test_sigterm_and_sighup_save_like_ctrl_c_and_a_resume_after_kill_9_goes_on(t
     assert stderr.strip().startswith("stopped by SIGTERM: stopped at epoch"), stderr
     assert os.readlink(work / "latest.pth") == "interrupted.pth" and not (work / LOCK).exists()
     first = torch.load(work / "interrupted.pth", weights_only=True)["train_state"]["iter"]
+    assert {p.name for p in earlier_run(work)} == {"interrupted.pth", "latest.pth", "log.jsonl"}  # --overwrite's
 
     proc = _spawn_train([*args, "--resume"], zoo_env)
     _, stderr = _stop_after(proc, work / "log.jsonl", first + 2, signal.SIGHUP)

@@ -24,6 +24,7 @@ from retinanet.model.losses import retina_loss
 from retinanet.model.retinanet import RetinaNet
 from retinanet.model.pretrained import initialise, load_imagenet_backbone
 from retinanet.training.schedule import StepSchedule, scaled_lr
+from retinanet.training.work_dir import earlier_run
 from retinanet.data.train_data import GroupedBatches, TrainSet, trainable_ids
 from retinanet.training.trainer import Trainer, TrainingDiverged, TrainingEvents, TrainingStopped, TrainOptions
 from retinanet.model.reference_layout import reference_state_dict, save_reference_checkpoint
@@ -421,6 +422,7 @@ def test_rdet_train_writes_checkpoints_logs_and_metrics_that_predict_loads(tmp_p
     assert done["mode"] == "done" and done["metrics"]["bbox_mAP"] == val["bbox_mAP"]
     assert sorted(p.name for p in work.iterdir()) == ["epoch_1.pth", "latest.pth", "log.jsonl"]
     assert os.readlink(work / "latest.pth") == "epoch_1.pth"
+    assert len(earlier_run(work)) == 3  # --overwrite knows a real run's files for rdet's (test_overwrite.py)
     log = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
     assert [x["mode"] for x in log] == ["start", "train", "train", "train", "val"]
     full = torch.load(work / "latest.pth", weights_only=True)  # plain containers only

@@ -1,10 +1,15 @@
 """A training run's directory: a new run starts in an empty (or missing) one, so that old epoch checkpoints,
 an appended log and a latest.pth of another run are never mixed with the new run's; and one run at a time uses
 it (its lock file), so that two runs started together cannot both find it empty, and --resume or --overwrite
-cannot continue or delete a run that is still going."""
+cannot continue or delete a run that is still going. --overwrite deletes only what rdet train wrote, judged by
+the files' contents, not their names alone."""
 from __future__ import annotations
 
+import fnmatch
+import json
 import os
+import re
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +31,60 @@ def run_files(work_dir: Path) -> list[Path]:
     return sorted(found)
 
 
+_TEMPORARY = re.compile(r"(?P<name>.+)\.[0-9a-f]{8}\.tmp")  # atomic_write.temporary_name's NAME.<random>.tmp
+_PICKLE_LIMIT = 64 << 20  # a checkpoint's pickle (its tensors are separate entries) is far smaller than this
+
+
+def _is_training_checkpoint(path: Path) -> bool:
+    """Whether `path` is a torch zip archive whose pickle names train_state, which rdet train's checkpoints
+    hold and others' (MMDetection's epoch_N.pth, a user's weights) do not. Read without unpickling."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [i for i in archive.infolist() if i.filename.endswith("/data.pkl")]
+            if len(pickles) != 1 or pickles[0].file_size > _PICKLE_LIMIT:
+                return False
+            with archive.open(pickles[0]) as f:
+                return b"train_state" in f.read(_PICKLE_LIMIT)
+    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError):
+        return False
+
+
+def _is_run_log(path: Path) -> bool:
+    """Whether `path` is empty or starts with the record every rdet train run logs first ({"mode": "start"})."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(1 << 20)
+        return not first or json.loads(first).get("mode") == "start"
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return False
+
+
+def written_by_rdet(path: Path) -> bool:
+    """Whether a file named like a run's (run_files) holds what rdet train writes under that name, so that
+    --overwrite may delete it: a symlink (latest.pth; deleting a link deletes no data), a checkpoint, the
+    log, or a temporary file of one of these."""
+    if path.is_symlink():
+        return True
+    match = _TEMPORARY.fullmatch(path.name)
+    if match:
+        return any(fnmatch.fnmatch(match["name"], p) for p in RUN_FILES if p != "*.tmp")
+    if path.name == "log.jsonl":
+        return _is_run_log(path)
+    return path.suffix == ".pth" and _is_training_checkpoint(path)
+
+
+def earlier_run(work_dir: Path) -> list[Path]:
+    """The files of an earlier run in `work_dir` that --overwrite deletes; RetinaNetError, deleting nothing,
+    when a file named like one holds something else (another tool's epoch_12.pth, a note called x.tmp)."""
+    files = run_files(work_dir)
+    foreign = [p.name for p in files if not written_by_rdet(p)]
+    if foreign:
+        raise RetinaNetError(f"--overwrite: --work-dir {work_dir} holds {listed(foreign, 4)}, named like rdet "
+                             "train's files but not written by it; nothing was deleted: move them away or choose "
+                             "another --work-dir")
+    return files
+
+
 def check_place(work_dir: Path) -> None:
     """RetinaNetError unless `work_dir` is a directory or nothing yet."""
     if work_dir.exists() and not work_dir.is_dir():
@@ -38,6 +97,8 @@ def check_work_dir(work_dir: Path, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise RetinaNetError("--resume continues the run in --work-dir and --overwrite deletes it: give one")
     check_place(work_dir)
+    if overwrite:
+        earlier_run(work_dir)
     if resume or overwrite or not work_dir.is_dir():
         return
     contents = sorted(p.name for p in work_dir.iterdir() if p.name != LOCK)
@@ -49,8 +110,9 @@ def check_work_dir(work_dir: Path, resume: bool, overwrite: bool) -> None:
 
 
 def clear_run(work_dir: Path) -> list[Path]:
-    """Delete the files an earlier run wrote (for --overwrite); files of other kinds are left alone."""
-    removed = run_files(work_dir)
+    """Delete the files an earlier run wrote (for --overwrite); files of other kinds are left alone, and a file
+    named like a run's that rdet did not write stops it before it deletes anything (earlier_run)."""
+    removed = earlier_run(work_dir)
     for path in removed:
         path.unlink()
     return removed
