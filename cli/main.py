@@ -62,9 +62,25 @@ def _known_errors():
     return (ZooError, RetinaNetError)
 
 
+def refuse_empty(args: list[str]) -> None:
+    """Fail on an empty argument, which no rdet option or argument means: click would read `--out ''` as the
+    current directory and `--device ''` as the default, and `predict ''` as a file named ''. It is most often a
+    shell variable that was never set."""
+    for i, token in enumerate(args):
+        if token.startswith("--") and token.endswith("=") and len(token) > 3:
+            where = token[:-1]
+        elif token == "":
+            before = args[i - 1] if i else ""
+            where = before if before.startswith("-") and "=" not in before and before != "--" else "an argument"
+        else:
+            continue
+        raise Fail(f"{where}: empty value (an unset shell variable?); give a value or leave it out")
+
+
 def main(argv=None) -> None:
     """Entry point of the console script."""
     try:
+        refuse_empty(list(sys.argv[1:] if argv is None else argv))
         with stopping_like_ctrl_c():
             rc = app(args=argv, standalone_mode=False)
         if isinstance(rc, int) and rc:

@@ -194,3 +194,18 @@ def test_running_out_of_memory_is_one_line_exit_71_not_a_bug_report(capsys, monk
     r = rdet_here(capsys, monkeypatch, "list")
     _one_line(r, 71, "out of host memory", "--batch-size")
     assert "a bug in rdet" not in r.stderr
+
+
+@pytest.mark.parametrize("args, where", [
+    (["predict", "photo.jpg", "--out", ""], "--out"),
+    (["predict", "photo.jpg", "--out="], "--out"),
+    (["predict", "--device", "", "photo.jpg"], "--device"),
+    (["predict", ""], "an argument"),
+    (["eval", NAME, "--ann", "", "--images", "imgs"], "--ann"),
+    (["train", NAME, "--work-dir", ""], "--work-dir"),
+    (["list", "--", ""], "an argument"),
+])
+def test_an_empty_value_is_refused_in_one_line_before_anything_is_written(args, where, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # click reads '' as '.': nothing may be written here
+    _one_line(rdet_here(capsys, monkeypatch, *args), 2, f"{where}: empty value")
+    assert list(tmp_path.iterdir()) == []
