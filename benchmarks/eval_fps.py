@@ -15,6 +15,7 @@ a late worker, the loader shutting its workers down before the last results are 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import tempfile
@@ -75,16 +76,22 @@ def measure(precision: str, ann: Path, images: Path, device: str, workers: int, 
     run_detection(det, coco, batch_size=batch_size, workers=workers, image_ids=ids[:40])  # captures, warm-up
     synchronize(det.device)
     done = []  # (images finished, when): the first batch's wait is the fixed cost (workers starting, first decode)
+    collections = []  # (generation, seconds) of each garbage collection in the timed run: a suspect for stalls
+    gc.callbacks.append(_gc_timer(collections))
     start = time.perf_counter()
-    results = run_detection(det, coco, batch_size=batch_size, workers=workers,
-                            progress=lambda n: done.append((n, time.perf_counter())))
-    synchronize(det.device)
-    end = time.perf_counter()
+    try:
+        results = run_detection(det, coco, batch_size=batch_size, workers=workers,
+                                progress=lambda n: done.append((n, time.perf_counter())))
+        synchronize(det.device)
+        end = time.perf_counter()
+    finally:
+        gc.callbacks.pop()
     eval_seconds = end - start
     first_n, first_at = done[0]
     steady = (len(ids) - first_n) / max(done[-1][1] - first_at, 1e-9)
     # the longest wait between two results (a stall: the loader's shutdown before the last ones, a late worker)
-    gap = max((b - a for (_, a), (_, b) in zip(done, done[1:])), default=0.0)
+    waits = [(b - a, i + 1) for i, ((_, a), (_, b)) in enumerate(zip(done, done[1:]))]
+    gap, gap_at = max(waits, default=(0.0, 0))
     paths = [coco.path(i) for i in ids]
     speed = time_inference(det, loader_for(det, paths), images=len(paths), warmup=10)  # as rdet bench times
     eval_fps = len(ids) / eval_seconds
@@ -93,10 +100,26 @@ def measure(precision: str, ann: Path, images: Path, device: str, workers: int, 
         torch.cuda.empty_cache()
     return {"images": len(ids), "eval_fps": round(eval_fps, 2), "eval_seconds": round(eval_seconds, 3),
             "first_results_ms": round((first_at - start) * 1000, 1), "eval_fps_after_first": round(steady, 2),
-            "longest_wait_ms": round(gap * 1000, 1), "after_last_results_ms": round((end - done[-1][1]) * 1000, 1),
+            "longest_wait_ms": round(gap * 1000, 1), "longest_wait_before_result": gap_at,
+            "waits_over_50ms": sum(w > 0.05 for w, _ in waits),
+            "gc_runs": len(collections), "gc_longest_ms": round(max((s for _, s in collections), default=0) * 1000, 1),
+            "gc_gen2_runs": sum(g == 2 for g, _ in collections),
+            "after_last_results_ms": round((end - done[-1][1]) * 1000, 1),
             "bench_fps": round(speed.fps, 2), "eval_over_bench": round(eval_fps / speed.fps, 3),
             "detections_per_image_eval": round(len(results) / len(ids), 2),
             "detections_per_image_bench": round(speed.detections, 2), "workers": workers, "batch_size": batch_size}
+
+
+def _gc_timer(collections: list):
+    """A gc.callbacks entry that appends (generation, seconds) for each collection."""
+    started = {}
+
+    def timer(phase, info):
+        if phase == "start":
+            started["at"] = time.perf_counter()
+        elif "at" in started:
+            collections.append((info["generation"], time.perf_counter() - started.pop("at")))
+    return timer
 
 
 def main(argv=None) -> int:
@@ -124,7 +147,9 @@ def main(argv=None) -> int:
                   f"{res['eval_over_bench']:.2f} ({res['detections_per_image_eval']} / "
                   f"{res['detections_per_image_bench']} detections per image); first results after "
                   f"{res['first_results_ms']:.0f} ms, {res['eval_fps_after_first']:.1f} img/s from there, "
-                  f"longest wait between results {res['longest_wait_ms']:.0f} ms",
+                  f"longest wait between results {res['longest_wait_ms']:.0f} ms (before result "
+                  f"{res['longest_wait_before_result']}; {res['waits_over_50ms']} over 50 ms); garbage collections "
+                  f"{res['gc_runs']} ({res['gc_gen2_runs']} full), longest {res['gc_longest_ms']:.0f} ms",
                   flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))

@@ -23,6 +23,7 @@ from retinanet.data.coco import CocoSet, read_json_file
 from retinanet.data.loader_workers import init_worker
 from retinanet.errors import ArgumentError, DatasetError, ImageError, listed
 from retinanet.evaluation.scorer import score_coco
+from retinanet.frozen_heap import frozen_heap
 from retinanet.values import check_batch_size, check_path, check_whole, is_finite_number, is_whole, plain
 
 
@@ -254,20 +255,21 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
         done, queued = in_flight.popleft()
         store(done, path.collect(queued))
 
-    for batch in batches:
-        for tensor, meta, _ in batch:
-            if tensor is None:
-                raise DatasetError(meta)  # the ImageError's one line
-        if path is None:
-            prepared = [(t.to(detector.device, non_blocking=True), meta) for t, meta, _ in batch]
-            store(batch, detector.detect_prepared(prepared, batch_size=len(batch)))
-            continue
-        in_flight.append((batch, path.queue([(path.device_part(path.upload(t), meta), meta)
-                                             for t, meta, _ in batch], batch_size=len(batch))))
-        if len(in_flight) > LOOKAHEAD:
+    with frozen_heap():  # no full garbage collection of the model and libraries mid-loop (a GPU stall)
+        for batch in batches:
+            for tensor, meta, _ in batch:
+                if tensor is None:
+                    raise DatasetError(meta)  # the ImageError's one line
+            if path is None:
+                prepared = [(t.to(detector.device, non_blocking=True), meta) for t, meta, _ in batch]
+                store(batch, detector.detect_prepared(prepared, batch_size=len(batch)))
+                continue
+            in_flight.append((batch, path.queue([(path.device_part(path.upload(t), meta), meta)
+                                                 for t, meta, _ in batch], batch_size=len(batch))))
+            if len(in_flight) > LOOKAHEAD:
+                store_oldest()
+        while in_flight:
             store_oldest()
-    while in_flight:
-        store_oldest()
     parts = gather_to_main(per_image, dist)
     if not dist.is_main:
         return []
