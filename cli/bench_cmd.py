@@ -286,7 +286,7 @@ def _measure_all(entries, rows, files, plan: _Plan, quiet: bool) -> None:
             progress.update(task, completed=start + per_model)
             if not quiet and not err.is_terminal:  # piped or logged: the bar shows nothing, so a line per model
                 err.print(f"{e.name}: fps {fmt(row.fps)}, memory {fmt(row.mem_gb)} GB"
-                          + (f" ({row.error})" if row.error is not None else ""), highlight=False)
+                          + (f" ({shown(row.error)})" if row.error is not None else ""), highlight=False)
         progress.update(task, description="done")
 
 

@@ -66,7 +66,7 @@ def export_model(
     from retinanet.export.exporter import export
 
     reference, digest = _reference(entry, cfg, weights, device, cache_dir, offline, quiet or as_json)
-    say = (lambda msg: None) if quiet or as_json else (lambda msg: err.print(msg, highlight=False))
+    say = (lambda msg: None) if quiet or as_json else (lambda msg: err.print(shown(msg), highlight=False))
     say(f"exporting {entry.name} to {out_file} ({fmt}, {'dynamic' if dynamic else 'fixed'} input, {precision}"
         f"{', with post-processing' if with_postprocess else ''})")
     start = time.perf_counter()
@@ -91,7 +91,7 @@ def export_model(
         out.print(_table(entry.name, report))
     if report is not None and not report.passed:
         if not as_json:
-            err.print(f"[red]error:[/red] {out_file} does not detect what the PyTorch model detects (see the "
+            err.print(f"[red]error:[/red] {shown(out_file)} does not detect what the PyTorch model detects (see the "
                       "table); do not deploy it", highlight=False)
         raise typer.Exit(1)
 
