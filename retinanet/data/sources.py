@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+import stat
+import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,6 +185,21 @@ def _log_errors_only(cv2) -> None:
         cv2.setLogLevel(2)
 
 
+def is_pipe(location: str) -> bool:
+    """A named pipe (FIFO): it can be read once only, and opening it waits for a writer."""
+    try:
+        return stat.S_ISFIFO(os.stat(location).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def check_source(location: str) -> None:
+    """SourceError now for a webcam, stream or file that OpenCV cannot open (before a model loads). A pipe is not
+    tried: what a trial open reads from it is gone, and its writer with it, so the real open would wait for ever."""
+    if not is_pipe(location):
+        open_capture(location).release()
+
+
 def open_capture(location: str):
     """cv2.VideoCapture for a file, a webcam index or a stream URL; SourceError when OpenCV cannot open it."""
     import cv2
@@ -194,6 +211,8 @@ def open_capture(location: str):
         elif "://" in location:
             cap = cv2.VideoCapture(location, cv2.CAP_ANY, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
                                                            cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+        elif is_pipe(location):
+            cap = _interruptible(lambda: cv2.VideoCapture(location))
         else:
             cap = cv2.VideoCapture(location)
     if not cap.isOpened():
@@ -201,6 +220,26 @@ def open_capture(location: str):
         what = f"webcam {location}" if location.isdigit() else location
         raise SourceError(f"{what}: OpenCV cannot open it as a video or stream")
     return cap
+
+
+def _interruptible(call: Callable):
+    """call() in a helper thread, waited for here: OpenCV opening a pipe waits in C, for a writer and then for
+    its first bytes, where neither Ctrl-C nor SIGTERM reaches; here both do (the helper is left behind)."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = call()
+        except BaseException as e:  # noqa: BLE001  (raised again below, in the caller's thread)
+            outcome["error"] = e
+
+    helper = threading.Thread(target=run, name="rdet-open-pipe", daemon=True)
+    helper.start()
+    while helper.is_alive():
+        helper.join(0.1)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def video_frames(location: str, vid_stride: int = 1) -> Iterator[Frame]:
