@@ -13,7 +13,7 @@ from retinanet.config import TEST_SCALE
 from retinanet.export.metadata import export_format
 
 from .common import Fail, WeightsSource, err, coco_files, fmt, load_zoo, out, parse_size, print_json
-from .outputs import output_file
+from .outputs import output_file, writing
 from .options import MAX_BATCH, MAX_BENCH_IMAGES, shared_options
 from .precision import AmpOption, PrecisionChoiceOption, chosen_precision
 from .text import shown
@@ -150,7 +150,8 @@ def bench(
 
         points = [(r.model, r.fps, e.box_ap) for e, r in zip(entries, rows)
                   if r.fps is not None and e.box_ap is not None]
-        speed_accuracy_chart(points, plot, title=f"RetinaNet: published box AP vs speed on {dev_name}")
+        with writing(plot):  # a full disk, or the directory gone since the check: one line
+            speed_accuracy_chart(points, plot, title=f"RetinaNet: published box AP vs speed on {dev_name}")
     if as_json:
         from .provenance import bench_provenance
 
