@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from retinanet.data.globbing import recursive_glob
-from retinanet.data.images import c_library_messages, decode_bgr, read_bgr
+from retinanet.data.images import LIBRARY_LINES as _LOG_LINES, c_library_messages, decode_bgr, read_bgr
 from retinanet.errors import ImageError, RetinaNetError
 from retinanet.file_check import FileProblem, FileTooLarge, read_small_file
 
@@ -169,9 +169,6 @@ def _url_frame(url: str, fetch_url: FetchURL | None) -> Frame:
     return _still(url, lambda: decode_bgr(data, url))
 
 
-# FFmpeg's ('[mjpeg @ 0x55d0...] ...') and OpenCV's ('[ERROR:0@1.2] ...', '[ WARN:0@1.2] ...') log lines, and
-# nothing else: another thread's output caught in the same window (predict reading ahead) must still be shown
-_LOG_LINES = re.compile(r"\[(\s*(ERROR|WARN|INFO|DEBUG|FATAL|VERBOSE):|[^\]]* @ 0x[0-9a-fA-F]+\])")
 STREAM_TIMEOUT_MS = 10_000  # a network stream that neither opens nor sends a frame in 10 s is given up
 
 
