@@ -115,7 +115,7 @@ def bench(
         raise Fail(f"--mem measures training memory, which needs a checkpoint: {weights} is an exported model "
                    "(bench its speed with --fps)")
     do_fps, do_mem = (fps or not mem), (mem or not (fps or exported))
-    _check_options(plot, do_fps, weights, random_weights, images, warmup, batch_size)
+    _check_options(plot, do_fps, weights, random_weights, images, warmup, batch_size, (weights, ann, zoo_file))
     scale = parse_size(size)
     dataset = coco_files(data_root, ann, images_dir, "val", images_flag="--images-dir") if do_fps else None
     zoo = load_zoo(zoo_file)
@@ -166,13 +166,13 @@ def bench(
         raise typer.Exit(1)
 
 
-def _check_options(plot, do_fps, weights, random_weights, images, warmup, batch_size) -> None:
+def _check_options(plot, do_fps, weights, random_weights, images, warmup, batch_size, read) -> None:
     if plot is not None and not do_fps:
         raise Fail("--plot draws the measured fps: add --fps (or drop --mem)")
     if plot is not None and plot.suffix.lower() != ".png":
         raise Fail(f"--plot writes a PNG: give a file name ending in .png, not '{plot}'")
     if plot is not None:
-        output_file(plot, "--plot")  # before the models run
+        output_file(plot, "--plot", read)  # before the models run; never over a file it reads
     if weights is not None and random_weights:
         raise Fail("--weights and --random-weights exclude each other")
     if do_fps and images is not None and images <= warmup * batch_size:

@@ -62,7 +62,8 @@ def export_model(
     out_file = out_file or Path(f"{entry.name}{FORMATS[fmt]}")
     if out_file.suffix.lower() != FORMATS[fmt]:
         raise Fail(f"--out {out_file}: a {fmt} file must end in {FORMATS[fmt]}")
-    output_file(out_file)  # before the model loads: under a file, or in a read-only directory, is one line
+    # before the model loads: under a file, in a read-only directory, or a link to the checkpoint, is one line
+    output_file(out_file, inputs=(weights, zoo_file))
     from retinanet.export.exporter import export
 
     reference, digest = _reference(entry, cfg, weights, device, cache_dir, offline, quiet or as_json)

@@ -115,3 +115,31 @@ def test_an_output_file_that_is_a_pipe_or_a_link_is_written_into_not_replaced(ti
         assert given.is_symlink() and written.is_file()
         data = written.read_bytes()
     assert data.startswith(b"category_id,name," if command == "eval --csv" else b"\x89PNG"), data[:20]
+
+
+@pytest.mark.parametrize("command", ["export --out", "eval --out", "bench --plot"])
+def test_an_output_that_links_to_the_checkpoint_read_is_refused_before_work(tiny, tmp_path, capsys, monkeypatch,
+                                                                            command):
+    """Outputs are written through a link (above), so export, eval and bench check it against every file they
+    read, --weights included: a link to the checkpoint would have had the export, the detections or the chart
+    written over it."""
+    import hashlib
+
+    root, env, records = tiny
+    weights = tmp_path / "mine.pth"
+    weights.write_bytes(next(root.glob("*.pth")).read_bytes())  # the tiny zoo's checkpoint, a copy of the user's
+    before = hashlib.sha256(weights.read_bytes()).hexdigest()
+    suffix = {"export --out": ".onnx", "eval --out": ".json", "bench --plot": ".png"}[command]
+    link = tmp_path / f"out{suffix}"
+    link.symlink_to(weights)
+    quick = ["--weights", weights, "--device", "cpu", "-q"]
+    if command == "export --out":
+        args = ["export", NAME, "--out", link, "--size", "64x64", *quick]
+    elif command == "eval --out":
+        ann = write_annotations(tmp_path / "ann.json", records, [(42, 3, [1, 1, 20, 20])])
+        args = ["eval", NAME, "--ann", ann, "--images", root / "images", "--out", link, *quick]
+    else:
+        args = ["bench", NAME, "--fps", "--num-images", "2", "--size", "64x64", "--plot", link, *quick]
+    r = rdet_here(capsys, monkeypatch, *args, env=env)
+    assert r.returncode == 2 and "would destroy" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == before
