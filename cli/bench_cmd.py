@@ -13,7 +13,7 @@ from retinanet.config import TEST_SCALE
 from retinanet.export.metadata import export_format
 
 from .common import Fail, WeightsSource, err, coco_files, fmt, load_zoo, out, parse_size, print_json
-from .outputs import output_file
+from .outputs import output_file, writing
 from .options import MAX_BATCH, MAX_BENCH_IMAGES, shared_options
 from .precision import AmpOption, PrecisionChoiceOption, chosen_precision
 from .text import shown
@@ -115,7 +115,7 @@ def bench(
         raise Fail(f"--mem measures training memory, which needs a checkpoint: {weights} is an exported model "
                    "(bench its speed with --fps)")
     do_fps, do_mem = (fps or not mem), (mem or not (fps or exported))
-    _check_options(plot, do_fps, weights, random_weights, images, warmup, batch_size)
+    _check_options(plot, do_fps, weights, random_weights, images, warmup, batch_size, (weights, ann, zoo_file))
     scale = parse_size(size)
     dataset = coco_files(data_root, ann, images_dir, "val", images_flag="--images-dir") if do_fps else None
     zoo = load_zoo(zoo_file)
@@ -150,7 +150,8 @@ def bench(
 
         points = [(r.model, r.fps, e.box_ap) for e, r in zip(entries, rows)
                   if r.fps is not None and e.box_ap is not None]
-        speed_accuracy_chart(points, plot, title=f"RetinaNet: published box AP vs speed on {dev_name}")
+        with writing(plot):  # a full disk, or the directory gone since the check: one line
+            speed_accuracy_chart(points, plot, title=f"RetinaNet: published box AP vs speed on {dev_name}")
     if as_json:
         from .provenance import bench_provenance
 
@@ -165,13 +166,13 @@ def bench(
         raise typer.Exit(1)
 
 
-def _check_options(plot, do_fps, weights, random_weights, images, warmup, batch_size) -> None:
+def _check_options(plot, do_fps, weights, random_weights, images, warmup, batch_size, read) -> None:
     if plot is not None and not do_fps:
         raise Fail("--plot draws the measured fps: add --fps (or drop --mem)")
     if plot is not None and plot.suffix.lower() != ".png":
         raise Fail(f"--plot writes a PNG: give a file name ending in .png, not '{plot}'")
     if plot is not None:
-        output_file(plot, "--plot")  # before the models run
+        output_file(plot, "--plot", read)  # before the models run; never over a file it reads
     if weights is not None and random_weights:
         raise Fail("--weights and --random-weights exclude each other")
     if do_fps and images is not None and images <= warmup * batch_size:
@@ -286,7 +287,7 @@ def _measure_all(entries, rows, files, plan: _Plan, quiet: bool) -> None:
             progress.update(task, completed=start + per_model)
             if not quiet and not err.is_terminal:  # piped or logged: the bar shows nothing, so a line per model
                 err.print(f"{e.name}: fps {fmt(row.fps)}, memory {fmt(row.mem_gb)} GB"
-                          + (f" ({row.error})" if row.error is not None else ""), highlight=False)
+                          + (f" ({shown(row.error)})" if row.error is not None else ""), highlight=False)
         progress.update(task, description="done")
 
 

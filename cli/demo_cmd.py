@@ -10,6 +10,7 @@ import typer
 
 from .common import err, out, print_json
 from .options import shared_options
+from .text import shown
 
 DEMO_MODEL = "r50_fpn_1x"
 DEMO_SCORE_THR = 0.3
@@ -89,7 +90,7 @@ def demo(
         print_json({**doc, "images": run.records})
     elif not quiet:
         print_summary(entry.name, run, DEMO_SCORE_THR, out_dir, 0.0)
-        out.print(f"annotated photo: {out_dir / SAMPLE_IMAGE.name}", highlight=False)
+        out.print(f"annotated photo: {shown(out_dir / SAMPLE_IMAGE.name)}", highlight=False)
     if random_weights and not as_json:  # said again last, where a person reads; once is enough for a script
         _fallback_notice(reason)
 

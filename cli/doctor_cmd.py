@@ -7,6 +7,7 @@ from rich.table import Table
 
 from .common import out, print_json
 from .options import shared_options
+from .text import shown
 from .doctor_checks import FAIL, INFO, OK, WARN, Check, cache_checks, dataset_checks, image_library_checks, \
     network_checks, scorer_checks, torch_checks
 
@@ -54,7 +55,7 @@ def doctor(
         table.add_column("status", no_wrap=True)
         table.add_column("detail", overflow="fold")
         for c in checks:
-            table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status}[/]", c.detail)
+            table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status}[/]", shown(c.detail))
         out.print(table)
         out.print(f"[red]{len(failed)} check(s) failed[/red]" if failed else "[green]ready[/green]")
     if failed:

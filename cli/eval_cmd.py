@@ -95,7 +95,7 @@ def evaluate(
         checkpoints = _expand_weights(weights)
         entry, coco_set = _inputs(names[0] if names else None, data_root, ann, images, results_file, out_file,
                                   limit, zoo_file)
-        read = (coco_set.ann_file, results_file)  # what --out and --csv must not overwrite
+        read = (coco_set.ann_file, results_file, *checkpoints, zoo_file)  # what --out and --csv must not overwrite
         check_outputs(csv_file, plots, read)
         if out_file is not None:
             output_file(out_file, inputs=read)  # before the inference: an unwritable --out must not cost the run

@@ -73,7 +73,7 @@ def explain(coco_set, results, scores, *, per_class: bool, csv_file: Path | None
         out.print(per_class_table(rows, f"{heading}: per class (percent; n/a: no ground truth of that class)"))
         if plots is not None:
             out.print(errors_table(found.errors))
-            out.print(f"plots written to {plots}: " + ", ".join(p.name for p in paths), highlight=False)
+            out.print(f"plots written to {shown(plots)}: " + ", ".join(shown(p.name) for p in paths), highlight=False)
         if csv_file is not None:
-            out.print(f"per-class figures written to {csv_file}", highlight=False)
+            out.print(f"per-class figures written to {shown(csv_file)}", highlight=False)
     return doc

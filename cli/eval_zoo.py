@@ -12,6 +12,7 @@ from retinanet.launch_env import torchrun_launch
 
 from .common import Fail, err, load_zoo, out, print_json
 from .outputs import held_output_dir, output_dir
+from .text import shown
 
 DEFAULT_REPORT = Path("zoo-report")
 
@@ -83,7 +84,7 @@ def run_zoo_check(job: ZooCheck, data: tuple, source, run, results_file) -> None
             if quiet_runs:
                 return
             if row.status == UNAVAILABLE:
-                err.print(f"{row.name}: weights unavailable, not scored ({row.message})", highlight=False)
+                err.print(f"{row.name}: weights unavailable, not scored ({shown(row.message)})", highlight=False)
             else:
                 again = " (already in the report)" if row.resumed else ""
                 err.print(f"{row.name}: box AP {row.measured:.2f}{again}", highlight=False)
@@ -104,14 +105,14 @@ def run_zoo_check(job: ZooCheck, data: tuple, source, run, results_file) -> None
                     "report": {"markdown": str(md), "json": str(js)}, "provenance": context})
     else:
         _table(rows, coco_set, tolerance)
-        out.print(f"report written to {md} and {js}", highlight=False)
+        out.print(f"report written to {shown(md)} and {shown(js)}", highlight=False)
     unavailable = [r.name for r in rows if r.status == UNAVAILABLE]
     if unavailable:
         err.print(f"not scored (weights unavailable): {', '.join(unavailable)}", highlight=False)
     if check and off:
-        shown = "; ".join(f"{r.name} measured {r.measured:.2f}, published {r.published:.1f} "
+        misses = "; ".join(f"{r.name} measured {r.measured:.2f}, published {r.published:.1f} "
                           f"({r.difference:+.2f})" for r in off)
-        err.print(f"not reproduced within {tolerance:g} AP: {shown}", highlight=False)
+        err.print(f"not reproduced within {tolerance:g} AP: {misses}", highlight=False)
         raise typer.Exit(1)
     if check and not scored_any:
         err.print("no row could be scored", highlight=False)

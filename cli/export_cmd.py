@@ -62,11 +62,12 @@ def export_model(
     out_file = out_file or Path(f"{entry.name}{FORMATS[fmt]}")
     if out_file.suffix.lower() != FORMATS[fmt]:
         raise Fail(f"--out {out_file}: a {fmt} file must end in {FORMATS[fmt]}")
-    output_file(out_file)  # before the model loads: under a file, or in a read-only directory, is one line
+    # before the model loads: under a file, in a read-only directory, or a link to the checkpoint, is one line
+    output_file(out_file, inputs=(weights, zoo_file))
     from retinanet.export.exporter import export
 
     reference, digest = _reference(entry, cfg, weights, device, cache_dir, offline, quiet or as_json)
-    say = (lambda msg: None) if quiet or as_json else (lambda msg: err.print(msg, highlight=False))
+    say = (lambda msg: None) if quiet or as_json else (lambda msg: err.print(shown(msg), highlight=False))
     say(f"exporting {entry.name} to {out_file} ({fmt}, {'dynamic' if dynamic else 'fixed'} input, {precision}"
         f"{', with post-processing' if with_postprocess else ''})")
     start = time.perf_counter()
@@ -91,7 +92,7 @@ def export_model(
         out.print(_table(entry.name, report))
     if report is not None and not report.passed:
         if not as_json:
-            err.print(f"[red]error:[/red] {out_file} does not detect what the PyTorch model detects (see the "
+            err.print(f"[red]error:[/red] {shown(out_file)} does not detect what the PyTorch model detects (see the "
                       "table); do not deploy it", highlight=False)
         raise typer.Exit(1)
 

@@ -39,7 +39,8 @@ def output_file(path: Path, flag: str = "--out", inputs=()) -> Path:
     for source in inputs:
         if source is not None and _same_file(path, Path(source)):
             raise Fail(f"{flag} {path}: is the input {source}, which writing it would destroy; give another {flag}")
-    output_dir(path.parent if str(path.parent) else Path("."), flag)
+    real = Path(os.path.realpath(path))  # a link is written through (retinanet.atomic_write): check its target
+    output_dir(real.parent, flag)
     if path.exists() and not os.access(path, os.W_OK):
         raise Fail(f"{flag} {path}: the file is not writable")
     return path

@@ -45,7 +45,7 @@ def resolve(inputs: list[str], source: Optional[str]):
     """The inputs as retinanet.data.sources.Input, the bundled photo when none is given; Fail for what names
     nothing (before any download)."""
     from retinanet.assets import SAMPLE_IMAGE
-    from retinanet.data.sources import Input, SourceError, is_stream, is_url, open_capture, resolve_inputs
+    from retinanet.data.sources import Input, SourceError, check_source, is_stream, is_url, resolve_inputs
 
     from .predict_outputs import shown_input
 
@@ -56,7 +56,7 @@ def resolve(inputs: list[str], source: Optional[str]):
         if not (is_stream(source) or is_url(source) or os.path.exists(source)):
             raise Fail(f"--source {shown}: no such file, webcam index or stream URL")
         try:
-            open_capture(source).release()  # a camera or stream that cannot be opened fails before the model loads
+            check_source(source)  # a camera or stream that cannot be opened fails before the model loads
         except SourceError as e:
             raise Fail(str(e).replace(source, shown)) from None
         return [Input("stream", source)]

@@ -40,7 +40,7 @@ def detect_frames(det, frames: Iterable, outputs: Outputs, score_thr: float, lab
             d = None if result.detections is None else keep_classes(result.detections, labels)
             if d is None:
                 run.failures.append(result.error)
-                err.print(f"[red]skipped[/red] {result.error}", highlight=False)
+                err.print(f"[red]skipped[/red] {shown(result.error)}", highlight=False)
             else:
                 run.timings.append(result.seconds)
             rec = record(result, d)
@@ -85,7 +85,7 @@ def print_summary(model: str, run: Run, score_thr: float, out_dir, compile_secon
     if run.interrupted:
         out.print("stopped by Ctrl-C; everything up to that frame is written")
     if out_dir is not None:
-        out.print(f"results written to {out_dir}/ (annotated images or videos, predictions.json, "
+        out.print(f"results written to {shown(out_dir)}/ (annotated images or videos, predictions.json, "
                   "coco_results.json)", highlight=False)
     if run.failures:
         out.print(f"[red]{len(run.failures)} input(s) could not be read[/red]")

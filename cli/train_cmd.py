@@ -119,7 +119,7 @@ def _run(entry, files, work_dir, scale, device, precision, amp, overwrite, quiet
         if overwrite and runtime.dist.is_main:
             removed = clear_run(work_dir)
             if removed and not quiet:
-                err.print(f"--overwrite: deleted {len(removed)} file(s) of the earlier run in {work_dir}")
+                err.print(f"--overwrite: deleted {len(removed)} file(s) of the earlier run in {shown(work_dir)}")
         _train(entry, files, work_dir, runtime, scale, {**options, "precision": precision}, init, json_log, source,
                quiet)
     finally:
@@ -282,12 +282,12 @@ class _TrainingProgress:
         if self.json_lines:
             _json_line({"mode": "message", "text": text})
         elif self.show:
-            err.print(text, highlight=False)
+            err.print(shown(text), highlight=False)
 
 
 def _metrics_table(model, val_set, metrics, epoch):
     out.print(metrics_table(f"{model} after epoch {epoch}: COCO box AP on {len(val_set)} images of "
-                            f"{val_set.ann_file.name}", metrics))
+                            f"{shown(val_set.ann_file.name)}", metrics))
 
 
 def register(app: typer.Typer) -> None:

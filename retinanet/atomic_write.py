@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,12 +48,25 @@ def temporary_name(path: str | os.PathLike) -> Path:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """`with atomic_path(p) as tmp: write(tmp)`: p gets the written file only when the block succeeds."""
-    path = Path(path)
-    tmp = temporary_name(path)
+    """`with atomic_path(p) as tmp: write(tmp)`: p gets the written file only when the block succeeds. A link
+    stays a link (its target gets the file); a device or pipe (/dev/null, /dev/stdout, a FIFO) gets the bytes
+    written into it: renamed over, it would be replaced by a plain file (as root, /dev/null itself)."""
+    path = Path(os.path.realpath(path))
+    special = path.exists() and not path.is_file() and not path.is_dir()
+    if special:
+        fd, name = tempfile.mkstemp(suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
+    else:
+        tmp = temporary_name(path)
     try:
         yield tmp
-        replace_durably(tmp, path)
+        if special:
+            with open(tmp, "rb") as src, open(path, "wb") as dest:
+                shutil.copyfileobj(src, dest)
+            tmp.unlink()
+        else:
+            replace_durably(tmp, path)
     except BaseException:
         if tmp.is_symlink() or tmp.exists():
             tmp.unlink()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from retinanet.atomic_write import atomic_path
+
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#0f8d99", "#8a8a00",
            "#7f7f7f"]
 GRID, INK, MUTED = "#e6e6e6", "black", "#555555"
@@ -139,5 +141,6 @@ def blend(low: tuple[int, int, int], high: tuple[int, int, int], t: float) -> tu
 def save_png(img: Image.Image, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="PNG")
+    with atomic_path(path) as tmp:  # a pipe or device gets the bytes (PIL cannot seek in it), a link its target
+        img.save(tmp, format="PNG")
     return path

@@ -255,6 +255,19 @@ def test_two_torchrun_processes_give_exactly_the_ap_of_one(data, cli_run):
 # --- many checkpoints, and the whole zoo against its published table -----------------------------------------
 
 
+@pytest.mark.parametrize("images, batch_size, workers, started", [(3, 1, 256, 3), (3, 2, 8, 2), (3, 1, 2, 2),
+                                                                    (3, 4, 0, 0)])
+def test_no_more_loader_workers_start_than_there_are_batches(data, images, batch_size, workers, started):
+    """A hunt's finding: `rdet eval --workers 256` on 3 images started 256 processes (30 s on 2 cores, and
+    torch's 'excessive worker creation' warning twice); a worker beyond the number of batches has nothing to do."""
+    from retinanet.evaluation.coco_eval import _loader
+
+    coco_set = _set(data, "all.json")
+    loader = _loader(coco_set, coco_set.image_ids[:images], data["det"].cfg, batch_size, workers, pin=False,
+                     device_normalise=False)
+    assert loader.num_workers == started
+
+
 def test_decoded_images_are_kept_between_runs_and_change_nothing(data):
     one = _set(data, "bare.json", limit=1)
     cache = DecodedImages()

@@ -67,3 +67,79 @@ def test_classes_filter_and_crops(tiny, tmp_path, capsys, monkeypatch):
     label = CLASSES.index(kept_class)  # 0-based labels work too
     r = rdet_here(capsys, monkeypatch, "predict", NAME, image, "--json", "--classes", str(label), *SMALL, env=env)
     assert json.loads(r.stdout)["images"][0]["detections"] == doc["images"][0]["detections"]
+
+
+@pytest.mark.parametrize("command", ["eval --csv", "bench --plot"])
+@pytest.mark.parametrize("target", ["pipe", "link", "dangling link"])
+def test_an_output_file_that_is_a_pipe_or_a_link_is_written_into_not_replaced(tiny, tmp_path, capsys, monkeypatch,
+                                                                               command, target):
+    """A hunt's finding: outputs were written beside and renamed over the path given, so --csv /dev/null (as
+    root) turned /dev/null into a plain file, a FIFO became a plain file its reader never saw, and a symbolic
+    link was replaced by a file; bench --plot on a pipe or a dangling link ended in 'unexpected ...' (exit 70)
+    after the whole bench. (/dev/null itself is not used here: before the fix this test would replace it.)"""
+    import os
+    import stat
+    import threading
+
+    root, env, records = tiny
+    suffix = ".csv" if command == "eval --csv" else ".png"
+    given = tmp_path / f"given{suffix}"
+    written = tmp_path / "linked" / f"target{suffix}"  # where a link points (its directory made by rdet)
+    received = []
+    if target == "pipe":
+        os.mkfifo(given)
+        reader = threading.Thread(target=lambda: received.append(given.read_bytes()), daemon=True)
+        reader.start()
+    else:
+        written.parent.mkdir()
+        if target == "link":
+            written.write_text("the user's old file")
+        else:
+            written.parent.rmdir()
+        given.symlink_to(written)
+    if command == "eval --csv":
+        ann = write_annotations(tmp_path / "ann.json", records, [(42, 3, [1, 1, 20, 20])])
+        results = tmp_path / "results.json"
+        results.write_text(json.dumps([{"image_id": 42, "category_id": 3, "bbox": [1, 1, 20, 20], "score": 0.9}]))
+        args = ["eval", "--results", results, "--ann", ann, "--csv", given, "-q"]
+    else:
+        args = ["bench", NAME, "--fps", "--random-weights", "--device", "cpu", "--num-images", "2", "--warmup",
+                "0", "--size", "64x64", "--plot", given, "-q"]
+    r = rdet_here(capsys, monkeypatch, *args, env=env)
+    assert r.returncode == 0, r.stderr
+    if target == "pipe":
+        reader.join(10)
+        assert stat.S_ISFIFO(os.lstat(given).st_mode) and received, "the pipe was replaced, or got nothing"
+        data = received[0]
+    else:
+        assert given.is_symlink() and written.is_file()
+        data = written.read_bytes()
+    assert data.startswith(b"category_id,name," if command == "eval --csv" else b"\x89PNG"), data[:20]
+
+
+@pytest.mark.parametrize("command", ["export --out", "eval --out", "bench --plot"])
+def test_an_output_that_links_to_the_checkpoint_read_is_refused_before_work(tiny, tmp_path, capsys, monkeypatch,
+                                                                            command):
+    """Outputs are written through a link (above), so export, eval and bench check it against every file they
+    read, --weights included: a link to the checkpoint would have had the export, the detections or the chart
+    written over it."""
+    import hashlib
+
+    root, env, records = tiny
+    weights = tmp_path / "mine.pth"
+    weights.write_bytes(next(root.glob("*.pth")).read_bytes())  # the tiny zoo's checkpoint, a copy of the user's
+    before = hashlib.sha256(weights.read_bytes()).hexdigest()
+    suffix = {"export --out": ".onnx", "eval --out": ".json", "bench --plot": ".png"}[command]
+    link = tmp_path / f"out{suffix}"
+    link.symlink_to(weights)
+    quick = ["--weights", weights, "--device", "cpu", "-q"]
+    if command == "export --out":
+        args = ["export", NAME, "--out", link, "--size", "64x64", *quick]
+    elif command == "eval --out":
+        ann = write_annotations(tmp_path / "ann.json", records, [(42, 3, [1, 1, 20, 20])])
+        args = ["eval", NAME, "--ann", ann, "--images", root / "images", "--out", link, *quick]
+    else:
+        args = ["bench", NAME, "--fps", "--num-images", "2", "--size", "64x64", "--plot", link, *quick]
+    r = rdet_here(capsys, monkeypatch, *args, env=env)
+    assert r.returncode == 2 and "would destroy" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == before

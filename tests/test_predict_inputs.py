@@ -210,6 +210,49 @@ def test_a_file_read_as_a_stream_stops_cleanly_on_ctrl_c(tiny, tmp_path):
     assert len(json.loads((out / "predictions.json").read_text())["images"]) == frames_out
 
 
+@pytest.mark.parametrize("writer", ["writes a video", "never writes"])
+def test_a_named_pipe_read_as_a_stream_is_read_once_and_ctrl_c_stops_its_wait(tiny, tmp_path, writer):
+    """A hunt's finding: `--source FIFO` hung for ever, deaf to Ctrl-C and SIGTERM. The check before the model
+    loads opened the pipe and closed it, taking the writer's bytes (and the writer) with it, so the real open
+    waited in C for a writer that never came; and a pipe whose writer sends nothing kept OpenCV's open in C."""
+    import threading
+    import time
+
+    root, env = tiny
+    pipe = tmp_path / "live.avi"
+    os.mkfifo(pipe)
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RDET_")}
+    full_env.update(env)
+    proc = subprocess.Popen(rdet_command() + ["predict", NAME, "--source", str(pipe), "--json", *SMALL],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        if writer == "writes a video":
+            clip = _write_video(tmp_path / "clip.avi", 4).read_bytes()
+            threading.Thread(target=lambda: pipe.write_bytes(clip), daemon=True).start()
+            lines, stderr = proc.communicate(timeout=60)
+            assert proc.returncode == 0, stderr
+            assert [json.loads(line)["frame"] for line in lines.splitlines()] == [0, 1, 2, 3]
+        else:
+            began = time.monotonic()
+            while True:  # a writer that connects once rdet has the pipe open, and never writes
+                try:
+                    held = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+                    break
+                except OSError:  # ENXIO: no reader yet
+                    assert time.monotonic() - began < 60 and proc.poll() is None, proc.stderr.read()
+                    time.sleep(0.1)
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=20)
+            os.close(held)
+            assert proc.returncode in (0, 130) and "Traceback" not in stderr and "unexpected" not in stderr, stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_urls_and_list_files(tiny, tmp_path, http_server, capsys, monkeypatch):
     root, env = tiny
     img = tmp_path / "local.jpg"

@@ -131,6 +131,38 @@ def test_11_markup_in_user_input_does_not_crash_the_error_printer(tmp_path):
     assert "[/x]" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", ["predict --out", "predict skipped", "eval --plots --csv", "doctor"])
+def test_11_markup_in_a_path_a_command_reports_is_shown_literally(tiny_files, tmp_path, capsys, monkeypatch,
+                                                                  command):
+    """A hunt's finding: paths went into rich markup unescaped where a command reports them, so a directory
+    named '[/x]' ended a finished run in 'unexpected MarkupError' (exit 70), and '[red]' vanished from it."""
+    from cli_inprocess import rdet_here
+    from coco_data import write_annotations, write_images
+
+    manifest, _ = tiny_files
+    odd = tmp_path / "[" / "x] [red]y"  # '[/x] [red]y' in the path: a closing tag that matches nothing, a style
+    image = tmp_path / "small.png"
+    cv2.imwrite(str(image), np.full((48, 64, 3), 128, np.uint8))
+    quick = ["--model", NAME, "--random-weights", "--device", "cpu", "--size", "64x64"]
+    if command == "predict --out":
+        args = ["predict", image, *quick, "--out", odd]
+    elif command == "predict skipped":
+        odd.mkdir(parents=True)
+        (odd / "bad.png").write_bytes(b"not an image")
+        args = ["predict", odd / "bad.png", *quick]
+    elif command == "eval --plots --csv":
+        records = write_images(tmp_path / "images")
+        ann = write_annotations(tmp_path / "ann.json", records, [(42, 3, [1, 1, 20, 20])])
+        results = tmp_path / "results.json"
+        results.write_text(json.dumps([{"image_id": 42, "category_id": 3, "bbox": [1, 1, 20, 20], "score": 0.9}]))
+        args = ["eval", "--results", results, "--ann", ann, "--plots", odd, "--csv", odd / "c.csv"]
+    else:
+        args = ["doctor", "--offline", "--data-root", odd]
+    r = rdet_here(capsys, monkeypatch, *args, env={"RDET_ZOO": str(manifest), "RDET_CACHE": str(tmp_path / "c")})
+    assert r.returncode in (0, 1), r.stderr  # doctor fails the missing data root; predict the unreadable image
+    assert "unexpected" not in r.stderr and "[/x] [red]y" in " ".join((r.stdout + r.stderr).split())
+
+
 def test_11_file_names_reach_the_terminal_escaped(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()

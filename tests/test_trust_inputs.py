@@ -234,6 +234,42 @@ def test_broken_videos_are_one_line_each_without_ffmpegs_own_lines(tmp_path, cap
     assert capfd.readouterr().err == ""  # was: '[mjpeg @ 0x...] error count: 65', 'moov atom not found', ...
 
 
+def _png_without_pixels(w: int, h: int) -> bytes:
+    """A PNG whose chunks and CRCs are all valid (Pillow's verify passes) but whose image data is empty."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("name, says", [("cut.tif", "TIFF"), ("cut.bmp", "end of input"),
+                                        ("cut.ppm", "end of input"), ("cut.jp2", "OpenJPEG2000"),
+                                        ("empty.png", "libpng error: Not enough image data")])
+def test_a_cut_image_is_one_line_saying_why_without_the_libraries_own_lines(tmp_path, capfd, name, says):
+    """A hunt's finding: a truncated TIFF, BMP, PPM or JPEG 2000 (or a PNG with no pixel data) printed OpenCV's,
+    libtiff's or libpng's own lines to stderr ('[ERROR:0@3.2] global loadsave.cpp:1390 imdecode_ ...', 'libpng
+    error: ...'), up to five, before rdet's one line, which did not say why."""
+    from PIL import Image
+
+    path = tmp_path / name
+    if name.endswith(".png"):
+        path.write_bytes(_png_without_pixels(64, 48))
+    else:
+        image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+        image.save(path)
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    capfd.readouterr()
+    with pytest.raises(ImageError) as caught:
+        read_bgr(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: OpenCV could not decode the image (") and says in message, message
+    assert "\n" not in message and capfd.readouterr().err == ""
+
+
 # --- --out targets -----------------------------------------------------------------------------------------------
 
 def test_unwritable_out_files_are_one_line_and_inputs_are_never_overwritten(tiny, tmp_path, capsys, monkeypatch):

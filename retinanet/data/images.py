@@ -31,6 +31,11 @@ DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's limit: a 0.25 GB decoded image; larg
 _MAX_MAX_PIXELS = 1 << 40  # a terapixel: far past any decodable image, and file sizes from it still fit an index
 _BYTES_PER_PIXEL = 8  # no image format stores more (16-bit RGBA), so a bigger file cannot be a permitted image
 _LIBJPEG_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file", "Invalid JPEG", "Warning")
+# FFmpeg's ('[mjpeg @ 0x55d0...] ...'), OpenCV's ('[ERROR:0@1.2] ...', '[ WARN:0@1.2] ...') and libpng's log
+# lines, and nothing else: another thread's output caught in the same window (predict reading ahead) must still
+# be shown
+LIBRARY_LINES = re.compile(r"\[(\s*(ERROR|WARN|INFO|DEBUG|FATAL|VERBOSE):|[^\]]* @ 0x[0-9a-fA-F]+\])|libpng ")
+_LOG_PREFIX = re.compile(r"^\[[^]]*\]\s*(global \S+:\d+ \S+ )?")  # '[ERROR:0@1.2] global file.cpp:12 func '
 _stderr_lock = threading.Lock()
 _pillow_lock = threading.Lock()  # guards Pillow's global MAX_IMAGE_PIXELS
 
@@ -132,6 +137,7 @@ def decode_bgr(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Encoded bytes -> HxWx3 uint8 BGR, as cv2.imdecode(IMREAD_COLOR) gives the reference."""
     fmt = _check_header(data, name)
     buffer = np.frombuffer(data, np.uint8)
+    messages: list[str] = []
     try:
         if fmt == "JPEG":
             with c_library_messages() as messages:
@@ -141,12 +147,15 @@ def decode_bgr(data: bytes, name: str = "<bytes>") -> np.ndarray:
                     raise ImageError(f"{name}: corrupt JPEG data ({messages[0]}); RDET_ALLOW_CORRUPT_IMAGES=1 "
                                      "decodes what libjpeg recovers")
                 print(f"warning: {name}: corrupt JPEG data, decoded anyway ({messages[0]})", file=sys.stderr)
-        else:
-            img = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        else:  # what OpenCV, libpng, libtiff say of a truncated file goes into the one line below, not stderr
+            with c_library_messages(keep=LIBRARY_LINES) as messages:
+                img = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     except cv2.error as err:  # OpenCV's own checks, e.g. its pixel limit when RDET_MAX_PIXELS is above it
         raise ImageError(f"{name}: OpenCV could not decode the image ({getattr(err, 'err', '') or err})") from None
     if img is None or img.ndim != 3 or img.shape[2] != 3 or img.size == 0:
-        raise ImageError(f"{name}: OpenCV could not decode the image")
+        errors = [m for m in messages if m.startswith(("[ERROR", "libpng error"))] or messages
+        why = f" ({_LOG_PREFIX.sub('', errors[0])})" if errors else ""
+        raise ImageError(f"{name}: OpenCV could not decode the image{why}")
     return img
 
 

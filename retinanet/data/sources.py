@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+import stat
+import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from retinanet.data.globbing import recursive_glob
-from retinanet.data.images import c_library_messages, decode_bgr, read_bgr
+from retinanet.data.images import LIBRARY_LINES as _LOG_LINES, c_library_messages, decode_bgr, read_bgr
 from retinanet.errors import ImageError, RetinaNetError
 from retinanet.file_check import FileProblem, FileTooLarge, read_small_file
 
@@ -167,9 +169,6 @@ def _url_frame(url: str, fetch_url: FetchURL | None) -> Frame:
     return _still(url, lambda: decode_bgr(data, url))
 
 
-# FFmpeg's ('[mjpeg @ 0x55d0...] ...') and OpenCV's ('[ERROR:0@1.2] ...', '[ WARN:0@1.2] ...') log lines, and
-# nothing else: another thread's output caught in the same window (predict reading ahead) must still be shown
-_LOG_LINES = re.compile(r"\[(\s*(ERROR|WARN|INFO|DEBUG|FATAL|VERBOSE):|[^\]]* @ 0x[0-9a-fA-F]+\])")
 STREAM_TIMEOUT_MS = 10_000  # a network stream that neither opens nor sends a frame in 10 s is given up
 
 
@@ -183,6 +182,21 @@ def _log_errors_only(cv2) -> None:
         cv2.setLogLevel(2)
 
 
+def is_pipe(location: str) -> bool:
+    """A named pipe (FIFO): it can be read once only, and opening it waits for a writer."""
+    try:
+        return stat.S_ISFIFO(os.stat(location).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def check_source(location: str) -> None:
+    """SourceError now for a webcam, stream or file that OpenCV cannot open (before a model loads). A pipe is not
+    tried: what a trial open reads from it is gone, and its writer with it, so the real open would wait for ever."""
+    if not is_pipe(location):
+        open_capture(location).release()
+
+
 def open_capture(location: str):
     """cv2.VideoCapture for a file, a webcam index or a stream URL; SourceError when OpenCV cannot open it."""
     import cv2
@@ -194,6 +208,8 @@ def open_capture(location: str):
         elif "://" in location:
             cap = cv2.VideoCapture(location, cv2.CAP_ANY, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
                                                            cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+        elif is_pipe(location):
+            cap = _interruptible(lambda: cv2.VideoCapture(location))
         else:
             cap = cv2.VideoCapture(location)
     if not cap.isOpened():
@@ -201,6 +217,26 @@ def open_capture(location: str):
         what = f"webcam {location}" if location.isdigit() else location
         raise SourceError(f"{what}: OpenCV cannot open it as a video or stream")
     return cap
+
+
+def _interruptible(call: Callable):
+    """call() in a helper thread, waited for here: OpenCV opening a pipe waits in C, for a writer and then for
+    its first bytes, where neither Ctrl-C nor SIGTERM reaches; here both do (the helper is left behind)."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = call()
+        except BaseException as e:  # noqa: BLE001  (raised again below, in the caller's thread)
+            outcome["error"] = e
+
+    helper = threading.Thread(target=run, name="rdet-open-pipe", daemon=True)
+    helper.start()
+    while helper.is_alive():
+        helper.join(0.1)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def video_frames(location: str, vid_stride: int = 1) -> Iterator[Frame]:

@@ -146,6 +146,7 @@ def _loader(coco_set: CocoSet, ids: list[int], cfg, batch_size: int, workers: in
 
     dataset = CocoImages([coco_set.path(i) for i in ids], ids, cfg, device_normalise=device_normalise,
                          device_resize=device_resize)
+    workers = min(workers, -(-len(ids) // max(1, batch_size)))  # a worker more than there are batches idles
     return DataLoader(dataset, batch_size=max(1, batch_size), shuffle=False, num_workers=workers,
                       collate_fn=_keep_as_list, worker_init_fn=init_worker if workers else None, pin_memory=pin,
                       prefetch_factor=4 if workers else None,
