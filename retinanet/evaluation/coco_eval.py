@@ -23,7 +23,7 @@ from retinanet.data.coco import CocoSet, read_json_file
 from retinanet.data.loader_workers import init_worker
 from retinanet.errors import ArgumentError, DatasetError, ImageError, listed
 from retinanet.evaluation.scorer import score_coco
-from retinanet.frozen_heap import frozen_heap
+from retinanet.gc_pause import no_full_collections
 from retinanet.values import check_batch_size, check_path, check_whole, is_finite_number, is_whole, plain
 
 
@@ -256,7 +256,7 @@ def run_detection(detector, coco_set: CocoSet, batch_size: int = 1, workers: int
         done, queued = in_flight.popleft()
         store(done, path.collect(queued))
 
-    with frozen_heap():  # no full garbage collection of the model and libraries mid-loop (a GPU stall)
+    with no_full_collections():  # a full walk of the model's and libraries' objects stalls the GPU
         for batch in batches:
             for tensor, meta, _ in batch:
                 if tensor is None:
