@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from retinanet.errors import ArgumentError
-from retinanet.values import check_fraction, check_whole, is_finite_number, is_whole, plain_fields
+from retinanet.values import check_fraction, check_number, check_whole, is_finite_number, is_whole, plain_fields
 
 STYLES = ("pytorch", "caffe")
 DEPTHS = (18, 34, 50, 101, 152)  # the ResNet depths the backbone builds
@@ -118,8 +118,7 @@ class ModelConfig:
             raise ArgumentError(f"mean and std must be 3 finite numbers each, std positive, not {self.mean!r}, "
                                 f"{self.std!r}")
         check_lr_steps(self.lr_steps)
-        if not (is_finite_number(self.base_lr) and self.base_lr > 0):
-            raise ArgumentError(f"base_lr must be a positive number, not {self.base_lr!r}")
+        check_number(self.base_lr, "base_lr", positive=True)
         if not isinstance(self.extra, dict):
             raise ArgumentError(f"extra must be a dict, not {self.extra!r}")
 

@@ -65,6 +65,13 @@ def check_whole(value, name: str, low: int = 1) -> None:
         raise ArgumentError(f"{name} must be {what}, not {value!r}")
 
 
+def check_number(value, name: str, positive: bool = False) -> None:
+    """ArgumentError unless `value` is a finite number (not a bool): above 0 when `positive`, else at least 0."""
+    if not (is_finite_number(value) and (value > 0 if positive else value >= 0)):
+        what = "a positive number" if positive else "a number of at least 0"
+        raise ArgumentError(f"{name} must be {what}, not {value!r}")
+
+
 def check_batch_size(value) -> None:
     check_whole(value, "batch_size")
 

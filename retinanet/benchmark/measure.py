@@ -33,7 +33,7 @@ from retinanet.errors import ArgumentError, RetinaNetError, exhausted_memory, fi
 from retinanet.inference.torch_switches import inference_switches
 from retinanet.memory import max_rss_bytes
 from retinanet.training.schedule import SGD_MOMENTUM, SGD_WEIGHT_DECAY
-from retinanet.values import check_batch_size, check_whole, is_finite_number
+from retinanet.values import check_batch_size, check_number, check_whole
 
 GIB = 1024 ** 3  # the README's GB are mmcv's MiB / 1024
 CUDA_KIND = "cuda max_memory_allocated"
@@ -120,8 +120,7 @@ def time_inference(detector, load: Callable[[int], tuple], images: int = 2000, w
     check_whole(images, "images")  # 'abc' or 2.5 failed in comparisons or ran a fraction of a batch
     check_whole(warmup, "warmup", 0)
     check_batch_size(batch_size)
-    if not (is_finite_number(min_warmup_seconds) and min_warmup_seconds >= 0):
-        raise ArgumentError(f"min_warmup_seconds must be a number of at least 0, not {min_warmup_seconds!r}")
+    check_number(min_warmup_seconds, "min_warmup_seconds")
     if not callable(load):
         raise ArgumentError(f"load must be a function of the image index (benchmark.inputs.loader_for), not "
                             f"{type(load).__name__}")

@@ -41,7 +41,7 @@ from retinanet.training.schedule import (SGD_MOMENTUM, SGD_WEIGHT_DECAY, WARMUP_
                                          scaled_lr, set_lr)
 from retinanet.training.run_log import cut_back_log
 from retinanet.training.work_dir import check_place
-from retinanet.values import check_flag, check_fraction, check_path, check_whole, is_finite_number, plain_fields
+from retinanet.values import check_flag, check_fraction, check_number, check_path, check_whole, plain_fields
 from retinanet.training.stop_request import StopRequest
 from retinanet.data.coco import CocoSet
 from retinanet.data.train_data import GroupedBatches, TrainSet, loader
@@ -105,13 +105,12 @@ class TrainOptions:
             raise ArgumentError(f"seed must be from 0 to {MAX_SEED}, not {self.seed}")
         if self.lr_steps is not None:
             check_lr_steps(self.lr_steps)
-        for name in ("lr", "momentum", "weight_decay", "clip_grad"):
-            value = getattr(self, name)
-            if value is None and name in ("lr", "clip_grad"):
-                continue
-            if not (is_finite_number(value) and (value > 0 if name == "clip_grad" else value >= 0)):
-                what = "a positive number" if name == "clip_grad" else "a number of at least 0"
-                raise ArgumentError(f"{name} must be {what}, not {value!r}")
+        for name in ("momentum", "weight_decay"):
+            check_number(getattr(self, name), name)
+        if self.lr is not None:
+            check_number(self.lr, "lr")
+        if self.clip_grad is not None:
+            check_number(self.clip_grad, "clip_grad", positive=True)
         check_fraction(self.warmup_ratio, "warmup_ratio")
         if not (self.precision is None or (isinstance(self.precision, str) and self.precision in PRECISION_NAMES)):
             raise ArgumentError(f"precision must be one of {', '.join(PRECISION_NAMES)} or None, not "
