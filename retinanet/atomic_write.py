@@ -7,6 +7,7 @@ writing into one shared temporary file and renaming a mix of both."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -39,11 +40,21 @@ def replace_durably(tmp: str | os.PathLike, dest: str | os.PathLike) -> Path:
     return dest
 
 
+_TOKEN_BYTES = 4
+_TEMPORARY = re.compile(rf"(?P<target>.+)\.[0-9a-f]{{{2 * _TOKEN_BYTES}}}\.tmp")
+
+
 def temporary_name(path: str | os.PathLike) -> Path:
     """A name beside `path` that no other write uses: `NAME.<random>.tmp` (a crash may leave one; *.tmp is
     litter, never a result)."""
     path = Path(path)
-    return path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+    return path.with_name(f"{path.name}.{secrets.token_hex(_TOKEN_BYTES)}.tmp")
+
+
+def temporary_target(name: str) -> str | None:
+    """The file name that `name`, a temporary_name, was to become; None when `name` is no temporary_name."""
+    match = _TEMPORARY.fullmatch(name)
+    return match["target"] if match else None
 
 
 @contextmanager

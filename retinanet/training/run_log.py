@@ -9,6 +9,8 @@ from pathlib import Path
 
 from retinanet.atomic_write import write_text_atomically
 
+LOG = "log.jsonl"  # in the run's work dir
+
 
 def _after(record, done_iters: int) -> bool:
     """Whether a record is of training past `done_iters` iterations (train and diverged records carry

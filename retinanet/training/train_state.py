@@ -15,7 +15,8 @@ from retinanet.config import MAX_SEED
 from retinanet.errors import CheckpointError
 from retinanet.model.checkpoint import checked_state, load_weights_only
 
-LATEST = "latest.pth"
+LATEST = "latest.pth"  # a link to the newest checkpoint
+INTERRUPTED = "interrupted.pth"  # written when a signal stops a run mid-epoch
 
 
 def rng_state() -> dict:

@@ -39,13 +39,14 @@ from retinanet.model.retinanet import RetinaNet
 from retinanet.model.pretrained import initialise
 from retinanet.training.schedule import (SGD_MOMENTUM, SGD_WEIGHT_DECAY, WARMUP_ITERS, WARMUP_RATIO, StepSchedule,
                                          scaled_lr, set_lr)
-from retinanet.training.run_log import cut_back_log
+from retinanet.training.run_log import LOG, cut_back_log
 from retinanet.training.work_dir import check_place
 from retinanet.values import check_flag, check_fraction, check_number, check_path, check_whole, plain_fields
 from retinanet.training.stop_request import StopRequest
 from retinanet.data.coco import CocoSet
 from retinanet.data.train_data import GroupedBatches, TrainSet, loader
 from retinanet.training.train_state import (
+    INTERRUPTED,
     LATEST,
     point_latest,
     read_resume_state,
@@ -53,8 +54,6 @@ from retinanet.training.train_state import (
     set_rng_state,
     write_atomically,
 )
-
-INTERRUPTED, LOG = "interrupted.pth", "log.jsonl"
 
 
 class TrainingDiverged(RetinaNetError):

@@ -8,19 +8,20 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from retinanet.atomic_write import temporary_target
 from retinanet.errors import RetinaNetError, listed
 from retinanet.process_lock import held_alone
-from retinanet.training.train_state import LATEST
+from retinanet.training.run_log import LOG
+from retinanet.training.train_state import INTERRUPTED, LATEST
 
 LOCK = ".rdet-train.lock"  # held by the running rdet train, removed when it ends (retinanet.process_lock)
 
-RUN_FILES = ("epoch_*.pth", LATEST, "interrupted.pth", "log.jsonl", "*.tmp")  # what a Trainer writes
+RUN_FILES = ("epoch_*.pth", LATEST, INTERRUPTED, LOG, "*.tmp")  # what a Trainer writes
 
 
 def run_files(work_dir: Path) -> list[Path]:
@@ -31,7 +32,6 @@ def run_files(work_dir: Path) -> list[Path]:
     return sorted(found)
 
 
-_TEMPORARY = re.compile(r"(?P<name>.+)\.[0-9a-f]{8}\.tmp")  # atomic_write.temporary_name's NAME.<random>.tmp
 _PICKLE_LIMIT = 64 << 20  # a checkpoint's pickle (its tensors are separate entries) is far smaller than this
 
 
@@ -65,10 +65,10 @@ def written_by_rdet(path: Path) -> bool:
     log, or a temporary file of one of these."""
     if path.is_symlink():
         return True
-    match = _TEMPORARY.fullmatch(path.name)
-    if match:
-        return any(fnmatch.fnmatch(match["name"], p) for p in RUN_FILES if p != "*.tmp")
-    if path.name == "log.jsonl":
+    target = temporary_target(path.name)
+    if target is not None:
+        return any(fnmatch.fnmatch(target, p) for p in RUN_FILES if p != "*.tmp")
+    if path.name == LOG:
         return _is_run_log(path)
     return path.suffix == ".pth" and _is_training_checkpoint(path)
 
