@@ -77,7 +77,8 @@ def measure(precision: str, ann: Path, images: Path, device: str, workers: int, 
     synchronize(det.device)
     done = []  # (images finished, when): the first batch's wait is the fixed cost (workers starting, first decode)
     collections = []  # (generation, seconds) of each garbage collection in the timed run: a suspect for stalls
-    gc.callbacks.append(_gc_timer(collections))
+    timer = _gc_timer(collections)
+    gc.callbacks.append(timer)
     start = time.perf_counter()
     try:
         results = run_detection(det, coco, batch_size=batch_size, workers=workers,
@@ -85,7 +86,7 @@ def measure(precision: str, ann: Path, images: Path, device: str, workers: int, 
         synchronize(det.device)
         end = time.perf_counter()
     finally:
-        gc.callbacks.pop()
+        gc.callbacks.remove(timer)  # not pop(): another callback may have been added meanwhile
     eval_seconds = end - start
     first_n, first_at = done[0]
     steady = (len(ids) - first_n) / max(done[-1][1] - first_at, 1e-9)
